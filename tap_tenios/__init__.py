@@ -1,0 +1,1 @@
+"""Singer tap for Tenios call detail records (CDRs)."""

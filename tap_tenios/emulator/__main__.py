@@ -1,0 +1,82 @@
+"""``tap-tenios-emulator``: serve synthetic CDRs on 127.0.0.1 until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+from tap_tenios.emulator.data import generate
+from tap_tenios.emulator.server import (
+    BOUNDS,
+    FAULT_KINDS,
+    ORDERS,
+    TIMESTAMP_STYLES,
+    Behaviour,
+    Emulator,
+    RunningEmulator,
+)
+from tap_tenios.windows import parse_setting
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tap-tenios-emulator",
+        description="A local Tenios CDR API with deterministic synthetic calls.",
+    )
+    parser.add_argument("--port", type=int, default=8766, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--start", help="first day of data (default: --days before today, UTC)")
+    parser.add_argument("--days", type=int, default=21, help="days of data")
+    parser.add_argument("--calls-per-day", type=int, default=400, help="calls per day (legs are more)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data")
+    parser.add_argument("--access-key", default=Behaviour.access_key, help="the key the emulator accepts")
+    parser.add_argument("--order", choices=ORDERS, default="sorted", help="order of returned items")
+    parser.add_argument("--bounds", choices=BOUNDS, default="half_open", help="inclusiveness of date bounds")
+    parser.add_argument("--timestamp-style", choices=TIMESTAMP_STYLES, default="space")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument("--fault-kinds", default="429,500,reset", help=f"comma-separated, of: {', '.join(FAULT_KINDS)}")
+    parser.add_argument("--echo-body-in-errors", action="store_true", help="echo the request in error bodies")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.start:
+        start = parse_setting(args.start)
+    else:
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today - timedelta(days=args.days - 1)
+    end = start + timedelta(days=args.days)
+    behaviour = Behaviour(
+        access_key=args.access_key,
+        order=args.order,
+        bounds=args.bounds,
+        timestamp_style=args.timestamp_style,
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+        echo_body_in_errors=args.echo_body_in_errors,
+    )
+    legs = generate(start, end, args.calls_per_day, seed=args.seed)
+    running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    print(
+        f"Tenios API emulator on {running.url}: {len(legs)} legs from "
+        f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (exclusive)",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

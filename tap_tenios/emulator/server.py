@@ -1,0 +1,403 @@
+"""A local Tenios CDR API: both endpoints, strict validation, and switches for what
+the real API leaves undocumented (ordering, bound inclusiveness, timestamp spelling,
+when a CDR appears) and for the faults any HTTP API shows now and then.
+
+Stdlib only, so it ships in the package and runs anywhere the tap runs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import re
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from tap_tenios.emulator.data import Leg
+
+UTC = timezone.utc
+
+#: What the real API documents for request dates (the overview also allows an offset).
+REQUEST_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{2}:\d{2})")
+
+ORDERS = ("sorted", "unsorted", "reverse")
+BOUNDS = ("half_open", "inclusive", "exclusive", "left_open")
+TIMESTAMP_STYLES = ("space", "iso_z", "millis_z", "offset", "naive_t")
+FAULT_KINDS = (
+    "429",  # Too Many Requests with Retry-After
+    "429-bare",  # ... without Retry-After
+    "500",
+    "502-html",
+    "503-html",
+    "reset",  # connection closed without an answer
+    "stall",  # no answer for ``stall_seconds`` (a read timeout for the client)
+    "truncated",  # 200 whose JSON body is cut short
+    "not-json",  # 200 with an HTML body
+    "no-items",  # 200 whose JSON lacks "items"
+    "no-total",  # 200 whose JSON lacks "total_items"
+    "400",
+    "403",
+)
+
+
+@dataclass
+class Behaviour:
+    """The emulator's switches; all may be changed while it runs."""
+
+    access_key: str = "emulator-access-key"
+    order: str = "sorted"
+    bounds: str = "half_open"
+    timestamp_style: str = "space"
+    latency_ms: float = 0.0
+    max_page_size: int = 10_000
+    echo_body_in_errors: bool = False
+    #: Legs become visible when they end; ``None`` means the real clock.
+    now: datetime | None = None
+    retry_after_seconds: int = 2
+    stall_seconds: float = 2.0
+    #: Faults for the next requests, in order: ``{"kind": ..., "path": optional}``.
+    fault_queue: list[dict[str, Any]] = field(default_factory=list)
+    #: Random faults: share of requests, kinds drawn from, seeded for repeatability.
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("429", "500", "reset")
+    fault_seed: int = 7
+    #: Insert a new leg at the start of the range after page 1 of a retrieve is served.
+    insert_during_paging: bool = False
+    #: Repeat the last leg of the previous page at the top of every page after the first.
+    repeat_leg_across_pages: bool = False
+
+
+@dataclass
+class Stats:
+    """What the emulator saw and did, for tests and the fault campaign's figures."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+
+def _spell(moment: datetime, style: str) -> str:
+    if style == "space":
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if style == "iso_z":
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "millis_z":
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if style == "offset":
+        return moment.astimezone(timezone(timedelta(hours=1))).isoformat()
+    if style == "naive_t":
+        return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    raise ValueError(f"unknown timestamp style {style!r}")
+
+
+def encode_leg(leg: Leg, style: str) -> bytes:
+    """A leg as the API would send it; ``cost`` keeps its exact decimal digits."""
+    out: dict[str, object] = {}
+    cost_text = None
+    for key, value in leg.fields.items():
+        if isinstance(value, datetime):
+            out[key] = _spell(value, style)
+        elif isinstance(value, Decimal):
+            cost_text = format(value, "f")
+            out[key] = "__COST__"
+        else:
+            out[key] = value
+    text = json.dumps(out, separators=(",", ":"))
+    if cost_text is not None:
+        text = text.replace('"__COST__"', cost_text)
+    return text.encode()
+
+
+class LegStore:
+    """Legs sorted by start instant; range look-ups by bisection."""
+
+    def __init__(self, legs: list[Leg]) -> None:
+        self._lock = threading.Lock()
+        self._legs = sorted(legs, key=lambda leg: (leg.start, leg.uuid))
+        self._starts = [leg.start for leg in self._legs]
+        self._encoded: dict[tuple[str, str], bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._legs)
+
+    def all(self) -> list[Leg]:
+        with self._lock:
+            return list(self._legs)
+
+    def add(self, leg: Leg) -> None:
+        with self._lock:
+            index = bisect.bisect_right(self._starts, leg.start)
+            self._legs.insert(index, leg)
+            self._starts.insert(index, leg.start)
+
+    def select(self, lower: datetime, upper: datetime, bounds: str, now: datetime) -> list[Leg]:
+        """Visible legs whose start lies between the bounds, in start order."""
+        with self._lock:
+            if bounds in ("half_open", "inclusive"):
+                lo = bisect.bisect_left(self._starts, lower)
+            else:
+                lo = bisect.bisect_right(self._starts, lower)
+            if bounds in ("inclusive", "left_open"):
+                hi = bisect.bisect_right(self._starts, upper)
+            else:
+                hi = bisect.bisect_left(self._starts, upper)
+            return [leg for leg in self._legs[lo:hi] if leg.visible_at <= now]
+
+    def encoded(self, leg: Leg, style: str) -> bytes:
+        key = (leg.uuid, style)
+        cached = self._encoded.get(key)
+        if cached is None:
+            cached = self._encoded[key] = encode_leg(leg, style)
+        return cached
+
+
+class ApiError(Exception):
+    """An error answer: status and message, as the real API would send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _instant(body: dict[str, Any], name: str) -> datetime:
+    value = body.get(name)
+    if not isinstance(value, str) or not REQUEST_DATE.fullmatch(value):
+        raise ApiError(400, f"Invalid {name}: expected YYYY-MM-DDTHH:MM:SS.mmmZ")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _positive_int(body: dict[str, Any], name: str, maximum: int) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ApiError(400, f"Invalid {name}: expected an integer from 1 to {maximum}")
+    return value
+
+
+class Emulator:
+    """The API's behaviour, independent of HTTP: ``handle(path, body)`` gives an answer."""
+
+    def __init__(self, legs: list[Leg], behaviour: Behaviour | None = None) -> None:
+        self.store = LegStore(legs)
+        self.behaviour = behaviour or Behaviour()
+        self.stats = Stats()
+        self._rng = random.Random(self.behaviour.fault_seed)
+        self._lock = threading.Lock()
+        self._inserted = 0
+
+    def now(self) -> datetime:
+        return self.behaviour.now or datetime.now(UTC)
+
+    def next_fault(self, path: str) -> str | None:
+        """The fault to inject into this request, if any (queue first, then chance)."""
+        with self._lock:
+            queue = self.behaviour.fault_queue
+            for i, fault in enumerate(queue):
+                if fault.get("path") in (None, path):
+                    del queue[i]
+                    self.stats.count(self.stats.faults, fault["kind"])
+                    return str(fault["kind"])
+            if self.behaviour.fault_rate and self._rng.random() < self.behaviour.fault_rate:
+                kind = self._rng.choice(self.behaviour.fault_kinds)
+                self.stats.count(self.stats.faults, kind)
+                return kind
+        return None
+
+    def retrieve(self, body: dict[str, Any]) -> bytes:
+        b = self.behaviour
+        lower = _instant(body, "start_date_from")
+        upper = _instant(body, "start_date_to")
+        page = _positive_int(body, "page", 10**9)
+        page_size = _positive_int(body, "page_size", b.max_page_size)
+        if upper < lower:
+            raise ApiError(400, "start_date_to must not be before start_date_from")
+        legs = self.store.select(lower, upper, b.bounds, self.now())
+        if b.order == "unsorted":
+            legs.sort(key=lambda leg: zlib.crc32(leg.uuid.encode()))
+        elif b.order == "reverse":
+            legs.reverse()
+        first = (page - 1) * page_size
+        chunk = legs[first : first + page_size]
+        if b.repeat_leg_across_pages and page > 1 and first - 1 < len(legs):
+            chunk = [legs[first - 1], *chunk]
+        if b.insert_during_paging and page == 1 and chunk:
+            self._insert_leg(lower)
+        items = b",".join(self.store.encoded(leg, b.timestamp_style) for leg in chunk)
+        head = b'{"items":['
+        tail = f'],"total_items":{len(legs)},"page":{page},"page_size":{page_size}}}'
+        return head + items + tail.encode()
+
+    def _insert_leg(self, lower: datetime) -> None:
+        """A leg that 'lands' while a client pages: it shifts every later page."""
+        existing = self.store.select(lower, lower + timedelta(days=1), "half_open", self.now())
+        if not existing:
+            return
+        template = existing[0]
+        self._inserted += 1
+        new_uuid = f"00000000-0000-4000-8000-{self._inserted:012d}"
+        fields = {**template.fields, "uuid": new_uuid}
+        self.store.add(Leg(new_uuid, template.start, template.visible_at, fields))
+
+    def count(self, body: dict[str, Any]) -> bytes:
+        lower = _instant(body, "start_date_from")
+        upper = _instant(body, "start_date_to")
+        if upper < lower:
+            raise ApiError(400, "start_date_to must not be before start_date_from")
+        if upper - lower > timedelta(days=1):
+            raise ApiError(400, "The interval can be max. 1 day")
+        legs = self.store.select(lower, upper, self.behaviour.bounds, self.now())
+        return json.dumps({"total_items": len(legs)}).encode()
+
+    def handle(self, path: str, raw: bytes) -> tuple[int, bytes]:
+        """Answer one request: (status, JSON body). Raises ``ApiError`` for errors."""
+        handler: dict[str, Callable[[dict[str, Any]], bytes]] = {
+            "/cdrs/retrieve": self.retrieve,
+            "/cdrs/count": self.count,
+        }
+        if path not in handler:
+            raise ApiError(404, f"Unknown method {path}")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        with self._lock:
+            self.stats.bodies.append({k: v for k, v in body.items() if k != "access_key"})
+        if body.get("access_key") != self.behaviour.access_key:
+            raise ApiError(403, "Invalid access key")
+        return 200, handler[path](body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet: request lines would only clutter test output."""
+
+    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str, raw: bytes) -> None:
+        payload: dict[str, Any] = {"error": message, "status": status}
+        if self.server.emulator.behaviour.echo_body_in_errors:
+            payload["request"] = raw.decode("utf-8", "replace")
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/_emulator/stats":
+            stats = self.server.emulator.stats
+            body = {"requests": stats.requests, "faults": stats.faults, "legs": len(self.server.emulator.store)}
+            self._send(200, json.dumps(body).encode(), "application/json")
+            return
+        self._error(404, "Unknown method", b"")
+
+    def do_POST(self) -> None:  # noqa: N802
+        emulator = self.server.emulator
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?", 1)[0]
+        with emulator._lock:  # noqa: SLF001
+            emulator.stats.count(emulator.stats.requests, path)
+        b = emulator.behaviour
+        if b.latency_ms:
+            time.sleep(b.latency_ms / 1000)
+        fault = emulator.next_fault(path)
+        if fault and self._fault(fault, raw):
+            return
+        try:
+            status, body = emulator.handle(path, raw)
+        except ApiError as exc:
+            self._error(exc.status, exc.message, raw)
+            return
+        self._send(status, body, "application/json")
+
+    def _fault(self, kind: str, raw: bytes) -> bool:
+        """Inject one fault; False when the request should be answered normally after it."""
+        b = self.server.emulator.behaviour
+        html = b"<html><body><h1>Bad Gateway</h1></body></html>"
+        if kind == "429":
+            self._send(429, b'{"error":"Too many requests"}', "application/json",
+                       Retry_After=str(b.retry_after_seconds))
+        elif kind == "429-bare":
+            self._send(429, b'{"error":"Too many requests"}', "application/json")
+        elif kind == "500":
+            self._error(500, "Internal error", raw)
+        elif kind in ("502-html", "503-html"):
+            self._send(int(kind[:3]), html, "text/html")
+        elif kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.close_connection = True
+            self.connection.close()
+        elif kind == "stall":
+            time.sleep(b.stall_seconds)
+            self.close_connection = True
+        elif kind == "truncated":
+            self._send(200, b'{"items":[{"uuid":"', "application/json")
+        elif kind == "not-json":
+            self._send(200, html, "text/html")
+        elif kind == "no-items":
+            self._send(200, b'{"total_items":3,"page":1}', "application/json")
+        elif kind == "no-total":
+            self._send(200, b'{"items":[],"page":1}', "application/json")
+        elif kind in ("400", "403"):
+            self._error(int(kind), "Bad request" if kind == "400" else "Invalid access key", raw)
+        else:
+            return False
+        return True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+
+
+class RunningEmulator:
+    """An emulator serving on 127.0.0.1 in a background thread (tests, demo, benchmarks)."""
+
+    def __init__(self, emulator: Emulator, port: int = 0) -> None:
+        self.emulator = emulator
+        self._server = _Server(("127.0.0.1", port), emulator)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> RunningEmulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> RunningEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,127 @@
+"""One CDR as the API sends it -> one record as the tap emits it. Pure, no I/O.
+
+The API's field types are undocumented and seen only in public clients, so every
+field is read defensively: a value is converted when the conversion is exact and
+unambiguous (``"275"`` seconds, a cost given as a string), and anything else is an
+error that names the field and the leg's ``uuid``. A wrong value is never emitted
+silently: no naive timestamp read as local time, no cost rounded through float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+from tap_tenios.windows import TimestampError, format_utc, parse_timestamp
+
+
+class RecordError(ValueError):
+    """A CDR field the tap cannot read without guessing."""
+
+    def __init__(self, uuid: object, field: str, problem: str) -> None:
+        leg = uuid if isinstance(uuid, str) else "<no uuid>"
+        super().__init__(f"CDR {leg}: field {field!r} {problem}")
+        self.uuid = leg
+        self.field = field
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a number sent without quotes, e.g. a phone number
+    raise TypeError(f"is a {type(value).__name__}, expected a string")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("is a boolean, expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise TypeError(f"is {value!r}, expected an integer")
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise TypeError("is a boolean, expected a number")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise TypeError(f"is {value!r}, expected a number") from None
+    else:
+        # A float has already lost the exact amount: refuse rather than guess.
+        raise TypeError(f"is a {type(value).__name__}, expected an exact number")
+    if not result.is_finite():
+        raise TypeError(f"is {value!r}, expected a finite number")
+    return result
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1) and isinstance(value, int):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise TypeError(f"is {value!r}, expected true or false")
+
+
+def _timestamp(value: Any) -> str:
+    try:
+        return format_utc(parse_timestamp(value))
+    except TimestampError as exc:
+        raise TypeError(str(exc)) from None
+
+
+#: field -> (converter, nullable). Nullable exactly where the vendor's doc says so.
+FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "uuid": (_text, False),
+    "main_leg_uuid": (_text, True),
+    "bleg_uuid": (_text, True),
+    "call_type": (_text, False),
+    "start_stamp": (_timestamp, False),
+    "answer_stamp": (_timestamp, True),
+    "end_stamp": (_timestamp, False),
+    "duration": (_integer, False),
+    "billusec": (_integer, False),
+    "cost": (_decimal, False),
+    "prepaid": (_boolean, False),
+    "hangup_cause": (_text, False),
+    "callerid_number": (_text, False),
+    "callerid_name": (_text, True),
+    "destination_number": (_text, False),
+    "source_type": (_text, False),
+    "routing_status": (_text, True),
+    "billing_status": (_text, True),
+}
+
+
+def to_record(item: Any) -> dict[str, Any]:
+    """The emitted record for one API item; unknown fields are dropped."""
+    if not isinstance(item, dict):
+        raise RecordError(None, "items[]", f"is a {type(item).__name__}, expected an object")
+    uuid = item.get("uuid")
+    record: dict[str, Any] = {}
+    for name, (convert, nullable) in FIELDS.items():
+        value = item.get(name)
+        if value is None:
+            if not nullable:
+                problem = "is missing" if name not in item else "is null"
+                raise RecordError(uuid, name, problem + ", but the API documents a value")
+            record[name] = None
+            continue
+        try:
+            record[name] = convert(value)
+        except TypeError as exc:
+            raise RecordError(uuid, name, str(exc)) from None
+    return record
+

@@ -1,0 +1,121 @@
+"""Typed settings, read once from the config and checked before any request.
+
+JSON Schema checks types; this checks meaning (dates that parse and are in order,
+a real time zone, positive sizes) and reports each problem by setting name. No
+message ever quotes ``access_key``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tap_tenios.windows import TimestampError, parse_setting
+
+ON_MISMATCH = ("fail", "warn")
+
+
+class SettingsError(ValueError):
+    """One or more settings are unusable; ``problems`` name each setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config as the streams use it."""
+
+    start: datetime
+    end: datetime | None
+    timezone: ZoneInfo
+    page_size: int
+    window: timedelta
+    lookback: timedelta
+    max_concurrency: int
+    on_count_mismatch: str
+
+    def run_end(self, now: datetime) -> datetime:
+        """Exclusive end of this run: ``end_date`` if set, never later than now."""
+        return min(self.end, now) if self.end else now
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        problems: list[str] = []
+
+        def moment(name: str) -> datetime | None:
+            value = config.get(name)
+            if value in (None, ""):
+                return None
+            try:
+                return parse_setting(value)
+            except (TimestampError, TypeError):
+                problems.append(
+                    f"{name}: {value!r} is not a date (YYYY-MM-DD) or an ISO-8601 date-time"
+                )
+                return None
+
+        def positive(name: str, *, zero_ok: bool = False) -> int:
+            value = config.get(name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{name}: {value!r} is not a whole number")
+                return 1
+            if value < 0 or (value == 0 and not zero_ok):
+                problems.append(f"{name}: {value} must be {'0 or more' if zero_ok else 'positive'}")
+                return 1
+            return value
+
+        start = moment("start_date")
+        if start is None and "start_date" not in [p.split(":")[0] for p in problems]:
+            problems.append("start_date: required")
+        end = moment("end_date")
+        if start and end and end <= start:
+            problems.append(f"end_date: {config['end_date']!r} is not after start_date")
+        try:
+            zone = ZoneInfo(str(config.get("timezone") or "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: {config.get('timezone')!r} is not an IANA time zone name")
+            zone = ZoneInfo("UTC")
+        url = urlparse(str(config.get("api_url", "")))
+        if url.scheme not in ("http", "https") or not url.netloc:
+            problems.append(f"api_url: {config.get('api_url')!r} is not an http(s) URL")
+        access_key = config.get("access_key")
+        if not isinstance(access_key, str) or not access_key.strip():
+            problems.append("access_key: required, a non-empty string (value not shown)")
+        on_mismatch = config.get("on_count_mismatch", "fail")
+        if on_mismatch not in ON_MISMATCH:
+            problems.append(f"on_count_mismatch: {on_mismatch!r} is not one of {ON_MISMATCH}")
+        sizes = {
+            name: positive(name, zero_ok=name == "max_retries" or name == "lookback_minutes")
+            for name in (
+                "page_size",
+                "window_size_hours",
+                "lookback_minutes",
+                "max_concurrency",
+                "request_timeout_seconds",
+                "max_retries",
+            )
+        }
+        if problems:
+            raise SettingsError(problems)
+        assert start is not None  # noqa: S101 - guaranteed by the checks above
+        return cls(
+            start=start,
+            end=end,
+            timezone=zone,
+            page_size=sizes["page_size"],
+            window=timedelta(hours=sizes["window_size_hours"]),
+            lookback=timedelta(minutes=sizes["lookback_minutes"]),
+            max_concurrency=sizes["max_concurrency"],
+            on_count_mismatch=str(on_mismatch),
+        )
+
+
+def utc_now() -> datetime:
+    """Now, to the millisecond (the API's request precision)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

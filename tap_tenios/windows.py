@@ -1,0 +1,185 @@
+"""Time windows and timestamp spellings: the pure logic behind both streams.
+
+Nothing here does I/O, so every edge (window bounds, DST days, odd ISO-8601
+spellings) is tested directly, without HTTP.
+
+Why the care: the Tenios API documents neither the spelling of the timestamps it
+returns nor whether ``start_date_from``/``start_date_to`` are inclusive. The tap
+therefore asks for a little more than it needs (``padded``) and keeps exactly the
+half-open window it owns (``Window.contains``), so every leg is emitted by exactly
+one window whatever the API does at the edges.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+UTC = timezone.utc
+
+#: How far each ``/cdrs/retrieve`` request reaches past the window it serves, on both
+#: sides. Any width > 0 makes the bounds' inclusiveness irrelevant; one second also
+#: covers an API that truncates request instants to whole seconds.
+EDGE_PADDING = timedelta(seconds=1)
+
+#: ``/cdrs/count`` cannot be filtered client-side, so its requests are shifted one
+#: millisecond earlier: ``[a - 1ms, b - 1ms]`` selects exactly ``[a, b)`` for an API
+#: whose CDR timestamps have whole-second precision (they are FreeSWITCH stamps),
+#: whichever bounds the API treats as inclusive.
+COUNT_SHIFT = timedelta(milliseconds=1)
+
+#: The API's documented maximum period for ``/cdrs/count``.
+MAX_COUNT_PERIOD = timedelta(days=1)
+
+_TIMESTAMP = re.compile(
+    r"""
+    (?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})
+    [Tt\ ]
+    (?P<hour>\d{2}):(?P<minute>\d{2})
+    (?::(?P<second>\d{2})
+        (?:[.,:](?P<fraction>\d{1,9}))?   # ':' covers the vendor doc's "00:00:00:000Z"
+    )?
+    \s*
+    (?P<zone>[Zz]|[+-]\d{2}(?::?\d{2})?)?
+    """,
+    re.VERBOSE,
+)
+_DATE_ONLY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+class TimestampError(ValueError):
+    """A timestamp that is not a valid ISO-8601 date-time."""
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Read an ISO-8601 date-time in any common spelling as an aware UTC datetime.
+
+    Accepts ``T`` or a space, optional seconds and fraction, ``Z``, an offset, or no
+    zone at all, which the API means as UTC (never as the machine's local time).
+    Fractions below a microsecond are truncated: Python cannot hold them.
+    """
+    if not isinstance(value, str):
+        raise TimestampError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        raise TimestampError(f"not an ISO-8601 date-time: {value!r}")
+    fraction = match["fraction"] or ""
+    zone = match["zone"]
+    tz = UTC
+    if zone and zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+        if hours > 23 or minutes > 59:  # noqa: PLR2004
+            raise TimestampError(f"invalid UTC offset in {value!r}")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        parsed = datetime(
+            int(match["year"]),
+            int(match["month"]),
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"] or 0),
+            int(fraction[:6].ljust(6, "0")) if fraction else 0,
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise TimestampError(f"invalid date-time {value!r}: {exc}") from None
+    return parsed if tz is UTC else parsed.astimezone(UTC)
+
+
+def parse_setting(value: str) -> datetime:
+    """Read a ``start_date``/``end_date`` setting: a date or a date-time, UTC if no zone."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and (m := _DATE_ONLY.fullmatch(text)):
+        try:
+            return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC)
+        except ValueError as exc:
+            raise TimestampError(f"invalid date {value!r}: {exc}") from None
+    return parse_timestamp(text)
+
+
+def format_utc(moment: datetime) -> str:
+    """Spell an instant the one way the tap emits it: RFC 3339, UTC, microseconds, ``Z``.
+
+    One fixed-width spelling matters: the SDK compares bookmarks as strings.
+    """
+    utc = moment.astimezone(UTC) if moment.tzinfo is not UTC else moment
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def format_request(moment: datetime) -> str:
+    """Spell an instant as the API's examples do: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC."""
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open interval ``[start, end)`` of call start instants."""
+
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether a leg that started at ``moment`` belongs to this window."""
+        return self.start <= moment < self.end
+
+    def padded(self) -> Window:
+        """The range requested from the API: this window plus ``EDGE_PADDING`` each side."""
+        return Window(self.start - EDGE_PADDING, self.end + EDGE_PADDING)
+
+    def describe(self) -> str:
+        """The window as shown in logs and error messages."""
+        return f"[{format_request(self.start)}, {format_request(self.end)})"
+
+
+def iter_windows(start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:
+    """Split ``[start, end)`` into consecutive windows of at most ``size``, ascending."""
+    if size <= timedelta(0):
+        raise ValueError("window size must be positive")
+    cursor = start
+    while cursor < end:
+        upper = min(cursor + size, end)
+        yield Window(cursor, upper)
+        cursor = upper
+
+
+@dataclass(frozen=True)
+class LocalDay:
+    """One calendar day in a time zone, as the UTC instants that bound it."""
+
+    day: date
+    window: Window
+
+    def count_requests(self) -> list[tuple[datetime, datetime]]:
+        """The ``/cdrs/count`` periods whose sum is this day's count.
+
+        A day with a DST change lasts 23 or 25 hours; the API refuses periods over one
+        day, so a long day is asked for in pieces that meet without overlap. Each piece
+        is shifted by ``COUNT_SHIFT`` (see there).
+        """
+        pieces = iter_windows(self.window.start, self.window.end, MAX_COUNT_PERIOD)
+        return [(p.start - COUNT_SHIFT, p.end - COUNT_SHIFT) for p in pieces]
+
+
+def local_days(first: date, last: date, tz: ZoneInfo) -> Iterator[LocalDay]:
+    """Every calendar day from ``first`` to ``last`` (inclusive) in ``tz``, ascending."""
+    day = first
+    while day <= last:
+        following = day + timedelta(days=1)
+        start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        end = datetime(
+            following.year, following.month, following.day, tzinfo=tz
+        ).astimezone(UTC)
+        yield LocalDay(day, Window(start, end))
+        day = following
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> date:
+    """The calendar date of an instant in ``tz``."""
+    return moment.astimezone(tz).date()
