@@ -96,10 +96,6 @@ class CdrsStream(TeniosStream):
     path = "/cdrs/retrieve"
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
-    is_sorted = True
-    # Lookback re-reads legs older than the bookmark on purpose; see
-    # ``_increment_stream_state`` for why the bookmark still never moves back.
-    check_sorted = False
 
     schema = th.PropertiesList(
         th.Property("uuid", th.StringType, required=True,
@@ -142,20 +138,8 @@ class CdrsStream(TeniosStream):
     ).to_dict()
 
     @override
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        """Advance the bookmark, but never move it back.
-
-        Legs re-read from the lookback are older than the saved bookmark; letting them
-        rewind it would make a run killed during the lookback redo more than needed.
-        Everything below the saved bookmark was read by an earlier run, so keeping it
-        is safe.
-        """
-        bookmark = self.stream_state.get("replication_key_value")
-        if bookmark and latest_record["start_stamp"] < canonical(bookmark):
-            return
-        super()._increment_stream_state(latest_record, context=context)
+    def bookmark_key(self, bookmark: str) -> str:
+        return canonical(bookmark)
 
     def extraction_range(self, context: Context | None) -> tuple[datetime, datetime]:
         """From (bookmark - lookback), never before ``start_date``, to ``end_date``/now."""
@@ -259,7 +243,6 @@ class CdrCountsStream(TeniosStream):
     path = "/cdrs/count"
     primary_keys = ("date",)
     replication_key = "date"
-    is_sorted = True
 
     schema = th.PropertiesList(
         th.Property("date", th.DateType, required=True,

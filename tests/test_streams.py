@@ -1,0 +1,233 @@
+"""Both streams against the emulator: exactly once, whatever the API does."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
+from tap_tenios.windows import format_utc
+
+from .conftest import END, UTC, dataset, in_range, make_config, run_cli
+
+BEHAVIOURS = [
+    (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])
+    for i, (order, bounds) in enumerate(itertools.product(ORDERS, BOUNDS))
+]
+
+
+@pytest.mark.parametrize(("order", "bounds", "style"), BEHAVIOURS)
+def test_every_leg_exactly_once_whatever_the_api_does(serve, run_tap, legs, order, bounds, style):
+    emulator = serve(legs, order=order, bounds=bounds, timestamp_style=style)
+    run = run_tap(make_config(emulator.url, window_size_hours=6))
+    uuids = [r["uuid"] for r in run.records()]
+    assert len(uuids) == len(set(uuids)), "a leg was emitted twice"
+    assert set(uuids) == in_range(legs)
+
+
+def test_records_are_exact_and_canonical(serve, run_tap, legs):
+    emulator = serve(legs, timestamp_style="offset")
+    by_uuid = {r["uuid"]: r for r in run_tap(make_config(emulator.url)).records()}
+    for leg in legs:
+        if leg.uuid not in by_uuid:
+            continue
+        record = by_uuid[leg.uuid]
+        assert Decimal(str(record["cost"])) == leg.fields["cost"]
+        assert record["start_stamp"] == format_utc(leg.start)
+        assert record["main_leg_uuid"] == leg.fields["main_leg_uuid"]
+
+
+def test_costs_keep_every_decimal_digit_on_the_wire(serve, legs, tmp_path):
+    emulator = serve(legs)
+    result = run_cli(tmp_path, make_config(emulator.url, end_date="2024-03-02"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    wire_costs = [line.split('"cost":')[1].split(",")[0]
+                  for line in result.stdout.splitlines() if line.startswith('{"type":"RECORD","stream":"cdrs"')]
+    expected = {format(leg.fields["cost"], "f") for leg in legs}
+    assert wire_costs and set(wire_costs) <= expected  # e.g. 0.054400, digits kept
+    assert any(len(c.split(".")[1]) == 6 for c in wire_costs)
+
+
+def test_records_are_emitted_in_start_order(serve, run_tap, legs):
+    emulator = serve(legs, order="reverse")
+    stamps = [(r["start_stamp"], r["uuid"]) for r in run_tap(make_config(emulator.url)).records()]
+    assert stamps == sorted(stamps)
+
+
+def test_pages_are_read_until_total_items_without_an_extra_request(serve, run_tap, legs):
+    emulator = serve(legs)
+    run_tap(make_config(emulator.url, page_size=7))
+    bodies = [b for b in emulator.emulator.stats.bodies if "page" in b]
+    per_window = Counter(b["start_date_from"] for b in bodies)
+    assert len(per_window) == 3  # one window per day
+    for window_start, pages in per_window.items():
+        day = datetime.fromisoformat(window_start.replace("Z", "+00:00")) + timedelta(seconds=1)
+        total = sum(1 for leg in legs
+                    if day - timedelta(seconds=1) <= leg.start <= day + timedelta(days=1, seconds=1))
+        assert pages == max(1, math.ceil(total / 7))
+    assert {b["page_size"] for b in bodies} == {7}
+    assert min(b["page"] for b in bodies) == 1
+
+
+def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
+    emulator = serve(legs)
+    run_tap(make_config(emulator.url))
+    first = emulator.emulator.stats.bodies[0]
+    assert first["start_date_from"] == "2024-02-29T23:59:59.000Z"
+    assert first["start_date_to"] == "2024-03-02T00:00:01.000Z"
+
+
+@pytest.mark.parametrize(("hours", "workers"), [(1, 1), (5, 3), (24, 4), (72, 2)])
+def test_window_size_and_concurrency_do_not_change_the_output(serve, run_tap, legs, hours, workers):
+    emulator = serve(legs, order="unsorted", bounds="inclusive")
+    run = run_tap(make_config(emulator.url, window_size_hours=hours, max_concurrency=workers))
+    reference = sorted((format_utc(leg.start), leg.uuid) for leg in legs
+                       if leg.uuid in in_range(legs))
+    assert [(r["start_stamp"], r["uuid"]) for r in run.records()] == reference
+    assert run.final_state["bookmarks"]["cdrs"]["replication_key_value"] == reference[-1][0]
+
+
+def test_a_state_message_follows_every_window(serve, run_tap, legs):
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, window_size_hours=12))
+    seen: list[str] = []
+    bookmarks = []
+    for message in run.messages:
+        if message["type"] == "RECORD":
+            seen.append(message["record"]["start_stamp"])
+        elif message["type"] == "STATE" and seen:
+            bookmark = message["value"]["bookmarks"]["cdrs"]["replication_key_value"]
+            assert bookmark == max(seen), "state must be exactly the last emitted leg"
+            bookmarks.append(bookmark)
+    assert len(bookmarks) >= 6  # six 12-hour windows, plus the final state
+
+
+def test_resuming_from_any_state_loses_nothing_and_redoes_at_most_a_window(serve, run_tap, legs):
+    """Simulates a kill right after each STATE: the next run starts from that state."""
+    emulator = serve(legs, order="unsorted", bounds="inclusive")
+    config = make_config(emulator.url, window_size_hours=12)
+    full = run_tap(config)
+    everything = in_range(legs)
+    emitted: list[str] = []
+    for message in full.messages:
+        if message["type"] == "RECORD":
+            emitted.append(message["record"]["uuid"])
+        elif message["type"] == "STATE" and emitted:
+            resumed = run_tap(config, state=message["value"])
+            again = [r["uuid"] for r in resumed.records()]
+            assert set(emitted) | set(again) == everything
+            redone = set(emitted) & set(again)
+            assert len(redone) <= 12 * 60 / 24 * 4  # legs of about one 12-hour window
+
+
+def late_arrival() -> tuple[datetime, list[Leg], list[Leg]]:
+    """A long call that started before a run's end and ended after it, then a short one.
+
+    The short call ends before the run, so the run's bookmark passes the long call's start.
+    """
+    run_end = END - timedelta(hours=2)
+    late_call = make_call(random.Random(5), run_end - timedelta(hours=3))
+    for leg in late_call:
+        leg.visible_at = run_end + timedelta(hours=3)
+    later_call = make_call(random.Random(6), run_end - timedelta(minutes=30))
+    for leg in later_call:
+        leg.visible_at = leg.start
+    return run_end, late_call, later_call
+
+
+def test_lookback_picks_up_a_leg_that_appeared_after_the_run(serve, run_tap, legs):
+    run_end, late_call, later_call = late_arrival()
+    emulator = serve(legs + late_call + later_call, now=run_end)
+    first = run_tap(make_config(emulator.url, end_date=None, lookback_minutes=1440))
+    late = {leg.uuid for leg in late_call}
+    assert not late & {r["uuid"] for r in first.records()}
+
+    emulator.emulator.behaviour.now = END + timedelta(hours=5)
+    second = run_tap(make_config(emulator.url, end_date=END.isoformat(), lookback_minutes=1440),
+                     state=first.final_state)
+    assert late <= {r["uuid"] for r in second.records()}
+
+
+def test_without_lookback_a_late_leg_is_missed_which_is_why_it_exists(serve, run_tap, legs):
+    run_end, late_call, later_call = late_arrival()
+    emulator = serve(legs + late_call + later_call, now=run_end)
+    first = run_tap(make_config(emulator.url, end_date=run_end.isoformat()))
+    emulator.emulator.behaviour.now = END + timedelta(hours=5)
+    second = run_tap(make_config(emulator.url), state=first.final_state)
+    assert not {leg.uuid for leg in late_call} & {r["uuid"] for r in second.records()}
+
+
+def test_the_bookmark_never_moves_back_during_the_lookback(serve, run_tap, legs):
+    emulator = serve(legs)
+    first = run_tap(make_config(emulator.url, end_date="2024-03-03"))
+    saved = first.final_state["bookmarks"]["cdrs"]["replication_key_value"]
+    second = run_tap(make_config(emulator.url, lookback_minutes=2880, window_size_hours=6),
+                     state=first.final_state)
+    bookmarks = [s["bookmarks"]["cdrs"].get("replication_key_value") for s in second.states]
+    assert all(b >= saved for b in bookmarks if b)
+    assert len({r["uuid"] for r in second.records()}) > len(in_range(legs, END - timedelta(days=1)))
+
+
+def test_an_incremental_run_with_nothing_new_keeps_the_bookmark(serve, run_tap, legs):
+    emulator = serve(legs)
+    first = run_tap(make_config(emulator.url))
+    second = run_tap(make_config(emulator.url, lookback_minutes=60), state=first.final_state)
+    assert second.final_state["bookmarks"]["cdrs"] == first.final_state["bookmarks"]["cdrs"]
+
+
+def local_counts(legs, zone: ZoneInfo) -> Counter[str]:
+    return Counter(leg.start.astimezone(zone).date().isoformat() for leg in legs)
+
+
+@pytest.mark.parametrize("bounds", BOUNDS)
+def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, legs, bounds):
+    emulator = serve(legs, bounds=bounds)
+    run = run_tap(make_config(emulator.url, timezone="Europe/Berlin"), streams=("cdr_counts",))
+    rows = run.records("cdr_counts")
+    expected = local_counts(legs, ZoneInfo("Europe/Berlin"))
+    assert [r["date"] for r in rows] == ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
+    for row in rows:
+        assert row["total_items"] == expected[row["date"]], row
+        assert row["timezone"] == "Europe/Berlin"
+    assert rows[0]["start_date_from"] == "2024-02-29T23:00:00.000000Z"
+    assert rows[0]["start_date_to"] == rows[1]["start_date_from"]
+
+
+def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
+    zone = ZoneInfo("Europe/Berlin")
+    start = datetime(2024, 10, 26, 22, tzinfo=UTC)  # local midnight of Oct 27 (25 h long)
+    legs = generate(start, start + timedelta(hours=25), 200, seed=9)
+    legs += make_call(random.Random(1), start) + make_call(random.Random(2), start + timedelta(hours=25))
+    emulator = serve(legs, bounds="inclusive", now=start + timedelta(days=10))
+    config = make_config(emulator.url, start_date="2024-10-27T00:00:00+02:00",
+                         end_date="2024-10-28T00:00:00+01:00", timezone="Europe/Berlin")
+    rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
+    assert [r["date"] for r in rows] == ["2024-10-27"]
+    assert rows[0]["total_items"] == local_counts(legs, zone)["2024-10-27"]
+    count_bodies = [b for b in emulator.emulator.stats.bodies if "page" not in b]
+    assert len(count_bodies) == 2
+
+
+def test_counts_recount_recent_days_on_the_next_run(serve, run_tap, legs):
+    emulator = serve(legs)
+    config = make_config(emulator.url, lookback_minutes=1440)
+    first = run_tap(config, streams=("cdr_counts",))
+    assert first.final_state["bookmarks"]["cdr_counts"]["replication_key_value"] == "2024-03-03"
+    second = run_tap(config, state=first.final_state, streams=("cdr_counts",))
+    assert [r["date"] for r in second.records("cdr_counts")] == ["2024-03-02", "2024-03-03"]
+
+
+def test_both_streams_in_one_run(serve, run_tap):
+    legs = dataset(calls_per_day=20)
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url), streams=("cdrs", "cdr_counts"))
+    per_day = Counter(r["start_stamp"][:10] for r in run.records())
+    assert {r["date"]: r["total_items"] for r in run.records("cdr_counts")} == dict(per_day)
+    assert set(run.final_state["bookmarks"]) == {"cdrs", "cdr_counts"}

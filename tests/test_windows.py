@@ -1,0 +1,149 @@
+"""The pure time logic: spellings in, one spelling out, windows and local days."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tap_tenios.windows import (
+    EDGE_PADDING,
+    LocalDay,
+    TimestampError,
+    Window,
+    format_request,
+    format_utc,
+    iter_windows,
+    local_date,
+    local_days,
+    parse_setting,
+    parse_timestamp,
+)
+
+UTC = timezone.utc
+NOON = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-03-01 12:00:00",  # FreeSWITCH style, no zone: UTC
+        "2024-03-01T12:00:00",
+        "2024-03-01T12:00:00Z",
+        "2024-03-01t12:00:00z",
+        "2024-03-01T12:00:00.000Z",
+        "2024-03-01T12:00:00,000Z",
+        "2024-03-01T12:00:00:000Z",  # the vendor doc's typo
+        "2024-03-01T12:00Z",
+        "2024-03-01T13:00:00+01:00",
+        "2024-03-01T13:00:00+0100",
+        "2024-03-01T13:00:00+01",
+        "2024-03-01T07:30:00-04:30",
+        "2024-03-01 12:00:00 Z",
+        " 2024-03-01T12:00:00.000000000Z ",
+    ],
+)
+def test_every_iso_spelling_means_the_same_instant(spelling: str) -> None:
+    assert parse_timestamp(spelling) == NOON
+    assert parse_timestamp(spelling).tzinfo is UTC
+
+
+def test_fractions_are_kept_to_the_microsecond() -> None:
+    assert parse_timestamp("2024-03-01T12:00:00.5Z").microsecond == 500_000
+    assert parse_timestamp("2024-03-01T12:00:00.123456789Z").microsecond == 123_456
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["", "yesterday", "2024-03-01", "2024-13-01T00:00:00Z", "2024-02-30 10:00:00",
+     "2024-03-01T25:00:00", "2024-03-01T12:00:00+25:00", "12:00:00", "2024-03-01T12:00:00 UTC",
+     "2024-03-01T12:00:00.Z"],
+)
+def test_invalid_spellings_are_refused(spelling: str) -> None:
+    with pytest.raises(TimestampError):
+        parse_timestamp(spelling)
+
+
+def test_non_strings_are_refused() -> None:
+    with pytest.raises(TimestampError, match="expected an ISO-8601 string"):
+        parse_timestamp(1709294400)  # type: ignore[arg-type]
+
+
+def test_settings_accept_dates_and_date_times() -> None:
+    assert parse_setting("2024-03-01") == datetime(2024, 3, 1, tzinfo=UTC)
+    assert parse_setting("2024-03-01T12:00:00") == NOON
+    with pytest.raises(TimestampError):
+        parse_setting("2024-02-30")
+
+
+def test_one_canonical_output_spelling() -> None:
+    berlin = NOON.astimezone(ZoneInfo("Europe/Berlin"))
+    assert format_utc(berlin) == "2024-03-01T12:00:00.000000Z"
+    assert format_utc(NOON + timedelta(microseconds=7)) == "2024-03-01T12:00:00.000007Z"
+    assert format_request(berlin + timedelta(microseconds=1500)) == "2024-03-01T12:00:00.001Z"
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
+                    timezones=st.just(UTC)))
+def test_canonical_strings_sort_like_instants(moment: datetime) -> None:
+    later = moment + timedelta(microseconds=1)
+    assert format_utc(moment) < format_utc(later)
+    assert parse_timestamp(format_utc(moment)) == moment
+
+
+def test_windows_tile_the_range_without_gaps_or_overlap() -> None:
+    start, end = NOON, NOON + timedelta(days=2, hours=5)
+    windows = list(iter_windows(start, end, timedelta(days=1)))
+    assert [w.start for w in windows] == [start, start + timedelta(days=1), start + timedelta(days=2)]
+    assert windows[-1].end == end
+    assert all(a.end == b.start for a, b in zip(windows, windows[1:]))
+    assert list(iter_windows(end, end, timedelta(days=1))) == []
+    with pytest.raises(ValueError, match="positive"):
+        list(iter_windows(start, end, timedelta(0)))
+
+
+def test_window_membership_is_half_open_and_padding_covers_both_edges() -> None:
+    window = Window(NOON, NOON + timedelta(hours=1))
+    assert window.contains(NOON)
+    assert not window.contains(NOON + timedelta(hours=1))
+    padded = window.padded()
+    assert padded.start == NOON - EDGE_PADDING and padded.end == window.end + EDGE_PADDING
+    assert window.describe() == "[2024-03-01T12:00:00.000Z, 2024-03-01T13:00:00.000Z)"
+
+
+def test_local_days_follow_the_zone_including_dst() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    days = list(local_days(date(2024, 3, 30), date(2024, 4, 1), berlin))
+    assert [d.day for d in days] == [date(2024, 3, 30), date(2024, 3, 31), date(2024, 4, 1)]
+    lengths = [d.window.end - d.window.start for d in days]
+    assert lengths == [timedelta(hours=24), timedelta(hours=23), timedelta(hours=24)]
+    assert days[0].window.start == datetime(2024, 3, 29, 23, tzinfo=UTC)
+    assert all(a.window.end == b.window.start for a, b in zip(days, days[1:]))
+
+
+def test_count_requests_respect_the_one_day_limit_on_a_25_hour_day() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    (autumn,) = local_days(date(2024, 10, 27), date(2024, 10, 27), berlin)
+    assert autumn.window.end - autumn.window.start == timedelta(hours=25)
+    pieces = autumn.count_requests()
+    assert len(pieces) == 2
+    assert all(upper - lower <= timedelta(days=1) for lower, upper in pieces)
+    # The pieces meet exactly and, shifted by 1 ms, still cover the whole day.
+    assert pieces[0][1] == pieces[1][0]
+    shift = timedelta(milliseconds=1)
+    assert pieces[0][0] + shift == autumn.window.start
+    assert pieces[-1][1] + shift == autumn.window.end
+
+
+def test_an_ordinary_day_is_one_request() -> None:
+    day = LocalDay(date(2024, 3, 1), Window(NOON, NOON + timedelta(days=1)))
+    assert len(day.count_requests()) == 1
+
+
+def test_local_date() -> None:
+    late = datetime(2024, 3, 1, 23, 30, tzinfo=UTC)
+    assert local_date(late, ZoneInfo("Europe/Berlin")) == date(2024, 3, 2)
+    assert local_date(late, ZoneInfo("UTC")) == date(2024, 3, 1)
