@@ -18,10 +18,11 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cached_property
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from singer_sdk.exceptions import FatalAPIError
@@ -52,7 +53,7 @@ class TeniosAPIError(FatalAPIError):
     """The API refused a request or kept failing: the run stops, the key never shown."""
 
 
-class MalformedResponse(ValueError):
+class MalformedResponseError(ValueError):
     """A 200 whose body is not the JSON the endpoint documents."""
 
 
@@ -75,7 +76,7 @@ def api_message(response: requests.Response) -> str:
     if isinstance(body, dict):
         for key in ("error", "message", "errorMessage", "detail"):
             if isinstance(body.get(key), str):
-                return body[key][:MAX_QUOTED]
+                return str(body[key])[:MAX_QUOTED]
     text = " ".join(response.text.split())
     return text[:MAX_QUOTED] or response.reason or "no message"
 
@@ -85,19 +86,19 @@ def decode(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
     try:
         body = json.loads(content, parse_float=Decimal)
     except (ValueError, RecursionError) as exc:  # includes UnicodeDecodeError
-        raise MalformedResponse(f"body is not valid JSON ({type(exc).__name__})") from None
+        raise MalformedResponseError(f"body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(body, dict):
-        raise MalformedResponse(f"body is a JSON {type(body).__name__}, expected an object")
+        raise MalformedResponseError(f"body is a JSON {type(body).__name__}, expected an object")
     for key in required:
         if key not in body:
-            raise MalformedResponse(f"body lacks {key!r}")
+            raise MalformedResponseError(f"body lacks {key!r}")
     if "items" in required and not isinstance(body["items"], list):
-        raise MalformedResponse("'items' is not a list")
+        raise MalformedResponseError("'items' is not a list")
     total = body.get("total_items")
     if "total_items" in required and (
         isinstance(total, bool) or not isinstance(total, int) or total < 0
     ):
-        raise MalformedResponse(f"'total_items' is {total!r}, expected a count")
+        raise MalformedResponseError(f"'total_items' is {total!r}, expected a count")
     return body
 
 
@@ -147,7 +148,8 @@ class TeniosStream(RESTStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sessions = threading.local()
-        self._throttle = Throttle(lambda: self.clock(), lambda s: self.sleep(s))
+        # Late-bound on purpose, so a clock or sleep swapped on the class is used.
+        self._throttle = Throttle(lambda: self.clock(), lambda s: self.sleep(s))  # noqa: PLW0108
 
     @property
     @override
@@ -231,7 +233,7 @@ class TeniosStream(RESTStream):
                 if status == HTTPStatus.OK:
                     try:
                         return decode(response.content, required)
-                    except MalformedResponse as exc:
+                    except MalformedResponseError as exc:
                         problem = f"malformed 200 response: {exc}"
                 elif status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:  # noqa: PLR2004
                     problem = f"HTTP {status}: {api_message(response)}"
@@ -252,7 +254,12 @@ class TeniosStream(RESTStream):
                 self._throttle.pause(wait)
             self.logger.warning(
                 "%s for %s: %s; retry %d of %d in %.1f s",
-                path, where, problem, attempt, self.max_tries - 1, wait,
+                path,
+                where,
+                problem,
+                attempt,
+                self.max_tries - 1,
+                wait,
             )
             self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -262,5 +269,5 @@ class TeniosStream(RESTStream):
         """``Retry-After`` if the API gave one (capped), else exponential with jitter."""
         if asked is not None:
             return min(asked, MAX_RETRY_WAIT_SECONDS)
-        ceiling = min(BASE_RETRY_WAIT_SECONDS * 2 ** (attempt - 1), MAX_RETRY_WAIT_SECONDS)
+        ceiling = min(BASE_RETRY_WAIT_SECONDS * 2.0 ** (attempt - 1), MAX_RETRY_WAIT_SECONDS)
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto

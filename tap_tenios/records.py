@@ -9,8 +9,9 @@ silently: no naive timestamp read as local time, no cost rounded through float.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 from tap_tenios.windows import TimestampError, format_utc, parse_timestamp
 
@@ -124,4 +125,3 @@ def to_record(item: Any) -> dict[str, Any]:
         except TypeError as exc:
             raise RecordError(uuid, name, str(exc)) from None
     return record
-

@@ -7,9 +7,10 @@ message ever quotes ``access_key``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,7 +91,7 @@ class Settings:
         if on_mismatch not in ON_MISMATCH:
             problems.append(f"on_count_mismatch: {on_mismatch!r} is not one of {ON_MISMATCH}")
         sizes = {
-            name: positive(name, zero_ok=name == "max_retries" or name == "lookback_minutes")
+            name: positive(name, zero_ok=name in {"max_retries", "lookback_minutes"})
             for name in (
                 "page_size",
                 "window_size_hours",
@@ -102,7 +103,7 @@ class Settings:
         }
         if problems:
             raise SettingsError(problems)
-        assert start is not None  # noqa: S101 - guaranteed by the checks above
+        assert start is not None
         return cls(
             start=start,
             end=end,

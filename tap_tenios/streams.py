@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context, Record
@@ -98,43 +99,84 @@ class CdrsStream(TeniosStream):
     replication_key = "start_stamp"
 
     schema = th.PropertiesList(
-        th.Property("uuid", th.StringType, required=True,
-                    description="The leg's unique id (primary key)."),
-        th.Property("main_leg_uuid", NULLABLE_STRING,
-                    description="The inbound leg this leg belongs to; null on inbound legs."),
-        th.Property("bleg_uuid", NULLABLE_STRING,
-                    description="The leg this one was connected to, if any."),
-        th.Property("call_type", th.StringType,
-                    description="INBOUND, WEBRTCINBOUND, FORWARD, SIPFORWARD_USER, "
-                    "SIPFORWARD_PRFL or FAXOUT."),
-        th.Property("start_stamp", th.DateTimeType, required=True,
-                    description="When the leg started, UTC (replication key)."),
-        th.Property("answer_stamp", th.DateTimeType(nullable=True),
-                    description="When the leg was answered, UTC; null if never answered."),
-        th.Property("end_stamp", th.DateTimeType,
-                    description="When the leg ended, UTC."),
-        th.Property("duration", th.IntegerType,
-                    description="Total seconds, including call set-up and ring time."),
-        th.Property("billusec", th.IntegerType,
-                    description="Billable microseconds."),
-        th.Property("cost", th.NumberType,
-                    description="Cost in EUR, exact as the API sent it (never via float)."),
-        th.Property("prepaid", th.BooleanType,
-                    description="Whether the call belongs to a prepaid account."),
-        th.Property("hangup_cause", th.StringType,
-                    description="Q.850-style cause, e.g. NORMAL_CLEARING or NO_ANSWER."),
-        th.Property("callerid_number", th.StringType,
-                    description="The caller's number (may be 'anonymous')."),
-        th.Property("callerid_name", NULLABLE_STRING,
-                    description="The caller id name; only for legs forwarded via SIP."),
-        th.Property("destination_number", th.StringType,
-                    description="The dialled number; for inbound legs usually the service number."),
-        th.Property("source_type", th.StringType,
-                    description="FIXED_LINE or MOBILE: the network the call came from."),
-        th.Property("routing_status", NULLABLE_STRING,
-                    description="Null on success, else the routing error."),
-        th.Property("billing_status", NULLABLE_STRING,
-                    description="Null on success, else the billing error."),
+        th.Property(
+            "uuid", th.StringType, required=True, description="The leg's unique id (primary key)."
+        ),
+        th.Property(
+            "main_leg_uuid",
+            NULLABLE_STRING,
+            description="The inbound leg this leg belongs to; null on inbound legs.",
+        ),
+        th.Property(
+            "bleg_uuid", NULLABLE_STRING, description="The leg this one was connected to, if any."
+        ),
+        th.Property(
+            "call_type",
+            th.StringType,
+            description="INBOUND, WEBRTCINBOUND, FORWARD, SIPFORWARD_USER, "
+            "SIPFORWARD_PRFL or FAXOUT.",
+        ),
+        th.Property(
+            "start_stamp",
+            th.DateTimeType,
+            required=True,
+            description="When the leg started, UTC (replication key).",
+        ),
+        th.Property(
+            "answer_stamp",
+            th.DateTimeType(nullable=True),
+            description="When the leg was answered, UTC; null if never answered.",
+        ),
+        th.Property("end_stamp", th.DateTimeType, description="When the leg ended, UTC."),
+        th.Property(
+            "duration",
+            th.IntegerType,
+            description="Total seconds, including call set-up and ring time.",
+        ),
+        th.Property("billusec", th.IntegerType, description="Billable microseconds."),
+        th.Property(
+            "cost",
+            th.NumberType,
+            description="Cost in EUR, exact as the API sent it (never via float).",
+        ),
+        th.Property(
+            "prepaid", th.BooleanType, description="Whether the call belongs to a prepaid account."
+        ),
+        th.Property(
+            "hangup_cause",
+            th.StringType,
+            description="Q.850-style cause, e.g. NORMAL_CLEARING or NO_ANSWER.",
+        ),
+        th.Property(
+            "callerid_number",
+            th.StringType,
+            description="The caller's number (may be 'anonymous').",
+        ),
+        th.Property(
+            "callerid_name",
+            NULLABLE_STRING,
+            description="The caller id name; only for legs forwarded via SIP.",
+        ),
+        th.Property(
+            "destination_number",
+            th.StringType,
+            description="The dialled number; for inbound legs usually the service number.",
+        ),
+        th.Property(
+            "source_type",
+            th.StringType,
+            description="FIXED_LINE or MOBILE: the network the call came from.",
+        ),
+        th.Property(
+            "routing_status",
+            NULLABLE_STRING,
+            description="Null on success, else the routing error.",
+        ),
+        th.Property(
+            "billing_status",
+            NULLABLE_STRING,
+            description="Null on success, else the billing error.",
+        ),
     ).to_dict()
 
     @override
@@ -156,24 +198,35 @@ class CdrsStream(TeniosStream):
         windows = list(iter_windows(begin, end, self.settings.window))
         self.logger.info(
             "cdrs: reading %s to %s in %d window(s) of %s",
-            format_request(begin), format_request(end), len(windows), self.settings.window,
+            format_request(begin),
+            format_request(end),
+            len(windows),
+            self.settings.window,
         )
         started = time.monotonic()
         for read in ordered_map(self.read_window, windows, self.settings.max_concurrency):
             yield from read.records
-            self._write_state_message()  # the window is complete: make it resumable
+            if not self.config.get("batch_config"):
+                # The window is complete: make it resumable. (In BATCH mode the SDK
+                # writes state itself once each batch file exists.)
+                self._write_state_message()
             self.log_progress(read, begin, end, started)
 
-    def log_progress(self, read: WindowRead, begin: datetime, end: datetime, started: float) -> None:
+    def log_progress(
+        self, read: WindowRead, begin: datetime, end: datetime, started: float
+    ) -> None:
         """One line per window, so a long backfill never looks hung."""
         share = (read.window.end - begin) / (end - begin) if end > begin else 1.0
         elapsed = time.monotonic() - started
         left = elapsed / share - elapsed if share > 0 else 0.0
         self.logger.info(
-            "cdrs: window %s done: %d legs, %d page(s), %.2f s; %.0f%% of the range, "
-            "about %s left",
-            read.window.describe(), len(read.records), read.pages, read.seconds,
-            share * 100, timedelta(seconds=round(left)),
+            "cdrs: window %s done: %d legs, %d page(s), %.2f s; %.0f%% of the range, about %s left",
+            read.window.describe(),
+            len(read.records),
+            read.pages,
+            read.seconds,
+            share * 100,
+            timedelta(seconds=round(left)),
         )
 
     def read_window(self, window: Window) -> WindowRead:
@@ -192,12 +245,14 @@ class CdrsStream(TeniosStream):
             elif self.settings.on_count_mismatch == "fail":
                 raise self.fail(problem + f" after {attempt + 1} reads (on_count_mismatch=fail)")
             else:
-                self.logger.warning("%s after %d reads; continuing (on_count_mismatch=warn)",
-                                    problem, attempt + 1)
+                self.logger.warning(
+                    "%s after %d reads; continuing (on_count_mismatch=warn)", problem, attempt + 1
+                )
         lower, upper = format_utc(window.start), format_utc(window.end)
         try:
-            records = [r for r in map(to_record, legs.values())
-                       if lower <= r["start_stamp"] < upper]
+            records = [
+                r for r in map(to_record, legs.values()) if lower <= r["start_stamp"] < upper
+            ]
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         records.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
@@ -245,17 +300,31 @@ class CdrCountsStream(TeniosStream):
     replication_key = "date"
 
     schema = th.PropertiesList(
-        th.Property("date", th.DateType, required=True,
-                    description="The calendar day in `timezone` (primary and replication key)."),
-        th.Property("timezone", th.StringType,
-                    description="The IANA time zone the day is reckoned in."),
-        th.Property("start_date_from", th.DateTimeType,
-                    description="The day's first instant, UTC (inclusive)."),
-        th.Property("start_date_to", th.DateTimeType,
-                    description="The next day's first instant, UTC (exclusive)."),
-        th.Property("total_items", th.IntegerType,
-                    description="CDRs (legs) that started that day, as the API counts them; "
-                    "today's is partial and recounted next run."),
+        th.Property(
+            "date",
+            th.DateType,
+            required=True,
+            description="The calendar day in `timezone` (primary and replication key).",
+        ),
+        th.Property(
+            "timezone", th.StringType, description="The IANA time zone the day is reckoned in."
+        ),
+        th.Property(
+            "start_date_from",
+            th.DateTimeType,
+            description="The day's first instant, UTC (inclusive).",
+        ),
+        th.Property(
+            "start_date_to",
+            th.DateTimeType,
+            description="The next day's first instant, UTC (exclusive).",
+        ),
+        th.Property(
+            "total_items",
+            th.IntegerType,
+            description="CDRs (legs) that started that day, as the API counts them; "
+            "today's is partial and recounted next run.",
+        ),
     ).to_dict()
 
     @override
@@ -271,7 +340,9 @@ class CdrCountsStream(TeniosStream):
         last = local_date(end - timedelta(microseconds=1), zone)
         days = list(local_days(first, last, zone))
         self.logger.info("cdr_counts: counting %d day(s) in %s", len(days), zone.key)
-        for day, total in zip(days, ordered_map(self.count_day, days, settings.max_concurrency)):
+        for day, total in zip(
+            days, ordered_map(self.count_day, days, settings.max_concurrency), strict=True
+        ):
             yield {
                 "date": day.day.isoformat(),
                 "timezone": zone.key,

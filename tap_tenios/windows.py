@@ -13,9 +13,9 @@ one window whatever the API does at the edges.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 UTC = timezone.utc
@@ -173,9 +173,7 @@ def local_days(first: date, last: date, tz: ZoneInfo) -> Iterator[LocalDay]:
     while day <= last:
         following = day + timedelta(days=1)
         start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
-        end = datetime(
-            following.year, following.month, following.day, tzinfo=tz
-        ).astimezone(UTC)
+        end = datetime(following.year, following.month, following.day, tzinfo=tz).astimezone(UTC)
         yield LocalDay(day, Window(start, end))
         day = following
 

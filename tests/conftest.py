@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,8 +36,14 @@ def edge_legs() -> list[Leg]:
 
     rng = random.Random(99)
     legs: list[Leg] = []
-    for moment in (START, START + timedelta(days=1), START + timedelta(days=2),
-                   START + timedelta(days=1, seconds=-1), END - timedelta(seconds=1), END):
+    for moment in (
+        START,
+        START + timedelta(days=1),
+        START + timedelta(days=2),
+        START + timedelta(days=1, seconds=-1),
+        END - timedelta(seconds=1),
+        END,
+    ):
         legs.extend(make_call(rng, moment))
     twin = make_call(rng, START + timedelta(hours=12))
     legs.extend(twin)
@@ -62,8 +69,9 @@ class Run:
     error: BaseException | None = None
 
     def records(self, stream: str = "cdrs") -> list[dict[str, Any]]:
-        return [m["record"] for m in self.messages
-                if m["type"] == "RECORD" and m["stream"] == stream]
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     @property
     def states(self) -> list[dict[str, Any]]:
@@ -116,6 +124,24 @@ def select_only(tap: TapTenios, streams: set[str]) -> None:
         entry.metadata.root.selected = selected
 
 
+class FakeClock:
+    """Time that passes only when the tap waits: waits are asserted, never slept."""
+
+    def __init__(self) -> None:
+        self._now = 1000.0
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+            self._now += seconds
+
+
 @pytest.fixture
 def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
     """Run the tap in this process; retry waits are recorded, not slept.
@@ -124,10 +150,16 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
     everything written before it, instead of being raised.
     """
 
-    def run(config: dict[str, Any], state: dict[str, Any] | None = None,
-            streams: tuple[str, ...] = ("cdrs",), *, fails: bool = False) -> Run:
-        waits: list[float] = []
-        monkeypatch.setattr(TeniosStream, "sleep", staticmethod(waits.append))
+    def run(
+        config: dict[str, Any],
+        state: dict[str, Any] | None = None,
+        streams: tuple[str, ...] = ("cdrs",),
+        *,
+        fails: bool = False,
+    ) -> Run:
+        clock = FakeClock()
+        monkeypatch.setattr(TeniosStream, "sleep", staticmethod(clock.sleep))
+        monkeypatch.setattr(TeniosStream, "clock", staticmethod(clock.now))
         buffer = io.BytesIO()
         out = io.TextIOWrapper(buffer, encoding="utf-8")
         error: BaseException | None = None
@@ -142,7 +174,7 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
                     raise
                 error = exc
             out.flush()
-        result = Run(parse_messages(buffer.getvalue().decode()), waits, error)
+        result = Run(parse_messages(buffer.getvalue().decode()), clock.waits, error)
         if fails and error is None:
             pytest.fail("the run was expected to fail but succeeded")
         return result
@@ -171,14 +203,31 @@ def write_json(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
     return path
 
 
-def run_cli(tmp_path: Path, config: dict[str, Any], *args: str,
-            state: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> CliResult:
+def run_cli(
+    tmp_path: Path,
+    config: dict[str, Any],
+    *args: str,
+    state: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> CliResult:
     """The console script as a user runs it."""
-    command = [sys.executable, "-m", "tap_tenios", "--config",
-               str(write_json(tmp_path, "config.json", config)), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "tap_tenios",
+        "--config",
+        str(write_json(tmp_path, "config.json", config)),
+        *args,
+    ]
     if state is not None:
         command += ["--state", str(write_json(tmp_path, "state.json", state))]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     return CliResult(done.returncode, done.stdout, done.stderr)

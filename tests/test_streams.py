@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -48,8 +49,11 @@ def test_costs_keep_every_decimal_digit_on_the_wire(serve, legs, tmp_path):
     emulator = serve(legs)
     result = run_cli(tmp_path, make_config(emulator.url, end_date="2024-03-02"))
     assert result.returncode == 0, result.stderr[-2000:]
-    wire_costs = [line.split('"cost":')[1].split(",")[0]
-                  for line in result.stdout.splitlines() if line.startswith('{"type":"RECORD","stream":"cdrs"')]
+    wire_costs = [
+        line.split('"cost":')[1].split(",")[0]
+        for line in result.stdout.splitlines()
+        if line.startswith('{"type":"RECORD","stream":"cdrs"')
+    ]
     expected = {format(leg.fields["cost"], "f") for leg in legs}
     assert wire_costs and set(wire_costs) <= expected  # e.g. 0.054400, digits kept
     assert any(len(c.split(".")[1]) == 6 for c in wire_costs)
@@ -69,8 +73,11 @@ def test_pages_are_read_until_total_items_without_an_extra_request(serve, run_ta
     assert len(per_window) == 3  # one window per day
     for window_start, pages in per_window.items():
         day = datetime.fromisoformat(window_start.replace("Z", "+00:00")) + timedelta(seconds=1)
-        total = sum(1 for leg in legs
-                    if day - timedelta(seconds=1) <= leg.start <= day + timedelta(days=1, seconds=1))
+        total = sum(
+            1
+            for leg in legs
+            if day - timedelta(seconds=1) <= leg.start <= day + timedelta(days=1, seconds=1)
+        )
         assert pages == max(1, math.ceil(total / 7))
     assert {b["page_size"] for b in bodies} == {7}
     assert min(b["page"] for b in bodies) == 1
@@ -79,7 +86,10 @@ def test_pages_are_read_until_total_items_without_an_extra_request(serve, run_ta
 def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
     emulator = serve(legs)
     run_tap(make_config(emulator.url))
-    first = emulator.emulator.stats.bodies[0]
+    bodies = emulator.emulator.stats.bodies
+    spelled = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    assert all(spelled.fullmatch(b["start_date_from"]) for b in bodies)
+    first = min(bodies, key=lambda b: b["start_date_from"])
     assert first["start_date_from"] == "2024-02-29T23:59:59.000Z"
     assert first["start_date_to"] == "2024-03-02T00:00:01.000Z"
 
@@ -88,8 +98,9 @@ def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
 def test_window_size_and_concurrency_do_not_change_the_output(serve, run_tap, legs, hours, workers):
     emulator = serve(legs, order="unsorted", bounds="inclusive")
     run = run_tap(make_config(emulator.url, window_size_hours=hours, max_concurrency=workers))
-    reference = sorted((format_utc(leg.start), leg.uuid) for leg in legs
-                       if leg.uuid in in_range(legs))
+    reference = sorted(
+        (format_utc(leg.start), leg.uuid) for leg in legs if leg.uuid in in_range(legs)
+    )
     assert [(r["start_stamp"], r["uuid"]) for r in run.records()] == reference
     assert run.final_state["bookmarks"]["cdrs"]["replication_key_value"] == reference[-1][0]
 
@@ -145,13 +156,15 @@ def late_arrival() -> tuple[datetime, list[Leg], list[Leg]]:
 def test_lookback_picks_up_a_leg_that_appeared_after_the_run(serve, run_tap, legs):
     run_end, late_call, later_call = late_arrival()
     emulator = serve(legs + late_call + later_call, now=run_end)
-    first = run_tap(make_config(emulator.url, end_date=None, lookback_minutes=1440))
+    first = run_tap(make_config(emulator.url, end_date=run_end.isoformat(), lookback_minutes=1440))
     late = {leg.uuid for leg in late_call}
     assert not late & {r["uuid"] for r in first.records()}
 
     emulator.emulator.behaviour.now = END + timedelta(hours=5)
-    second = run_tap(make_config(emulator.url, end_date=END.isoformat(), lookback_minutes=1440),
-                     state=first.final_state)
+    second = run_tap(
+        make_config(emulator.url, end_date=END.isoformat(), lookback_minutes=1440),
+        state=first.final_state,
+    )
     assert late <= {r["uuid"] for r in second.records()}
 
 
@@ -168,8 +181,10 @@ def test_the_bookmark_never_moves_back_during_the_lookback(serve, run_tap, legs)
     emulator = serve(legs)
     first = run_tap(make_config(emulator.url, end_date="2024-03-03"))
     saved = first.final_state["bookmarks"]["cdrs"]["replication_key_value"]
-    second = run_tap(make_config(emulator.url, lookback_minutes=2880, window_size_hours=6),
-                     state=first.final_state)
+    second = run_tap(
+        make_config(emulator.url, lookback_minutes=2880, window_size_hours=6),
+        state=first.final_state,
+    )
     bookmarks = [s["bookmarks"]["cdrs"].get("replication_key_value") for s in second.states]
     assert all(b >= saved for b in bookmarks if b)
     assert len({r["uuid"] for r in second.records()}) > len(in_range(legs, END - timedelta(days=1)))
@@ -204,10 +219,16 @@ def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
     zone = ZoneInfo("Europe/Berlin")
     start = datetime(2024, 10, 26, 22, tzinfo=UTC)  # local midnight of Oct 27 (25 h long)
     legs = generate(start, start + timedelta(hours=25), 200, seed=9)
-    legs += make_call(random.Random(1), start) + make_call(random.Random(2), start + timedelta(hours=25))
+    legs += make_call(random.Random(1), start) + make_call(
+        random.Random(2), start + timedelta(hours=25)
+    )
     emulator = serve(legs, bounds="inclusive", now=start + timedelta(days=10))
-    config = make_config(emulator.url, start_date="2024-10-27T00:00:00+02:00",
-                         end_date="2024-10-28T00:00:00+01:00", timezone="Europe/Berlin")
+    config = make_config(
+        emulator.url,
+        start_date="2024-10-27T00:00:00+02:00",
+        end_date="2024-10-28T00:00:00+01:00",
+        timezone="Europe/Berlin",
+    )
     rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
     assert [r["date"] for r in rows] == ["2024-10-27"]
     assert rows[0]["total_items"] == local_counts(legs, zone)["2024-10-27"]

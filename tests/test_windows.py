@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -58,9 +59,18 @@ def test_fractions_are_kept_to_the_microsecond() -> None:
 
 @pytest.mark.parametrize(
     "spelling",
-    ["", "yesterday", "2024-03-01", "2024-13-01T00:00:00Z", "2024-02-30 10:00:00",
-     "2024-03-01T25:00:00", "2024-03-01T12:00:00+25:00", "12:00:00", "2024-03-01T12:00:00 UTC",
-     "2024-03-01T12:00:00.Z"],
+    [
+        "",
+        "yesterday",
+        "2024-03-01",
+        "2024-13-01T00:00:00Z",
+        "2024-02-30 10:00:00",
+        "2024-03-01T25:00:00",
+        "2024-03-01T12:00:00+25:00",
+        "12:00:00",
+        "2024-03-01T12:00:00 UTC",
+        "2024-03-01T12:00:00.Z",
+    ],
 )
 def test_invalid_spellings_are_refused(spelling: str) -> None:
     with pytest.raises(TimestampError):
@@ -86,8 +96,11 @@ def test_one_canonical_output_spelling() -> None:
     assert format_request(berlin + timedelta(microseconds=1500)) == "2024-03-01T12:00:00.001Z"
 
 
-@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
-                    timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
 def test_canonical_strings_sort_like_instants(moment: datetime) -> None:
     later = moment + timedelta(microseconds=1)
     assert format_utc(moment) < format_utc(later)
@@ -97,9 +110,13 @@ def test_canonical_strings_sort_like_instants(moment: datetime) -> None:
 def test_windows_tile_the_range_without_gaps_or_overlap() -> None:
     start, end = NOON, NOON + timedelta(days=2, hours=5)
     windows = list(iter_windows(start, end, timedelta(days=1)))
-    assert [w.start for w in windows] == [start, start + timedelta(days=1), start + timedelta(days=2)]
+    assert [w.start for w in windows] == [
+        start,
+        start + timedelta(days=1),
+        start + timedelta(days=2),
+    ]
     assert windows[-1].end == end
-    assert all(a.end == b.start for a, b in zip(windows, windows[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
     assert list(iter_windows(end, end, timedelta(days=1))) == []
     with pytest.raises(ValueError, match="positive"):
         list(iter_windows(start, end, timedelta(0)))
@@ -121,7 +138,7 @@ def test_local_days_follow_the_zone_including_dst() -> None:
     lengths = [d.window.end - d.window.start for d in days]
     assert lengths == [timedelta(hours=24), timedelta(hours=23), timedelta(hours=24)]
     assert days[0].window.start == datetime(2024, 3, 29, 23, tzinfo=UTC)
-    assert all(a.window.end == b.window.start for a, b in zip(days, days[1:]))
+    assert all(a.window.end == b.window.start for a, b in itertools.pairwise(days))
 
 
 def test_count_requests_respect_the_one_day_limit_on_a_25_hour_day() -> None:

@@ -26,19 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tap-tenios-emulator",
         description="A local Tenios CDR API with deterministic synthetic calls.",
     )
-    parser.add_argument("--port", type=int, default=8766, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument(
+        "--port", type=int, default=8766, help="port on 127.0.0.1 (0: any free one)"
+    )
     parser.add_argument("--start", help="first day of data (default: --days before today, UTC)")
     parser.add_argument("--days", type=int, default=21, help="days of data")
-    parser.add_argument("--calls-per-day", type=int, default=400, help="calls per day (legs are more)")
+    parser.add_argument(
+        "--calls-per-day", type=int, default=400, help="calls per day (legs are more)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data")
-    parser.add_argument("--access-key", default=Behaviour.access_key, help="the key the emulator accepts")
+    parser.add_argument(
+        "--access-key", default=Behaviour.access_key, help="the key the emulator accepts"
+    )
     parser.add_argument("--order", choices=ORDERS, default="sorted", help="order of returned items")
-    parser.add_argument("--bounds", choices=BOUNDS, default="half_open", help="inclusiveness of date bounds")
+    parser.add_argument(
+        "--bounds", choices=BOUNDS, default="half_open", help="inclusiveness of date bounds"
+    )
     parser.add_argument("--timestamp-style", choices=TIMESTAMP_STYLES, default="space")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
-    parser.add_argument("--fault-kinds", default="429,500,reset", help=f"comma-separated, of: {', '.join(FAULT_KINDS)}")
-    parser.add_argument("--echo-body-in-errors", action="store_true", help="echo the request in error bodies")
+    parser.add_argument(
+        "--fault-kinds",
+        default="429,500,reset",
+        help=f"comma-separated, of: {', '.join(FAULT_KINDS)}",
+    )
+    parser.add_argument(
+        "--echo-body-in-errors", action="store_true", help="echo the request in error bodies"
+    )
     return parser
 
 

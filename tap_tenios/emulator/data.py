@@ -111,9 +111,7 @@ def make_call(rng: random.Random, start: datetime) -> list[Leg]:
             "billusec": talk * 1_000_000,
             "cost": _cost(rng, talk, Decimal("0.0120")),
             "prepaid": rng.random() < 0.1,  # noqa: PLR2004
-            "hangup_cause": "NORMAL_CLEARING"
-            if answered
-            else rng.choice(UNANSWERED_CAUSES),
+            "hangup_cause": "NORMAL_CLEARING" if answered else rng.choice(UNANSWERED_CAUSES),
             "callerid_number": caller,
             "callerid_name": None,
             "destination_number": service_number,
@@ -125,9 +123,7 @@ def make_call(rng: random.Random, start: datetime) -> list[Leg]:
     return [inbound, *out_legs]
 
 
-def generate(
-    start: datetime, end: datetime, calls_per_day: int, seed: int = 1
-) -> list[Leg]:
+def generate(start: datetime, end: datetime, calls_per_day: int, seed: int = 1) -> list[Leg]:
     """Calls spread over ``[start, end)``, busier in office hours, sorted by start."""
     rng = random.Random(seed)
     span = int((end - start).total_seconds())

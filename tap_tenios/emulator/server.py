@@ -15,12 +15,12 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from tap_tenios.emulator.data import Leg
 
@@ -285,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: request lines would only clutter test output."""
 
     def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
@@ -303,19 +303,23 @@ class _Handler(BaseHTTPRequestHandler):
             payload["request"] = raw.decode("utf-8", "replace")
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/_emulator/stats":
             stats = self.server.emulator.stats
-            body = {"requests": stats.requests, "faults": stats.faults, "legs": len(self.server.emulator.store)}
+            body = {
+                "requests": stats.requests,
+                "faults": stats.faults,
+                "legs": len(self.server.emulator.store),
+            }
             self._send(200, json.dumps(body).encode(), "application/json")
             return
         self._error(404, "Unknown method", b"")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         emulator = self.server.emulator
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = self.path.split("?", 1)[0]
-        with emulator._lock:  # noqa: SLF001
+        with emulator._lock:
             emulator.stats.count(emulator.stats.requests, path)
         b = emulator.behaviour
         if b.latency_ms:
@@ -335,8 +339,12 @@ class _Handler(BaseHTTPRequestHandler):
         b = self.server.emulator.behaviour
         html = b"<html><body><h1>Bad Gateway</h1></body></html>"
         if kind == "429":
-            self._send(429, b'{"error":"Too many requests"}', "application/json",
-                       Retry_After=str(b.retry_after_seconds))
+            self._send(
+                429,
+                b'{"error":"Too many requests"}',
+                "application/json",
+                Retry_After=str(b.retry_after_seconds),
+            )
         elif kind == "429-bare":
             self._send(429, b'{"error":"Too many requests"}', "application/json")
         elif kind == "500":
@@ -344,7 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind in ("502-html", "503-html"):
             self._send(int(kind[:3]), html, "text/html")
         elif kind == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             self.close_connection = True
             self.connection.close()
         elif kind == "stall":

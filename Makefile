@@ -1,0 +1,33 @@
+# Two entry points: `make demo` and `make test`. Each sets itself up from python3 alone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The tap against the bundled emulator: what it extracted, per day.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## Lint, type-check, then the whole test suite.
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check tap_tenios tests scripts
+	$(BIN)/ruff format --check tap_tenios tests scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy tap_tenios
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

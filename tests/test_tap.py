@@ -1,0 +1,174 @@
+"""The tap as a whole: the SDK's standard tests, settings, the CLI, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator
+from tap_tenios.tap import TapTenios
+
+from .conftest import END, KEY, dataset, in_range, make_config, parse_messages, run_cli, write_json
+
+# The SDK's standard tests build their tap at import time, so their emulator starts here.
+_STANDARD = RunningEmulator(
+    Emulator(dataset(calls_per_day=15), Behaviour(access_key=KEY, now=END + timedelta(days=1)))
+).start()
+
+TestTapTenios = get_tap_test_class(
+    tap_class=TapTenios,
+    config=make_config(_STANDARD.url),
+    suite_config=SuiteConfig(max_records_limit=None),
+)
+
+
+def test_sample_config_names_every_setting_and_holds_no_secret() -> None:
+    from pathlib import Path
+
+    sample = json.loads((Path(__file__).parent.parent / "sample_config.json").read_text())
+    settings = set(TapTenios.config_jsonschema["properties"])
+    assert set(sample) <= settings
+    assert {"access_key", "start_date"} <= set(sample)
+    assert "PLACEHOLDER" in sample["access_key"].upper()
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"start_date": "yesterday"}, "start_date: 'yesterday' is not a date"),
+        ({"start_date": "2024-02-30"}, "start_date"),
+        ({"end_date": "2024-02-01"}, "end_date: '2024-02-01' is not after start_date"),
+        ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone"),
+        ({"page_size": 0}, "page_size: 0 must be positive"),
+        ({"window_size_hours": -1}, "window_size_hours"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"lookback_minutes": -5}, "lookback_minutes"),
+        ({"api_url": "ftp://example"}, "api_url"),
+        ({"on_count_mismatch": "ignore"}, "on_count_mismatch"),
+        ({"access_key": 12345678}, "access_key"),
+        ({"access_key": ""}, "access_key"),
+        ({"access_key": None}, "access_key"),
+    ],
+)
+def test_bad_settings_fail_before_any_request(tmp_path, serve, legs, changes, named) -> None:
+    emulator = serve(legs)
+    config = {**make_config(emulator.url), **changes}
+    config = {k: v for k, v in config.items() if v is not None}
+    result = run_cli(tmp_path, config)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert emulator.emulator.stats.requests == {}
+    assert result.stdout == ""
+    assert "12345678" not in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_about_lists_every_setting_with_a_description(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_tenios", "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    about = json.loads(done.stdout)
+    properties = about["settings"]["properties"]
+    for name in (
+        "access_key",
+        "start_date",
+        "end_date",
+        "api_url",
+        "page_size",
+        "timezone",
+        "lookback_minutes",
+        "window_size_hours",
+        "max_concurrency",
+    ):
+        assert properties[name]["description"], name
+    assert properties["access_key"]["secret"] is True
+    assert properties["lookback_minutes"]["default"] == 1440
+
+
+def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve, legs) -> None:
+    emulator = serve(legs)
+    result = run_cli(tmp_path, make_config(emulator.url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    messages = result.messages
+    streams = {m["stream"] for m in messages if m["type"] == "RECORD"}
+    assert streams == {"cdrs", "cdr_counts"}
+    assert messages[-1]["type"] == "STATE"
+    assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
+    assert "window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z) done" in result.stderr
+
+
+def _run_until(tmp_path, config, state, records_before_kill, sig) -> list[dict]:
+    """Run the CLI and send ``sig`` once it has written that many cdrs records."""
+    config_path = write_json(tmp_path, "config.json", config)
+    command = [sys.executable, "-m", "tap_tenios", "--config", str(config_path)]
+    if state:
+        command += ["--state", str(write_json(tmp_path, "state.json", state))]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    lines: list[str] = []
+    seen = 0
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith('{"type":"RECORD","stream":"cdrs"'):
+            seen += 1
+            if seen == records_before_kill:
+                process.send_signal(sig)
+                break
+    lines.extend(process.stdout.readlines() if sig != signal.SIGKILL else [])
+    process.wait(timeout=60)
+    # A killed process may leave half a line: it was never a message.
+    return parse_messages("".join(line for line in lines if line.endswith("\n")))
+
+
+@pytest.mark.parametrize(
+    ("kill_after", "sig"),
+    [(1, signal.SIGKILL), (130, signal.SIGKILL), (300, signal.SIGKILL), (200, signal.SIGTERM)],
+)
+def test_killed_and_resumed_from_the_last_state_loses_nothing(
+    tmp_path, serve, legs, kill_after, sig
+) -> None:
+    emulator = serve(legs, order="unsorted", bounds="inclusive", latency_ms=5)
+    config = make_config(emulator.url, window_size_hours=12, page_size=25, max_concurrency=2)
+    config = {k: v for k, v in config.items() if v is not None}
+    first = _run_until(tmp_path, config, None, kill_after, sig)
+    states = [m["value"] for m in first if m["type"] == "STATE"]
+    emitted = [
+        m["record"]["uuid"] for m in first if m["type"] == "RECORD" and m["stream"] == "cdrs"
+    ]
+    result = run_cli(tmp_path, config, state=states[-1] if states else None)
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = [
+        m["record"]["uuid"]
+        for m in result.messages
+        if m["type"] == "RECORD" and m["stream"] == "cdrs"
+    ]
+    assert set(emitted) | set(again) == in_range(legs)
+    assert len(again) == len(set(again))
+    # A resumed run redoes at most about one 12-hour window (~30 legs of ~60 calls/day).
+    assert len(set(emitted) & set(again)) <= 80
+
+
+def test_readme_settings_table_matches_about() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "scripts" / "readme_settings.py"
+    spec = importlib.util.spec_from_file_location("readme_settings", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = module.README.read_text()
+    assert module.readme_table(readme) == module.about_table(), (
+        "README settings table is stale: run python scripts/readme_settings.py --write"
+    )
