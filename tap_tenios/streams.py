@@ -195,13 +195,14 @@ class CdrsStream(TeniosStream):
     @override
     def get_records(self, context: Context | None) -> Iterable[Record]:
         begin, end = self.extraction_range(context)
-        windows = list(iter_windows(begin, end, self.settings.window))
+        size = self.settings.window
+        windows = list(iter_windows(begin, end, size, anchor=self.settings.start))
         self.logger.info(
-            "cdrs: reading %s to %s in %d window(s) of %s",
+            "cdrs: reading %s to %s in %d window(s) of %g h",
             format_request(begin),
             format_request(end),
             len(windows),
-            self.settings.window,
+            size / timedelta(hours=1),
         )
         started = time.monotonic()
         for read in ordered_map(self.read_window, windows, self.settings.max_concurrency):

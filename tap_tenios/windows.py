@@ -138,13 +138,22 @@ class Window:
         return f"[{format_request(self.start)}, {format_request(self.end)})"
 
 
-def iter_windows(start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:
-    """Split ``[start, end)`` into consecutive windows of at most ``size``, ascending."""
+def iter_windows(
+    start: datetime, end: datetime, size: timedelta, anchor: datetime | None = None
+) -> Iterator[Window]:
+    """Split ``[start, end)`` into consecutive windows of at most ``size``, ascending.
+
+    With an ``anchor``, window edges fall on ``anchor + k * size`` (the first window may
+    be shorter), so runs that resume from different instants still share one grid.
+    """
     if size <= timedelta(0):
         raise ValueError("window size must be positive")
     cursor = start
     while cursor < end:
-        upper = min(cursor + size, end)
+        upper = cursor + size
+        if anchor is not None:
+            upper = anchor + ((cursor - anchor) // size + 1) * size
+        upper = min(upper, end)
         yield Window(cursor, upper)
         cursor = upper
 

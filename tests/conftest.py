@@ -231,3 +231,15 @@ def run_cli(
         check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def load_script(name: str) -> Any:
+    """A module from ``scripts/`` (they are not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

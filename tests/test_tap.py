@@ -14,7 +14,17 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator
 from tap_tenios.tap import TapTenios
 
-from .conftest import END, KEY, dataset, in_range, make_config, parse_messages, run_cli, write_json
+from .conftest import (
+    END,
+    KEY,
+    dataset,
+    in_range,
+    load_script,
+    make_config,
+    parse_messages,
+    run_cli,
+    write_json,
+)
 
 # The SDK's standard tests build their tap at import time, so their emulator starts here.
 _STANDARD = RunningEmulator(
@@ -160,15 +170,8 @@ def test_killed_and_resumed_from_the_last_state_loses_nothing(
 
 
 def test_readme_settings_table_matches_about() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "scripts" / "readme_settings.py"
-    spec = importlib.util.spec_from_file_location("readme_settings", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    readme = module.README.read_text()
-    assert module.readme_table(readme) == module.about_table(), (
-        "README settings table is stale: run python scripts/readme_settings.py --write"
+    readme_tables = load_script("readme_tables")
+    readme = readme_tables.README.read_text()
+    assert readme_tables.section(readme, "settings") == readme_tables.settings_table(), (
+        "README settings table is stale: run python scripts/readme_tables.py --write"
     )

@@ -122,6 +122,17 @@ def test_windows_tile_the_range_without_gaps_or_overlap() -> None:
         list(iter_windows(start, end, timedelta(0)))
 
 
+def test_anchored_windows_share_one_grid_whatever_the_start() -> None:
+    day = timedelta(days=1)
+    anchor = datetime(2024, 3, 1, tzinfo=UTC)
+    resume = anchor + timedelta(days=2, hours=7, seconds=13)
+    windows = list(iter_windows(resume, anchor + timedelta(days=5), day, anchor=anchor))
+    assert windows[0] == Window(resume, anchor + timedelta(days=3))
+    assert [w.start for w in windows[1:]] == [anchor + timedelta(days=n) for n in (3, 4)]
+    early = list(iter_windows(anchor - timedelta(hours=2), anchor + day, day, anchor=anchor))
+    assert early[0].end == anchor
+
+
 def test_window_membership_is_half_open_and_padding_covers_both_edges() -> None:
     window = Window(NOON, NOON + timedelta(hours=1))
     assert window.contains(NOON)
