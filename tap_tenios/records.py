@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tap_tenios.windows import TimestampError, format_utc, parse_timestamp
+from tap_tenios.windows import TimestampError, canonical_timestamp
 
 
 class RecordError(ValueError):
@@ -77,8 +77,10 @@ def _boolean(value: Any) -> bool:
 
 
 def _timestamp(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"is a {type(value).__name__}, expected an ISO-8601 string")
     try:
-        return format_utc(parse_timestamp(value))
+        return canonical_timestamp(value)
     except TimestampError as exc:
         raise TypeError(str(exc)) from None
 
@@ -106,8 +108,46 @@ FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
 }
 
 
+#: The fast path's view of ``FIELDS``: name, exact Python type expected, nullable.
+_PYTHON_TYPE: dict[Callable[[Any], Any], type] = {
+    _text: str,
+    _integer: int,
+    _decimal: Decimal,
+    _boolean: bool,
+    _timestamp: str,
+}
+_EXPECTED: tuple[tuple[str, type, bool], ...] = tuple(
+    (name, _PYTHON_TYPE[conv], nullable) for name, (conv, nullable) in FIELDS.items()
+)
+_TIMESTAMPS = frozenset(name for name, (conv, _) in FIELDS.items() if conv is _timestamp)
+
+
 def to_record(item: Any) -> dict[str, Any]:
-    """The emitted record for one API item; unknown fields are dropped."""
+    """The emitted record for one API item; unknown fields are dropped.
+
+    Most items already carry exactly the documented types, so they are copied with a
+    type check per field; any surprise sends the item through the careful converters,
+    which either convert exactly or raise an error naming the field.
+    """
+    if type(item) is dict:
+        record: dict[str, Any] = {}
+        for name, expected, nullable in _EXPECTED:
+            value = item.get(name)
+            if type(value) is not expected and not (value is None and nullable):
+                return _convert(item)
+            record[name] = value
+        try:
+            for name in _TIMESTAMPS:
+                if record[name] is not None:
+                    record[name] = canonical_timestamp(record[name])
+        except TimestampError:
+            return _convert(item)
+        return record
+    return _convert(item)
+
+
+def _convert(item: Any) -> dict[str, Any]:
+    """The careful path: exact conversions, or an error naming field and leg."""
     if not isinstance(item, dict):
         raise RecordError(None, "items[]", f"is a {type(item).__name__}, expected an object")
     uuid = item.get("uuid")

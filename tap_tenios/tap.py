@@ -12,12 +12,14 @@ from typing_extensions import override
 from tap_tenios.client import redact
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.streams import CdrCountsStream, CdrsStream
+from tap_tenios.writer import SingerWriter
 
 
 class TapTenios(Tap):
     """Singer tap for Tenios call detail records."""
 
     name = "tap-tenios"
+    message_writer_class = SingerWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(

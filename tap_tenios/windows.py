@@ -92,6 +92,44 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if tz is UTC else parsed.astimezone(UTC)
 
 
+def canonical_timestamp(value: str) -> str:
+    """``format_utc(parse_timestamp(value))``, several times faster for common spellings.
+
+    The API most likely always uses one spelling, and a busy account sends three
+    timestamps per leg, so the usual zone-less or ``Z`` spellings are rewritten by
+    slicing once C ``fromisoformat`` has checked the digits. Anything else, such as
+    offsets or odd fractions, takes the general path.
+    """
+    size = len(value)
+    if (
+        size >= 19  # noqa: PLR2004
+        and value[10] in "T "
+        and value[4] == "-"
+        and value[7] == "-"  # not an ISO week date, which fromisoformat also accepts
+        and value[13] == ":"
+        and value[16] == ":"
+        and (size == 19 or _fast_suffix(value[19:]))  # noqa: PLR2004
+    ):
+        head = value[:19]
+        try:
+            datetime.fromisoformat(head)
+        except ValueError:
+            pass
+        else:
+            suffix = value[19:]
+            millis = suffix[1:4] if len(suffix) >= 4 else "000"  # noqa: PLR2004
+            if millis.isdigit():
+                return f"{head[:10]}T{head[11:]}.{millis}000Z"
+    return format_utc(parse_timestamp(value))
+
+
+def _fast_suffix(suffix: str) -> bool:
+    """``Z``, or ``.mmm`` with an optional ``Z``: UTC, at most millisecond precision."""
+    return suffix in ("Z", "z") or (
+        suffix[:1] == "." and len(suffix) in (4, 5) and suffix[4:] in ("", "Z", "z")
+    )
+
+
 def parse_setting(value: str) -> datetime:
     """Read a ``start_date``/``end_date`` setting: a date or a date-time, UTC if no zone."""
     text = value.strip() if isinstance(value, str) else value

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,8 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
 
 
 def parse_messages(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Messages with numbers as exact ``Decimal`` (as a careful target reads them)."""
+    return [json.loads(line, parse_float=Decimal) for line in text.splitlines() if line.strip()]
 
 
 @dataclass
