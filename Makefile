@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## The tap against the bundled emulator: what it extracted, per day.
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## tap-tenios against a raw requests+json floor, measured in the same run (a few minutes).
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py
 
 ## Lint, type-check, then the whole test suite.
 test: lint typecheck unit

@@ -18,7 +18,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 from http import HTTPStatus
@@ -29,6 +30,7 @@ import requests
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
@@ -150,15 +152,18 @@ class TeniosStream(RESTStream):
     # so the SDK's per-record type conformance (a third of its CPU) has nothing to do.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    #: The waits between tries; tests replace it to assert waits without sleeping.
-    sleep: Callable[[float], None] = staticmethod(time.sleep)
+    #: How waits between tries are spent; ``None``: on ``stopping``, so that a stream
+    #: that stops (one window failed for good) does not wait out its other retries.
+    #: Tests set a recorder here to assert waits without sleeping.
+    sleep: Callable[[float], Any] | None = None
     clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.stopping = threading.Event()
         self._sessions = threading.local()
         # Late-bound on purpose, so a clock or sleep swapped on the class is used.
-        self._throttle = Throttle(lambda: self.clock(), lambda s: self.sleep(s))  # noqa: PLW0108
+        self._throttle = Throttle(lambda: self.clock(), self._wait)  # noqa: PLW0108
 
     @property
     @override
@@ -194,11 +199,53 @@ class TeniosStream(RESTStream):
             return
         super()._increment_stream_state(latest_record, context=context)
 
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """Neither stream has child streams, so there is no per-record context to build."""
+        return ()
+
+    @cached_property
+    def every_field_selected(self) -> bool:
+        """Whether the catalog keeps every field (the usual case)."""
+        mask = self.mask
+        return all(mask.get(("properties", name), True) for name in self.schema["properties"])
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """The SDK's RECORD generation, minus its walk over every field of every record
+        to drop deselected ones when none is deselected: measured at 12 us of the
+        ~60 us a record costs. Whenever fields are deselected (or conformance is on),
+        the SDK's own code runs unchanged.
+        """
+        if not self.every_field_selected or (
+            self.TYPE_CONFORMANCE_LEVEL is not TypeConformanceLevel.NONE
+        ):
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=datetime.now(timezone.utc),
+                )
+
     @cached_property
     def saved_bookmark(self) -> str:
         """The bookmark this run started from ("" if none), in the records' spelling."""
         bookmark = self.stream_state.get("replication_key_value")
         return self.bookmark_key(bookmark) if bookmark else ""
+
+    @cached_property
+    def _in_flight(self) -> threading.BoundedSemaphore:
+        """At most ``max_concurrency`` requests at once, from however many threads."""
+        return threading.BoundedSemaphore(self.settings.max_concurrency)
 
     @property
     def max_tries(self) -> int:
@@ -230,10 +277,13 @@ class TeniosStream(RESTStream):
         payload = json.dumps({"access_key": secret, **fields}).encode()
         url = self.url_base + path
         for attempt in range(1, self.max_tries + 1):
+            if self.stopping.is_set():
+                raise self.fail(f"{path} for {where}: abandoned, the stream is stopping")
             self._throttle.wait()
             asked_wait: float | None = None
             try:
-                response = self._session().post(url, data=payload, timeout=self.timeout)
+                with self._in_flight:
+                    response = self._session().post(url, data=payload, timeout=self.timeout)
             except TRANSIENT_ERRORS as exc:
                 problem = f"{type(exc).__name__} (no usable answer)"
             else:
@@ -274,8 +324,14 @@ class TeniosStream(RESTStream):
                 self.max_tries - 1,
                 wait,
             )
-            self.sleep(wait)
+            self._wait(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, seconds: float) -> None:
+        if self.sleep is not None:
+            self.sleep(seconds)
+        else:
+            self.stopping.wait(seconds)
 
     @staticmethod
     def retry_wait(attempt: int, asked: float | None) -> float:

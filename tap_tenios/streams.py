@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,21 +61,22 @@ def canonical(timestamp: str) -> str:
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``map`` with up to ``workers`` calls in flight, results in input order.
+    """``map`` with ``workers`` threads, results in input order.
 
-    Only ``workers`` results are held at once, so memory stays bounded however long
-    the range. Pending calls are cancelled if the consumer stops early.
+    Up to ``2 * workers`` calls are queued or running, so a slow item never leaves
+    the other threads idle, and memory stays bounded however long the range. Pending
+    calls are cancelled if the consumer stops early.
     """
-    pending: list[Future[R]] = []
+    pending: deque[Future[R]] = deque()
     source = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenios") as pool:
         try:
             for item in source:
                 pending.append(pool.submit(fn, item))
-                if len(pending) >= workers:
-                    yield pending.pop(0).result()
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
             while pending:
-                yield pending.pop(0).result()
+                yield pending.popleft().result()
         finally:
             for future in pending:
                 future.cancel()
@@ -97,6 +99,7 @@ class CdrsStream(TeniosStream):
     path = "/cdrs/retrieve"
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
+    _page_pool: ThreadPoolExecutor
 
     schema = th.PropertiesList(
         th.Property(
@@ -205,7 +208,20 @@ class CdrsStream(TeniosStream):
             size / timedelta(hours=1),
         )
         started = time.monotonic()
-        for read in ordered_map(self.read_window, windows, self.settings.max_concurrency):
+        workers = self.settings.max_concurrency
+        # Window threads fetch page 1; pages after it go to this pool. Both share the
+        # limit on requests in flight that ``post`` enforces.
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="tenios-page") as self._page_pool:
+                reads = ordered_map(self.read_window, windows, workers)
+                yield from self._emit(reads, begin, end, started)
+        finally:
+            self.stopping.set()  # in-flight fetches give up instead of retrying
+
+    def _emit(
+        self, reads: Iterator[WindowRead], begin: datetime, end: datetime, started: float
+    ) -> Iterator[Record]:
+        for read in reads:
             yield from read.records
             if not self.config.get("batch_config"):
                 # The window is complete: make it resumable. (In BATCH mode the SDK
@@ -260,36 +276,62 @@ class CdrsStream(TeniosStream):
         return WindowRead(window, records, pages, time.monotonic() - started)
 
     def _read_pages(self, window: Window) -> tuple[dict[str, Any], set[int], int]:
-        """All pages of one padded request: legs by uuid, every total seen, page count."""
-        padded = window.padded()
-        where = f"window {window.describe()}"
+        """All pages of one padded request: legs by uuid, every total seen, page count.
+
+        Page 1 tells how many legs there are; the pages that count implies are then
+        fetched at once. If they still fall short (an API that caps the page size, or
+        pages that repeat legs), reading goes on page by page until the count is
+        reached or a page brings nothing new (going on could loop forever).
+        """
         legs: dict[str, Any] = {}
         totals: set[int] = set()
-        page = 0
-        while True:
+        first = self._page(window, 1)
+        totals.add(first["total_items"])
+        self._collect(legs, first, window, 1)
+        per_page = max(len(first["items"]), 1)
+        expected_pages = math.ceil(first["total_items"] / per_page)
+        page = 1
+        if len(legs) < first["total_items"] and expected_pages > 1:
+            page = expected_pages
+            more = range(2, expected_pages + 1)
+            bodies = self._page_pool.map(lambda n: self._page(window, n), more)
+            for number, body in zip(more, bodies, strict=True):
+                totals.add(body["total_items"])
+                self._collect(legs, body, window, number)
+        while len(legs) < max(totals):
             page += 1
-            body = self.post(
-                self.path,
-                {
-                    "start_date_from": format_request(padded.start),
-                    "start_date_to": format_request(padded.end),
-                    "page": page,
-                    "page_size": self.settings.page_size,
-                },
-                f"{where}, page {page}",
-                required=("items", "total_items"),
-            )
-            totals.add(body["total_items"])
             before = len(legs)
-            for item in body["items"]:
-                key = item.get("uuid") if isinstance(item, dict) else None
-                if not isinstance(key, str):
-                    raise self.fail(f"cdrs {where}, page {page}: an item has no string 'uuid'")
-                legs[key] = item
-            # Stop when the count is reached, or a page brings nothing new (an empty
-            # page, or one that only repeats legs: going on could loop forever).
-            if len(legs) >= body["total_items"] or len(legs) == before:
-                return legs, totals, page
+            body = self._page(window, page)
+            totals.add(body["total_items"])
+            self._collect(legs, body, window, page)
+            if len(legs) == before:
+                break
+        return legs, totals, page
+
+    def _page(self, window: Window, page: int) -> dict[str, Any]:
+        padded = window.padded()
+        return self.post(
+            self.path,
+            {
+                "start_date_from": format_request(padded.start),
+                "start_date_to": format_request(padded.end),
+                "page": page,
+                "page_size": self.settings.page_size,
+            },
+            f"window {window.describe()}, page {page}",
+            required=("items", "total_items"),
+        )
+
+    def _collect(
+        self, legs: dict[str, Any], body: dict[str, Any], window: Window, page: int
+    ) -> None:
+        for item in body["items"]:
+            key = item.get("uuid") if isinstance(item, dict) else None
+            if not isinstance(key, str):
+                raise self.fail(
+                    f"cdrs window {window.describe()}, page {page}: an item has no string 'uuid'"
+                )
+            legs[key] = item
 
 
 class CdrCountsStream(TeniosStream):
@@ -341,16 +383,18 @@ class CdrCountsStream(TeniosStream):
         last = local_date(end - timedelta(microseconds=1), zone)
         days = list(local_days(first, last, zone))
         self.logger.info("cdr_counts: counting %d day(s) in %s", len(days), zone.key)
-        for day, total in zip(
-            days, ordered_map(self.count_day, days, settings.max_concurrency), strict=True
-        ):
-            yield {
-                "date": day.day.isoformat(),
-                "timezone": zone.key,
-                "start_date_from": format_utc(day.window.start),
-                "start_date_to": format_utc(day.window.end),
-                "total_items": total,
-            }
+        totals = ordered_map(self.count_day, days, settings.max_concurrency)
+        try:
+            for day, total in zip(days, totals, strict=True):
+                yield {
+                    "date": day.day.isoformat(),
+                    "timezone": zone.key,
+                    "start_date_from": format_utc(day.window.start),
+                    "start_date_to": format_utc(day.window.end),
+                    "total_items": total,
+                }
+        finally:
+            self.stopping.set()
 
     def count_day(self, day: LocalDay) -> int:
         """The whole local day's count, from one or (on a 25-hour day) two requests."""

@@ -119,10 +119,12 @@ def make_config(url: str, **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def select_only(tap: TapTenios, streams: set[str]) -> None:
+def select_only(tap: TapTenios, streams: set[str], deselect: tuple[str, ...] = ()) -> None:
     for entry in tap.catalog.streams:
         selected = entry.tap_stream_id in streams
         entry.metadata.root.selected = selected
+        for field_name in deselect:
+            entry.metadata[("properties", field_name)].selected = False
 
 
 class FakeClock:
@@ -157,6 +159,7 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
         streams: tuple[str, ...] = ("cdrs",),
         *,
         fails: bool = False,
+        deselect: tuple[str, ...] = (),
     ) -> Run:
         clock = FakeClock()
         monkeypatch.setattr(TeniosStream, "sleep", staticmethod(clock.sleep))
@@ -168,7 +171,7 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
             patch.setattr(sys, "stdout", out)
             try:
                 tap = TapTenios(config=config, state=state or {}, parse_env_config=False)
-                select_only(tap, set(streams))
+                select_only(tap, set(streams), deselect)
                 tap.sync_all()
             except Exception as exc:
                 if not fails:

