@@ -61,9 +61,25 @@ class Emulator:
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tap_tenios.emulator", "--port", port, "--start", FIRST_DAY,
-             "--days", str(days), "--calls-per-day", str(calls_per_day), "--access-key", KEY,
-             "--latency-ms", str(latency_ms), "--order", "unsorted"],
+            [
+                sys.executable,
+                "-m",
+                "tap_tenios.emulator",
+                "--port",
+                port,
+                "--start",
+                FIRST_DAY,
+                "--days",
+                str(days),
+                "--calls-per-day",
+                str(calls_per_day),
+                "--access-key",
+                KEY,
+                "--latency-ms",
+                str(latency_ms),
+                "--order",
+                "unsorted",
+            ],
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 300
@@ -81,7 +97,7 @@ class Emulator:
             return json.loads(answer.read())
 
     def requests(self) -> int:
-        return int(self.stats()["requests"].get("/cdrs/retrieve", 0))
+        return sum(int(n) for n in self.stats()["requests"].values())
 
     def __enter__(self) -> Emulator:
         return self
@@ -103,8 +119,12 @@ def measure(command: list[str], count: re.Pattern[str]) -> Measure:
     if status:
         raise SystemExit(f"{command[1:4]} failed:\n{text[-2000:]}")
     found = count.search(text)
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                   int(found.group(1)) if found else 0)
+    return Measure(
+        wall,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        int(found.group(1)) if found else 0,
+    )
 
 
 TAP_COUNT = re.compile(r'"record_count","value":(\d+),"tags":\{"stream":"cdrs"')
@@ -113,34 +133,71 @@ FLOOR_COUNT = re.compile(r"records=(\d+)")
 
 def tap(emulator: Emulator, workdir: Path, page_size: int, **settings: object) -> Measure:
     days = emulator.days
-    config = {"access_key": KEY, "api_url": emulator.url, "start_date": FIRST_DAY,
-              "end_date": f"{FIRST_DAY}T00:00:00Z", "page_size": page_size, **settings}
-    end = time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(FIRST_DAY, "%Y-%m-%d"))
-                                                + days * 86400 + 43200))
+    config = {
+        "access_key": KEY,
+        "api_url": emulator.url,
+        "start_date": FIRST_DAY,
+        "end_date": f"{FIRST_DAY}T00:00:00Z",
+        "page_size": page_size,
+        **settings,
+    }
+    end = time.strftime(
+        "%Y-%m-%d",
+        time.gmtime(time.mktime(time.strptime(FIRST_DAY, "%Y-%m-%d")) + days * 86400 + 43200),
+    )
     config["end_date"] = end
     config_path = workdir / "config.json"
     config_path.write_text(json.dumps(config))
-    catalog = json.loads(subprocess.run(
-        [sys.executable, "-m", "tap_tenios", "--config", str(config_path), "--discover"],
-        capture_output=True, text=True, check=True).stdout)
+    catalog = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tap_tenios", "--config", str(config_path), "--discover"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     for entry in catalog["streams"]:
         for meta in entry["metadata"]:
             if not meta["breadcrumb"]:
                 meta["metadata"]["selected"] = entry["stream"] == "cdrs"
     catalog_path = workdir / "catalog.json"
     catalog_path.write_text(json.dumps(catalog))
-    return measure([sys.executable, "-m", "tap_tenios", "--config", str(config_path),
-                    "--catalog", str(catalog_path)], TAP_COUNT)
+    return measure(
+        [
+            sys.executable,
+            "-m",
+            "tap_tenios",
+            "--config",
+            str(config_path),
+            "--catalog",
+            str(catalog_path),
+        ],
+        TAP_COUNT,
+    )
 
 
 def floor(emulator: Emulator, page_size: int) -> Measure:
-    return measure([sys.executable, str(ROOT / "scripts" / "raw_floor.py"), emulator.url, KEY,
-                    FIRST_DAY, str(emulator.days), str(page_size)], FLOOR_COUNT)
+    return measure(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "raw_floor.py"),
+            emulator.url,
+            KEY,
+            FIRST_DAY,
+            str(emulator.days),
+            str(page_size),
+        ],
+        FLOOR_COUNT,
+    )
 
 
 def median(values: list[Measure]) -> Measure:
-    return Measure(*(statistics.median(getattr(m, f) for m in values)
-                     for f in ("wall", "cpu", "rss_mb", "records")))
+    return Measure(
+        *(
+            statistics.median(getattr(m, f) for m in values)
+            for f in ("wall", "cpu", "rss_mb", "records")
+        )
+    )
 
 
 def cpu_bound(runs: int, workdir: Path) -> list[str]:
@@ -167,8 +224,10 @@ def latency_bound(runs: int, workdir: Path) -> list[str]:
     latency = 0.1
     with Emulator(days=60, calls_per_day=600, latency_ms=latency * 1000) as emulator:
         rows = []
-        for label, settings in (("tap-tenios (max_concurrency=4, default)", {}),
-                                ("tap-tenios (max_concurrency=1)", {"max_concurrency": 1})):
+        for label, settings in (
+            ("tap-tenios (max_concurrency=4, default)", {}),
+            ("tap-tenios (max_concurrency=1)", {"max_concurrency": 1}),
+        ):
             walls, requests = [], 0
             for _ in range(runs):
                 before = emulator.requests()
@@ -176,8 +235,10 @@ def latency_bound(runs: int, workdir: Path) -> list[str]:
                 requests = emulator.requests() - before
             m = median(walls)
             sequential = requests * latency
-            rows.append(f"| {label} | {requests} | {sequential:.1f} | {m.wall:.2f} | "
-                        f"**{m.wall / sequential:.2f}×** |")
+            rows.append(
+                f"| {label} | {requests} | {sequential:.1f} | {m.wall:.2f} | "
+                f"**{m.wall / sequential:.2f}×** |"
+            )
     return [
         f"Latency-bound: 100 ms per request, median of {runs} runs",
         "",
@@ -193,8 +254,13 @@ def memory(workdir: Path) -> list[str]:
         with Emulator(days=days, calls_per_day=1200) as emulator:
             m = tap(emulator, workdir, 1000)
         rows.append(f"| {scale} ({days} days) | {m.records:,} | {m.rss_mb:.0f} |")
-    return ["Memory: peak RSS of tap-tenios as the date range grows", "",
-            "| range | CDRs | peak RSS MB |", "|---|---:|---:|", *rows]
+    return [
+        "Memory: peak RSS of tap-tenios as the date range grows",
+        "",
+        "| range | CDRs | peak RSS MB |",
+        "|---|---:|---:|",
+        *rows,
+    ]
 
 
 def machine() -> str:
@@ -203,8 +269,10 @@ def machine() -> str:
     if cpuinfo.exists():
         found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
         model = found.group(1).strip() if found else model
-    return (f"Measured on {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}, {time.strftime('%Y-%m-%d')}.")
+    return (
+        f"Measured on {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}, {time.strftime('%Y-%m-%d')}."
+    )
 
 
 def main() -> None:

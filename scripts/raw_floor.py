@@ -33,8 +33,12 @@ def main() -> None:
                 "page": page,
                 "page_size": int(page_size),
             }
-            answer = session.post(url + "/cdrs/retrieve", data=json.dumps(body),
-                                  headers={"Content-Type": "application/json"}, timeout=60)
+            answer = session.post(
+                url + "/cdrs/retrieve",
+                data=json.dumps(body),
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
             data = json.loads(answer.content)
             for item in data["items"]:
                 write(json.dumps({"type": "RECORD", "stream": "cdrs", "record": item}))

@@ -39,7 +39,7 @@ def _integer(value: Any) -> int:
         raise TypeError("is a boolean, expected an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
@@ -69,7 +69,7 @@ def _decimal(value: Any) -> Decimal:
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if value in (0, 1) and isinstance(value, int):
+    if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
@@ -136,6 +136,8 @@ def to_record(item: Any) -> dict[str, Any]:
             if type(value) is not expected and not (value is None and nullable):
                 return _convert(item)
             record[name] = value
+        if not record["cost"].is_finite():  # NaN and Infinity are Decimals too
+            return _convert(item)
         try:
             for name in _TIMESTAMPS:
                 if record[name] is not None:

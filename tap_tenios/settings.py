@@ -39,6 +39,7 @@ class Settings:
     lookback: timedelta
     max_concurrency: int
     on_count_mismatch: str
+    count_check: bool
 
     def run_end(self, now: datetime) -> datetime:
         """Exclusive end of this run: ``end_date`` if set, never later than now."""
@@ -113,6 +114,7 @@ class Settings:
             lookback=timedelta(minutes=sizes["lookback_minutes"]),
             max_concurrency=sizes["max_concurrency"],
             on_count_mismatch=str(on_mismatch),
+            count_check=bool(config.get("count_check", True)),
         )
 
 

@@ -100,6 +100,7 @@ class CdrsStream(TeniosStream):
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
     _page_pool: ThreadPoolExecutor
+    _settling_from: datetime
 
     schema = th.PropertiesList(
         th.Property(
@@ -208,6 +209,8 @@ class CdrsStream(TeniosStream):
             size / timedelta(hours=1),
         )
         started = time.monotonic()
+        # Windows from here on are re-read by the next run (see ``read_window``).
+        self._settling_from = end - self.settings.lookback
         workers = self.settings.max_concurrency
         # Window threads fetch page 1; pages after it go to this pool. Both share the
         # limit on requests in flight that ``post`` enforces.
@@ -247,24 +250,40 @@ class CdrsStream(TeniosStream):
         )
 
     def read_window(self, window: Window) -> WindowRead:
-        """Read a whole window; re-read it while the legs disagree with the API's count."""
+        """Read a whole window, checked against the API's own counts.
+
+        Two checks: the distinct legs read must equal ``total_items`` (every page must
+        report the same), and, with ``count_check``, the legs kept for the window must
+        equal ``/cdrs/count`` for it. A window that disagrees is read again, up to
+        ``MISMATCH_REREADS`` times. If it still disagrees: a window inside the
+        lookback of this run's end is still settling (calls ending, CDRs landing) and
+        the next run reads it again, so that is a warning; an older window is handled
+        per ``on_count_mismatch``, failing before state passes it by default.
+        """
         started = time.monotonic()
-        for attempt in range(MISMATCH_REREADS + 1):
+        for attempt in range(1, MISMATCH_REREADS + 2):
             legs, totals, pages = self._read_pages(window)
-            if totals == {len(legs)}:
+            records = self._records(window, legs)
+            problem = self._disagreement(window, legs, totals, records)
+            if problem is None:
                 break
-            problem = (
-                f"cdrs window {window.describe()}: read {len(legs)} distinct legs but the "
-                f"API counted {' then '.join(str(t) for t in sorted(totals))}"
-            )
-            if attempt < MISMATCH_REREADS:
+            if attempt <= MISMATCH_REREADS:
                 self.logger.warning("%s; reading the window again", problem)
-            elif self.settings.on_count_mismatch == "fail":
-                raise self.fail(problem + f" after {attempt + 1} reads (on_count_mismatch=fail)")
-            else:
+                continue
+            problem += f" after {attempt} reads"
+            if window.start >= self._settling_from:
                 self.logger.warning(
-                    "%s after %d reads; continuing (on_count_mismatch=warn)", problem, attempt + 1
+                    "%s; the window is within the lookback, so the next run reads it again",
+                    problem,
                 )
+            elif self.settings.on_count_mismatch == "fail":
+                raise self.fail(problem + " (on_count_mismatch=fail)")
+            else:
+                self.logger.warning("%s; continuing (on_count_mismatch=warn)", problem)
+        return WindowRead(window, records, pages, time.monotonic() - started)
+
+    def _records(self, window: Window, legs: dict[str, Any]) -> list[Record]:
+        """The window's own legs as records, sorted (the padding's legs are dropped)."""
         lower, upper = format_utc(window.start), format_utc(window.end)
         try:
             records = [
@@ -273,15 +292,43 @@ class CdrsStream(TeniosStream):
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         records.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
-        return WindowRead(window, records, pages, time.monotonic() - started)
+        return records
+
+    def _disagreement(
+        self, window: Window, legs: dict[str, Any], totals: set[int], records: list[Record]
+    ) -> str | None:
+        """What is wrong with a read, if anything, in words for the log."""
+        where = f"cdrs window {window.describe()}"
+        if totals != {len(legs)}:
+            counted = " then ".join(str(t) for t in sorted(totals))
+            return f"{where}: read {len(legs)} distinct legs but the API counted {counted}"
+        if self.settings.count_check:
+            counted_total = sum(
+                self.post(
+                    "/cdrs/count",
+                    {
+                        "start_date_from": format_request(lower),
+                        "start_date_to": format_request(upper),
+                    },
+                    f"{where} (completeness check)",
+                    required=("total_items",),
+                )["total_items"]
+                for lower, upper in window.count_requests()
+            )
+            if counted_total != len(records):
+                return (
+                    f"{where}: kept {len(records)} legs but /cdrs/count counts "
+                    f"{counted_total} (difference {counted_total - len(records):+d})"
+                )
+        return None
 
     def _read_pages(self, window: Window) -> tuple[dict[str, Any], set[int], int]:
         """All pages of one padded request: legs by uuid, every total seen, page count.
 
-        Page 1 tells how many legs there are; the pages that count implies are then
-        fetched at once. If they still fall short (an API that caps the page size, or
-        pages that repeat legs), reading goes on page by page until the count is
-        reached or a page brings nothing new (going on could loop forever).
+        Page 1 tells how many legs there are and how many fit on a page; the pages that
+        implies are then fetched ``max_concurrency`` at a time. Reading stops when the
+        distinct legs reach the count, or when a batch brings nothing new: an API whose
+        count is wrong must not make the tap page forever.
         """
         legs: dict[str, Any] = {}
         totals: set[int] = set()
@@ -289,21 +336,18 @@ class CdrsStream(TeniosStream):
         totals.add(first["total_items"])
         self._collect(legs, first, window, 1)
         per_page = max(len(first["items"]), 1)
-        expected_pages = math.ceil(first["total_items"] / per_page)
         page = 1
-        if len(legs) < first["total_items"] and expected_pages > 1:
-            page = expected_pages
-            more = range(2, expected_pages + 1)
-            bodies = self._page_pool.map(lambda n: self._page(window, n), more)
-            for number, body in zip(more, bodies, strict=True):
+        while len(legs) < max(totals):
+            implied = math.ceil(max(totals) / per_page) - page
+            numbers = range(
+                page + 1, page + 1 + min(max(implied, 1), self.settings.max_concurrency)
+            )
+            before = len(legs)
+            bodies = self._page_pool.map(lambda n: self._page(window, n), numbers)
+            for number, body in zip(numbers, bodies, strict=True):
                 totals.add(body["total_items"])
                 self._collect(legs, body, window, number)
-        while len(legs) < max(totals):
-            page += 1
-            before = len(legs)
-            body = self._page(window, page)
-            totals.add(body["total_items"])
-            self._collect(legs, body, window, page)
+            page = numbers[-1]
             if len(legs) == before:
                 break
         return legs, totals, page

@@ -94,6 +94,14 @@ class TapTenios(Tap):
             "'warn' logs the window and the difference and goes on.",
         ),
         th.Property(
+            "count_check",
+            th.BooleanType,
+            default=True,
+            description="After reading each cdrs window, also ask /cdrs/count for it and "
+            "require the same number of legs (one extra request per day of calls). The "
+            "check that total_items matches the legs read is always on.",
+        ),
+        th.Property(
             "request_timeout_seconds",
             th.IntegerType,
             default=120,

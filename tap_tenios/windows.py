@@ -175,6 +175,16 @@ class Window:
         """The window as shown in logs and error messages."""
         return f"[{format_request(self.start)}, {format_request(self.end)})"
 
+    def count_requests(self) -> list[tuple[datetime, datetime]]:
+        """The ``/cdrs/count`` periods whose sum is this window's count.
+
+        The API refuses periods over one day, so a longer window (a 25-hour local day,
+        say) is asked for in pieces that meet without overlap. Each piece is shifted
+        by ``COUNT_SHIFT`` (see there).
+        """
+        pieces = iter_windows(self.start, self.end, MAX_COUNT_PERIOD)
+        return [(p.start - COUNT_SHIFT, p.end - COUNT_SHIFT) for p in pieces]
+
 
 def iter_windows(
     start: datetime, end: datetime, size: timedelta, anchor: datetime | None = None
@@ -204,14 +214,8 @@ class LocalDay:
     window: Window
 
     def count_requests(self) -> list[tuple[datetime, datetime]]:
-        """The ``/cdrs/count`` periods whose sum is this day's count.
-
-        A day with a DST change lasts 23 or 25 hours; the API refuses periods over one
-        day, so a long day is asked for in pieces that meet without overlap. Each piece
-        is shifted by ``COUNT_SHIFT`` (see there).
-        """
-        pieces = iter_windows(self.window.start, self.window.end, MAX_COUNT_PERIOD)
-        return [(p.start - COUNT_SHIFT, p.end - COUNT_SHIFT) for p in pieces]
+        """The day's ``/cdrs/count`` periods: two on a 25-hour day (see ``Window``)."""
+        return self.window.count_requests()
 
 
 def local_days(first: date, last: date, tz: ZoneInfo) -> Iterator[LocalDay]:

@@ -6,24 +6,28 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tap_tenios.client import TeniosStream
-from tap_tenios.emulator import Behaviour, Emulator, Leg, RunningEmulator, generate, make_call
-from tap_tenios.tap import TapTenios
+from tap_tenios.emulator import (
+    Behaviour,
+    Emulator,
+    Leg,
+    RunningEmulator,
+    generate,
+    harness,
+    make_call,
+)
+from tap_tenios.emulator.harness import Run, parse_messages
 
 UTC = timezone.utc
 KEY = "5b0c1f3e-7a2d-4c11-9e8f-secret-test-key"
@@ -59,28 +63,6 @@ def dataset(calls_per_day: int = 60, seed: int = 3) -> list[Leg]:
 
 def in_range(legs: list[Leg], start: datetime = START, end: datetime = END) -> set[str]:
     return {leg.uuid for leg in legs if start <= leg.start < end}
-
-
-@dataclass
-class Run:
-    """What one tap run wrote."""
-
-    messages: list[dict[str, Any]]
-    waits: list[float] = field(default_factory=list)
-    error: BaseException | None = None
-
-    def records(self, stream: str = "cdrs") -> list[dict[str, Any]]:
-        return [
-            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
-        ]
-
-    @property
-    def states(self) -> list[dict[str, Any]]:
-        return [m["value"] for m in self.messages if m["type"] == "STATE"]
-
-    @property
-    def final_state(self) -> dict[str, Any]:
-        return self.states[-1]
 
 
 @pytest.fixture
@@ -119,38 +101,12 @@ def make_config(url: str, **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def select_only(tap: TapTenios, streams: set[str], deselect: tuple[str, ...] = ()) -> None:
-    for entry in tap.catalog.streams:
-        selected = entry.tap_stream_id in streams
-        entry.metadata.root.selected = selected
-        for field_name in deselect:
-            entry.metadata[("properties", field_name)].selected = False
-
-
-class FakeClock:
-    """Time that passes only when the tap waits: waits are asserted, never slept."""
-
-    def __init__(self) -> None:
-        self._now = 1000.0
-        self.waits: list[float] = []
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.waits.append(seconds)
-            self._now += seconds
-
-
 @pytest.fixture
-def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+def run_tap() -> Callable[..., Run]:
     """Run the tap in this process; retry waits are recorded, not slept.
 
-    With ``fails=True`` the run's exception is kept in ``Run.error`` together with
-    everything written before it, instead of being raised.
+    With ``fails=True`` the run must fail: its exception is in ``Run.error`` together
+    with everything written before it. Otherwise an exception is raised as is.
     """
 
     def run(
@@ -161,34 +117,14 @@ def run_tap(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
         fails: bool = False,
         deselect: tuple[str, ...] = (),
     ) -> Run:
-        clock = FakeClock()
-        monkeypatch.setattr(TeniosStream, "sleep", staticmethod(clock.sleep))
-        monkeypatch.setattr(TeniosStream, "clock", staticmethod(clock.now))
-        buffer = io.BytesIO()
-        out = io.TextIOWrapper(buffer, encoding="utf-8")
-        error: BaseException | None = None
-        with monkeypatch.context() as patch:
-            patch.setattr(sys, "stdout", out)
-            try:
-                tap = TapTenios(config=config, state=state or {}, parse_env_config=False)
-                select_only(tap, set(streams), deselect)
-                tap.sync_all()
-            except Exception as exc:
-                if not fails:
-                    raise
-                error = exc
-            out.flush()
-        result = Run(parse_messages(buffer.getvalue().decode()), clock.waits, error)
-        if fails and error is None:
+        result = harness.run_tap(config, state, streams, deselect)
+        if fails and result.error is None:
             pytest.fail("the run was expected to fail but succeeded")
+        if not fails and result.error is not None:
+            raise result.error
         return result
 
     return run
-
-
-def parse_messages(text: str) -> list[dict[str, Any]]:
-    """Messages with numbers as exact ``Decimal`` (as a careful target reads them)."""
-    return [json.loads(line, parse_float=Decimal) for line in text.splitlines() if line.strip()]
 
 
 @dataclass
@@ -246,5 +182,6 @@ def load_script(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module

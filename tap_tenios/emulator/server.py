@@ -70,10 +70,18 @@ class Behaviour:
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ("429", "500", "reset")
     fault_seed: int = 7
-    #: Insert a new leg at the start of the range after page 1 of a retrieve is served.
-    insert_during_paging: bool = False
-    #: Repeat the last leg of the previous page at the top of every page after the first.
+    #: Legs that "land" while a client pages: after page 1 of a retrieve is served, a new
+    #: leg appears at the start of its range (shifting later pages), this many times.
+    insert_during_paging: int = 0
+    #: Pages after the first start one leg early: each repeats the previous page's last
+    #: leg (and the page boundaries shift, as with an unstable sort).
     repeat_leg_across_pages: bool = False
+    #: Legs counted in ``total_items`` (and by /cdrs/count) but never listed.
+    hidden_legs: frozenset[str] = frozenset()
+    #: Added to every /cdrs/count answer: a count endpoint that disagrees.
+    count_offset: int = 0
+    #: Answer /cdrs/retrieve with exactly these bytes (hostile-input tests).
+    retrieve_body: bytes | None = None
 
 
 @dataclass
@@ -224,19 +232,26 @@ class Emulator:
         if upper < lower:
             raise ApiError(400, "start_date_to must not be before start_date_from")
         legs = self.store.select(lower, upper, b.bounds, self.now())
+        total = len(legs)
+        if b.hidden_legs:
+            legs = [leg for leg in legs if leg.uuid not in b.hidden_legs]
         if b.order == "unsorted":
             legs.sort(key=lambda leg: zlib.crc32(leg.uuid.encode()))
         elif b.order == "reverse":
             legs.reverse()
         first = (page - 1) * page_size
+        if b.repeat_leg_across_pages and page > 1:
+            first -= 1
         chunk = legs[first : first + page_size]
-        if b.repeat_leg_across_pages and page > 1 and first - 1 < len(legs):
-            chunk = [legs[first - 1], *chunk]
         if b.insert_during_paging and page == 1 and chunk:
+            with self._lock:
+                b.insert_during_paging -= 1
             self._insert_leg(lower)
+        if b.retrieve_body is not None:
+            return b.retrieve_body
         items = b",".join(self.store.encoded(leg, b.timestamp_style) for leg in chunk)
         head = b'{"items":['
-        tail = f'],"total_items":{len(legs)},"page":{page},"page_size":{page_size}}}'
+        tail = f'],"total_items":{total},"page":{page},"page_size":{page_size}}}'
         return head + items + tail.encode()
 
     def _insert_leg(self, lower: datetime) -> None:
@@ -244,7 +259,7 @@ class Emulator:
         existing = self.store.select(lower, lower + timedelta(days=1), "half_open", self.now())
         if not existing:
             return
-        template = existing[0]
+        template = existing[len(existing) // 2]  # well inside the window being read
         self._inserted += 1
         new_uuid = f"00000000-0000-4000-8000-{self._inserted:012d}"
         fields = {**template.fields, "uuid": new_uuid}
@@ -258,7 +273,7 @@ class Emulator:
         if upper - lower > timedelta(days=1):
             raise ApiError(400, "The interval can be max. 1 day")
         legs = self.store.select(lower, upper, self.behaviour.bounds, self.now())
-        return json.dumps({"total_items": len(legs)}).encode()
+        return json.dumps({"total_items": len(legs) + self.behaviour.count_offset}).encode()
 
     def handle(self, path: str, raw: bytes) -> tuple[int, bytes]:
         """Answer one request: (status, JSON body). Raises ``ApiError`` for errors."""
