@@ -64,7 +64,7 @@ class Figures:
         return "\n".join(rows)
 
 
-def campaign(fault_rate: float = 0.2, seed: int = 7) -> Figures:
+def campaign(fault_rate: float = 0.3, seed: int = 7) -> Figures:
     end = START + timedelta(days=DAYS)
     legs = generate(START, end, calls_per_day=150, seed=seed)
     behaviour = Behaviour(
@@ -87,7 +87,7 @@ def campaign(fault_rate: float = 0.2, seed: int = 7) -> Figures:
                 "api_url": api.url,
                 "start_date": START.isoformat(),
                 "end_date": end.isoformat(),
-                "page_size": 25,
+                "page_size": 10,
                 "max_retries": 10,
                 "request_timeout_seconds": 1,
                 "lookback_minutes": 0,

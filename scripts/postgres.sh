@@ -7,7 +7,8 @@
 # The tests find it through TENIOS_TEST_PG_DSN (default below) and skip, saying why,
 # when nothing answers there.
 set -euo pipefail
-PGPORT="${PGPORT:-55432}"
+# Below the kernel's ephemeral port range, so no client connection can hold it.
+PGPORT="${PGPORT:-15432}"
 DATA="${PGDATA_DIR:-/tmp/tap-tenios-pgdata-$PGPORT}"
 
 find_bin() {

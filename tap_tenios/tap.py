@@ -89,9 +89,10 @@ class TapTenios(Tap):
             th.StringType,
             default="fail",
             allowed_values=["fail", "warn"],
-            description="When a window's distinct legs still disagree with the API's "
-            "total_items after re-reading it: 'fail' stops before state passes the window, "
-            "'warn' logs the window and the difference and goes on.",
+            description="When a cdrs window still disagrees with the API's counts after two "
+            "re-reads: 'fail' stops before state passes the window, 'warn' logs the window "
+            "and the difference and goes on. Windows within the lookback of the run's end "
+            "only warn: the next run reads them again.",
         ),
         th.Property(
             "count_check",

@@ -29,7 +29,7 @@ from .conftest import END, KEY, START, dataset, in_range
 psycopg = pytest.importorskip("psycopg")
 
 ROOT = Path(__file__).resolve().parent.parent
-DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
+DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
 MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
 
 pytestmark = pytest.mark.postgres

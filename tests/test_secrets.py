@@ -1,0 +1,96 @@
+"""The access key never appears anywhere, whatever goes wrong, at any log level.
+
+Every error path, at DEBUG, against an emulator that echoes the request body (key
+included) in its error answers: stdout, stderr, logs, exceptions and state are
+searched for the key, whole and in part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from .conftest import KEY, make_config, run_cli
+
+FAULTS = [
+    "429",
+    "429-bare",
+    "500",
+    "502-html",
+    "503-html",
+    "reset",
+    "truncated",
+    "not-json",
+    "no-items",
+    "no-total",
+    "400",
+    "403",
+]
+
+
+def leaked(text: str) -> bool:
+    return KEY in text or KEY[:13] in text or KEY[-12:] in text
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "settings"),
+    [
+        *[({"fault_rate": 1.0, "fault_kinds": (kind,)}, {"max_retries": 1}) for kind in FAULTS],
+        ({"hidden_legs": "first"}, {}),  # a window that never agrees with its count
+        ({"count_offset": 2}, {}),  # the count endpoint disagrees
+        ({"retrieve_body": b'{"items": [{"uuid": "x", "cost": "abc"}], "total_items": 1}'}, {}),
+        ({"access_key": "another-key"}, {}),  # the key is rejected
+    ],
+)
+def test_no_error_path_shows_the_key(serve, run_tap, legs, caplog, capfd, behaviour, settings):
+    caplog.set_level(logging.DEBUG)
+    if behaviour.get("hidden_legs") == "first":
+        behaviour = {"hidden_legs": frozenset({legs[0].uuid})}
+    emulator = serve(legs, echo_body_in_errors=True, stall_seconds=0.1, **behaviour)
+    run = run_tap(make_config(emulator.url, **settings), streams=("cdrs", "cdr_counts"), fails=True)
+    out, err = capfd.readouterr()
+    everything = "\n".join(
+        [
+            caplog.text,
+            out,
+            err,
+            str(run.error),
+            repr(run.error),
+            json.dumps(run.messages, default=str),
+        ]
+    )
+    assert not leaked(everything)
+
+
+@pytest.mark.parametrize("kind", ["400", "403", "500"])
+def test_the_console_script_at_debug_never_shows_the_key(tmp_path, serve, legs, kind):
+    emulator = serve(legs, echo_body_in_errors=True, fault_rate=1.0, fault_kinds=(kind,))
+    result = run_cli(
+        tmp_path, make_config(emulator.url, max_retries=1), env={"TAP_TENIOS_LOGLEVEL": "DEBUG"}
+    )
+    assert result.returncode != 0
+    assert "DEBUG" in result.stderr  # the level really was DEBUG
+    assert not leaked(result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"access_key": 123456789}, {"access_key": ["k", KEY]}, {"start_date": "not a date"}]
+)
+def test_config_errors_never_show_the_key(tmp_path, bad):
+    config = {"access_key": KEY, "start_date": "2024-01-01", **bad}
+    result = run_cli(tmp_path, config, env={"TAP_TENIOS_LOGLEVEL": "DEBUG"})
+    assert result.returncode != 0
+    assert not leaked(result.stdout + result.stderr)
+    assert "123456789" not in result.stderr
+
+
+def test_the_echoing_api_really_echoes_the_key(serve, legs):
+    """Guards the secrets tests: they only mean something if the key is on offer."""
+    import requests
+
+    emulator = serve(legs, echo_body_in_errors=True)
+    body = {"access_key": KEY, "start_date_from": "bad", "start_date_to": "bad"}
+    answer = requests.post(emulator.url + "/cdrs/count", json=body, timeout=5)
+    assert answer.status_code == 400 and KEY in answer.text
