@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate
+from tap_tenios.emulator import TRANSIENT_FAULTS, Behaviour, Emulator, RunningEmulator, generate
 from tap_tenios.emulator.harness import run_tap
 
 UTC = timezone.utc
@@ -22,18 +22,7 @@ START = datetime(2024, 3, 1, tzinfo=UTC)
 DAYS = 5
 KEY = "campaign-key"
 #: Faults that a healthy run must ride out; "stall" costs real seconds, so it is queued.
-RANDOM_KINDS = (
-    "429",
-    "429-bare",
-    "500",
-    "502-html",
-    "503-html",
-    "reset",
-    "truncated",
-    "not-json",
-    "no-items",
-    "no-total",
-)
+RANDOM_KINDS = tuple(kind for kind in TRANSIENT_FAULTS if kind != "stall")
 QUEUED = ("stall", "stall")
 
 

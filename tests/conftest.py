@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -185,3 +186,38 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
+
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
+
+
+def meltano(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``meltano ARGS`` in this project (its ``meltano.yml``), which must succeed."""
+    if MELTANO is None:
+        pytest.skip("meltano is not installed (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [MELTANO, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def pipeline_env(tmp_path: Path, api_url: str, **tap_settings: str) -> dict[str, str]:
+    """Environment for ``meltano run`` against an emulator, with this test's own state."""
+    return {
+        **os.environ,
+        "MELTANO_ENVIRONMENT": "emulator",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_API_URL": api_url,
+        "TAP_TENIOS_ACCESS_KEY": KEY,
+        "TAP_TENIOS_START_DATE": START.isoformat(),
+        "TAP_TENIOS_END_DATE": END.isoformat(),
+        **{f"TAP_TENIOS_{name.upper()}": value for name, value in tap_settings.items()},
+    }

@@ -7,29 +7,16 @@ import json
 import pytest
 
 from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, Throttle, redact
+from tap_tenios.emulator import TRANSIENT_FAULTS
 
 from .conftest import KEY, in_range, make_config
-
-TRANSIENT = [
-    "429",
-    "429-bare",
-    "500",
-    "502-html",
-    "503-html",
-    "reset",
-    "stall",
-    "truncated",
-    "not-json",
-    "no-items",
-    "no-total",
-]
 
 
 def retrieve_faults(*kinds: str) -> list[dict[str, str]]:
     return [{"kind": kind, "path": "/cdrs/retrieve"} for kind in kinds]
 
 
-@pytest.mark.parametrize("kind", TRANSIENT)
+@pytest.mark.parametrize("kind", TRANSIENT_FAULTS)
 def test_transient_faults_are_retried_and_nothing_is_lost(serve, run_tap, legs, kind):
     emulator = serve(legs, fault_queue=retrieve_faults(kind, kind), stall_seconds=1.5)
     run = run_tap(make_config(emulator.url, request_timeout_seconds=1))

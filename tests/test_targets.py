@@ -6,35 +6,19 @@ column types are computed offline, so no Snowflake account is needed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from .conftest import END, KEY, START, dataset, in_range, load_script, make_config
+from .conftest import dataset, in_range, load_script, make_config, meltano, pipeline_env
 
-ROOT = Path(__file__).resolve().parent.parent
-MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
 readme_tables = load_script("readme_tables")
 
 
 @pytest.fixture(scope="module")
 def loaders() -> dict[str, dict[str, dict[str, str]]]:
-    if MELTANO is None:
-        pytest.skip("meltano is not installed (pip install -e '.[dev]')")
-    done = subprocess.run(
-        [MELTANO, "install", "--plugin-type=loader", *readme_tables.LOADERS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    meltano("install", "--plugin-type=loader", *readme_tables.LOADERS)
     return readme_tables.column_types()
 
 
@@ -72,26 +56,8 @@ def test_target_duckdb_loads_every_row_and_the_documented_cast_is_exact(loaders,
     legs = dataset(calls_per_day=40)
     emulator = serve(legs)
     database = tmp_path / "check.duckdb"
-    env = {
-        **os.environ,
-        "MELTANO_ENVIRONMENT": "emulator",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_TENIOS_API_URL": emulator.url,
-        "TAP_TENIOS_ACCESS_KEY": KEY,
-        "TAP_TENIOS_START_DATE": START.isoformat(),
-        "TAP_TENIOS_END_DATE": END.isoformat(),
-        "TARGET_DUCKDB_FILEPATH": str(database),
-    }
-    done = subprocess.run(
-        [MELTANO, "run", "tap-tenios", "target-duckdb"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    env = {**pipeline_env(tmp_path, emulator.url), "TARGET_DUCKDB_FILEPATH": str(database)}
+    meltano("run", "tap-tenios", "target-duckdb", env=env)
     python = readme_tables.loader_python("target-duckdb")
     sql = (
         "SELECT count(*), count(DISTINCT uuid), sum(cost::DECIMAL(18, 6))::VARCHAR FROM tenios.cdrs"

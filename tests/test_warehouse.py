@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,13 +21,11 @@ import pytest
 
 from tap_tenios.emulator import Leg, make_call
 
-from .conftest import END, KEY, START, dataset, in_range
+from .conftest import END, dataset, in_range, meltano, pipeline_env
 
 psycopg = pytest.importorskip("psycopg")
 
-ROOT = Path(__file__).resolve().parent.parent
 DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
-MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
 
 pytestmark = pytest.mark.postgres
 
@@ -50,28 +45,9 @@ def server() -> Any:
 
 
 @pytest.fixture(scope="module")
-def meltano_installed() -> str:
-    if MELTANO is None:
-        pytest.skip("meltano is not installed (pip install -e '.[dev]')")
-    done = subprocess.run(
-        [MELTANO, "install", "--plugin-type=extractor", "tap-tenios"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    done = subprocess.run(
-        [MELTANO, "install", "--plugin-type=loader", "target-postgres"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return MELTANO
+def installed() -> None:
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    meltano("install", "--plugin-type=loader", "target-postgres")
 
 
 @pytest.fixture
@@ -82,37 +58,18 @@ def database(server: Any) -> Iterator[str]:
     server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def meltano_run(
-    meltano: str, tmp_path: Path, api_url: str, database: str, **tap: str
-) -> subprocess.CompletedProcess[str]:
+def load(tmp_path: Path, api_url: str, database: str, **tap: str) -> str:
+    """``meltano run tap-tenios target-postgres`` into ``database``; its log."""
     info = psycopg.conninfo.conninfo_to_dict(DSN)
     env = {
-        **os.environ,
-        "MELTANO_ENVIRONMENT": "emulator",
-        # State of this test only, in Meltano's own store (its system database).
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_TENIOS_API_URL": api_url,
-        "TAP_TENIOS_ACCESS_KEY": KEY,
-        "TAP_TENIOS_START_DATE": START.isoformat(),
-        "TAP_TENIOS_END_DATE": END.isoformat(),
+        **pipeline_env(tmp_path, api_url, **tap),
         "TARGET_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
         "TARGET_POSTGRES_PORT": str(info.get("port", 5432)),
         "TARGET_POSTGRES_USER": str(info.get("user", "postgres")),
         "TARGET_POSTGRES_PASSWORD": str(info.get("password", "")),
         "TARGET_POSTGRES_DATABASE": database,
-        **{f"TAP_TENIOS_{k.upper()}": v for k, v in tap.items()},
     }
-    done = subprocess.run(
-        [meltano, "run", "tap-tenios", "target-postgres"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    return meltano("run", "tap-tenios", "target-postgres", env=env).stderr
 
 
 def query(database: str, sql: str) -> list[tuple[Any, ...]]:
@@ -130,14 +87,14 @@ def late_call() -> list[Leg]:
 
 
 def test_meltano_loads_every_leg_once_exactly_and_resumes_incrementally(
-    meltano_installed, serve, database, tmp_path
+    installed, serve, database, tmp_path
 ):
     legs = dataset(calls_per_day=40)
     late = late_call()
     emulator = serve(legs + late, now=END + timedelta(hours=1))
     expected = in_range(legs)
 
-    meltano_run(meltano_installed, tmp_path, emulator.url, database)
+    load(tmp_path, emulator.url, database)
 
     rows = query(database, "SELECT uuid, cost, start_stamp FROM tenios.cdrs")
     assert len(rows) == len(expected)
@@ -175,18 +132,18 @@ def test_meltano_loads_every_leg_once_exactly_and_resumes_incrementally(
     # The late call appears; the second run resumes from Meltano's state, re-reads the
     # lookback, and the table keeps one row per leg.
     emulator.emulator.behaviour.now = END + timedelta(days=2)
-    second = meltano_run(meltano_installed, tmp_path, emulator.url, database)
-    assert "Starting incremental sync of 'cdrs' with bookmark value: 2024-03-03T" in second.stderr
+    second = load(tmp_path, emulator.url, database)
+    assert "Starting incremental sync of 'cdrs' with bookmark value: 2024-03-03T" in second
     rows = query(database, "SELECT uuid FROM tenios.cdrs")
     assert len(rows) == len({r[0] for r in rows})
     assert {r[0] for r in rows} == expected | in_range(late)
     assert in_range(late)
 
 
-def test_instants_and_days_follow_the_configured_zone(meltano_installed, serve, database, tmp_path):
+def test_instants_and_days_follow_the_configured_zone(installed, serve, database, tmp_path):
     legs = dataset(calls_per_day=20)
     emulator = serve(legs)
-    meltano_run(meltano_installed, tmp_path, emulator.url, database, timezone="Europe/Berlin")
+    load(tmp_path, emulator.url, database, timezone="Europe/Berlin")
     counts = query(
         database,
         """

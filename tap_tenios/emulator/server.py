@@ -32,7 +32,8 @@ REQUEST_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{
 ORDERS = ("sorted", "unsorted", "reverse")
 BOUNDS = ("half_open", "inclusive", "exclusive", "left_open")
 TIMESTAMP_STYLES = ("space", "iso_z", "millis_z", "offset", "naive_t")
-FAULT_KINDS = (
+#: Faults a client should ride out by retrying.
+TRANSIENT_FAULTS = (
     "429",  # Too Many Requests with Retry-After
     "429-bare",  # ... without Retry-After
     "500",
@@ -44,9 +45,8 @@ FAULT_KINDS = (
     "not-json",  # 200 with an HTML body
     "no-items",  # 200 whose JSON lacks "items"
     "no-total",  # 200 whose JSON lacks "total_items"
-    "400",
-    "403",
 )
+FAULT_KINDS = (*TRANSIENT_FAULTS, "400", "403")
 
 
 @dataclass
