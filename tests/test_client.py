@@ -132,6 +132,20 @@ def test_a_throttle_pauses_every_thread_once():
     assert slept == [5]
 
 
+def test_one_429_pauses_every_thread_not_just_its_own():
+    import threading
+
+    slept: list[tuple[str, float]] = []
+    throttle = Throttle(lambda: 0.0, lambda s: slept.append((threading.current_thread().name, s)))
+    throttle.pause(7)  # one thread got a 429 with Retry-After: 7
+    threads = [threading.Thread(target=throttle.wait, name=f"fetch-{n}") for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(slept) == [(f"fetch-{n}", 7.0) for n in range(4)]
+
+
 def test_redact_hides_every_spelling():
     assert redact(f'key={KEY} json="{KEY}"', KEY) == 'key=[redacted] json="[redacted]"'
     assert redact("nothing here", KEY) == "nothing here"
