@@ -240,12 +240,14 @@ class CdrsStream(TeniosStream):
         elapsed = time.monotonic() - started
         left = elapsed / share - elapsed if share > 0 else 0.0
         self.logger.info(
-            "cdrs: window %s done: %d legs, %d page(s), %.2f s; %.0f%% of the range, about %s left",
+            "cdrs: window %s done: %d legs, %d page(s), %.2f s; %.0f%% of the range after %s, "
+            "about %s left",
             read.window.describe(),
             len(read.records),
             read.pages,
             read.seconds,
             share * 100,
+            timedelta(seconds=round(elapsed)),
             timedelta(seconds=round(left)),
         )
 

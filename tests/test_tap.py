@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,13 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert streams == {"cdrs", "cdr_counts"}
     assert messages[-1]["type"] == "STATE"
     assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
-    assert "window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z) done" in result.stderr
+    progress = re.search(
+        r"cdrs: window \[2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z\) done: "
+        r"\d+ legs, \d+ page\(s\), [\d.]+ s; \d+% of the range after [\d:]+, about [\d:]+ left",
+        result.stderr,
+    )
+    assert progress, result.stderr[-2000:]
+    assert "+49" not in result.stderr, "no phone numbers (PII) in logs"
 
 
 def _run_until(tmp_path, config, state, records_before_kill, sig) -> list[dict]:
