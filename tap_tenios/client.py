@@ -35,6 +35,7 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_tenios.settings import Settings
+from tap_tenios.windows import Window, format_request
 
 #: Network-level failures worth another try (the SDK's retriable set).
 TRANSIENT_ERRORS = (
@@ -332,6 +333,18 @@ class TeniosStream(RESTStream):
             self.sleep(seconds)
         else:
             self.stopping.wait(seconds)
+
+    def count(self, window: Window, where: str) -> int:
+        """``/cdrs/count`` for a whole window, in the <= 1-day pieces the API accepts."""
+        return sum(
+            self.post(
+                "/cdrs/count",
+                {"start_date_from": format_request(lower), "start_date_to": format_request(upper)},
+                where,
+                required=("total_items",),
+            )["total_items"]
+            for lower, upper in window.count_requests()
+        )
 
     @staticmethod
     def retry_wait(attempt: int, asked: float | None) -> float:

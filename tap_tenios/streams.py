@@ -18,6 +18,7 @@ How ``cdrs`` stays exact whatever the API does (see ``windows`` for the pure par
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -60,12 +61,16 @@ def canonical(timestamp: str) -> str:
     return format_utc(parse_setting(timestamp))
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, stop: threading.Event
+) -> Iterator[R]:
     """``map`` with ``workers`` threads, results in input order.
 
     Up to ``2 * workers`` calls are queued or running, so a slow item never leaves
-    the other threads idle, and memory stays bounded however long the range. Pending
-    calls are cancelled if the consumer stops early.
+    the other threads idle, and memory stays bounded however long the range. When
+    the consumer stops or a call fails, pending calls are cancelled and ``stop`` is
+    set before the pool waits for the running ones, so they give up instead of
+    finishing their retries.
     """
     pending: deque[Future[R]] = deque()
     source = iter(items)
@@ -78,6 +83,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
             while pending:
                 yield pending.popleft().result()
         finally:
+            stop.set()
             for future in pending:
                 future.cancel()
 
@@ -214,12 +220,9 @@ class CdrsStream(TeniosStream):
         workers = self.settings.max_concurrency
         # Window threads fetch page 1; pages after it go to this pool. Both share the
         # limit on requests in flight that ``post`` enforces.
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="tenios-page") as self._page_pool:
-                reads = ordered_map(self.read_window, windows, workers)
-                yield from self._emit(reads, begin, end, started)
-        finally:
-            self.stopping.set()  # in-flight fetches give up instead of retrying
+        with ThreadPoolExecutor(workers, thread_name_prefix="tenios-page") as self._page_pool:
+            reads = ordered_map(self.read_window, windows, workers, self.stopping)
+            yield from self._emit(reads, begin, end, started)
 
     def _emit(
         self, reads: Iterator[WindowRead], begin: datetime, end: datetime, started: float
@@ -305,18 +308,7 @@ class CdrsStream(TeniosStream):
             counted = " then ".join(str(t) for t in sorted(totals))
             return f"{where}: read {len(legs)} distinct legs but the API counted {counted}"
         if self.settings.count_check:
-            counted_total = sum(
-                self.post(
-                    "/cdrs/count",
-                    {
-                        "start_date_from": format_request(lower),
-                        "start_date_to": format_request(upper),
-                    },
-                    f"{where} (completeness check)",
-                    required=("total_items",),
-                )["total_items"]
-                for lower, upper in window.count_requests()
-            )
+            counted_total = self.count(window, f"{where} (completeness check)")
             if counted_total != len(records):
                 return (
                     f"{where}: kept {len(records)} legs but /cdrs/count counts "
@@ -429,28 +421,16 @@ class CdrCountsStream(TeniosStream):
         last = local_date(end - timedelta(microseconds=1), zone)
         days = list(local_days(first, last, zone))
         self.logger.info("cdr_counts: counting %d day(s) in %s", len(days), zone.key)
-        totals = ordered_map(self.count_day, days, settings.max_concurrency)
-        try:
-            for day, total in zip(days, totals, strict=True):
-                yield {
-                    "date": day.day.isoformat(),
-                    "timezone": zone.key,
-                    "start_date_from": format_utc(day.window.start),
-                    "start_date_to": format_utc(day.window.end),
-                    "total_items": total,
-                }
-        finally:
-            self.stopping.set()
+        totals = ordered_map(self.count_day, days, settings.max_concurrency, self.stopping)
+        for day, total in zip(days, totals, strict=True):
+            yield {
+                "date": day.day.isoformat(),
+                "timezone": zone.key,
+                "start_date_from": format_utc(day.window.start),
+                "start_date_to": format_utc(day.window.end),
+                "total_items": total,
+            }
 
     def count_day(self, day: LocalDay) -> int:
-        """The whole local day's count, from one or (on a 25-hour day) two requests."""
-        total = 0
-        for lower, upper in day.count_requests():
-            body = self.post(
-                self.path,
-                {"start_date_from": format_request(lower), "start_date_to": format_request(upper)},
-                f"day {day.day.isoformat()} {day.window.describe()}",
-                required=("total_items",),
-            )
-            total += body["total_items"]
-        return total
+        """The whole local day's count (two requests on a 25-hour day)."""
+        return self.count(day.window, f"day {day.day.isoformat()} {day.window.describe()}")

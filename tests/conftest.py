@@ -117,8 +117,9 @@ def run_tap() -> Callable[..., Run]:
         *,
         fails: bool = False,
         deselect: tuple[str, ...] = (),
+        real_waits: bool = False,
     ) -> Run:
-        result = harness.run_tap(config, state, streams, deselect)
+        result = harness.run_tap(config, state, streams, deselect, real_waits=real_waits)
         if fails and result.error is None:
             pytest.fail("the run was expected to fail but succeeded")
         if not fails and result.error is not None:

@@ -76,16 +76,22 @@ def run_tap(
     state: dict[str, Any] | None = None,
     streams: tuple[str, ...] = ("cdrs",),
     deselect: tuple[str, ...] = (),
+    *,
+    real_waits: bool = False,
 ) -> Run:
-    """One sync; an exception ends up in ``Run.error`` with everything written before it."""
+    """One sync; an exception ends up in ``Run.error`` with everything written before it.
+
+    Retry waits are recorded, not slept, unless ``real_waits``.
+    """
     clock = FakeClock()
     saved = sys.stdout, TeniosStream.sleep, TeniosStream.clock
     buffer = io.BytesIO()
     out = io.TextIOWrapper(buffer, encoding="utf-8")
     error: BaseException | None = None
     try:
-        TeniosStream.sleep = staticmethod(clock.sleep)
-        TeniosStream.clock = staticmethod(clock.now)
+        if not real_waits:
+            TeniosStream.sleep = staticmethod(clock.sleep)
+            TeniosStream.clock = staticmethod(clock.now)
         sys.stdout = out
         tap = TapTenios(config=config, state=state or {}, parse_env_config=False)
         select(tap, set(streams), deselect)
