@@ -7,7 +7,7 @@ import pytest
 from tap_tenios.client import MAX_RETRY_WAIT_SECONDS
 from tap_tenios.emulator import TRANSIENT_FAULTS
 
-from .conftest import KEY, load_script, make_config
+from .helpers import KEY, load_script, make_config
 
 fault_campaign = load_script("fault_campaign")
 

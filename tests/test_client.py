@@ -9,7 +9,7 @@ import pytest
 from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, Throttle, redact
 from tap_tenios.emulator import TRANSIENT_FAULTS
 
-from .conftest import KEY, in_range, make_config
+from .helpers import KEY, in_range, make_config
 
 
 def retrieve_faults(*kinds: str) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from .conftest import END, in_range, make_config
+from .helpers import END, in_range, make_config
 
 
 def emitted(run) -> list[str]:

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 from tap_tenios.records import FIELDS, RecordError, to_record
 from tap_tenios.windows import format_utc
 
-from .conftest import make_config
-from .test_records import item
+from .helpers import item, make_config
 
 UTC = timezone.utc
 

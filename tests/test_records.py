@@ -9,30 +9,7 @@ import pytest
 
 from tap_tenios.records import FIELDS, RecordError, to_record
 
-
-def item(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "uuid": "leg-1",
-        "main_leg_uuid": None,
-        "bleg_uuid": "leg-2",
-        "call_type": "INBOUND",
-        "start_stamp": "2024-03-01 12:00:00",
-        "answer_stamp": None,
-        "end_stamp": "2024-03-01 12:00:30",
-        "duration": 30,
-        "billusec": 0,
-        "cost": Decimal("0.000100"),
-        "prepaid": False,
-        "hangup_cause": "NO_ANSWER",
-        "callerid_number": "+4915100000000",
-        "callerid_name": None,
-        "destination_number": "+498005550100",
-        "source_type": "MOBILE",
-        "routing_status": None,
-        "billing_status": None,
-    }
-    base.update(changes)
-    return base
+from .helpers import item
 
 
 def test_a_documented_item_becomes_a_canonical_record() -> None:

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from tap_tenios.emulator import BOUNDS, ORDERS, Behaviour, Emulator, RunningEmulator
 from tap_tenios.emulator.harness import run_tap
 
-from .conftest import END, KEY, START, dataset, in_range, make_config, run_cli
-from .test_tap import _run_until
+from .helpers import END, KEY, START, dataset, in_range, make_config, run_cli, run_until
 
 LEGS = dataset(calls_per_day=30, seed=8)
 EXPECTED = in_range(LEGS)
@@ -94,7 +93,7 @@ def test_real_signals_at_random_points(tmp_path_factory, kill_after, sig, order,
     behaviour = Behaviour(access_key=KEY, now=END + timedelta(days=1), order=order, latency_ms=3)
     with RunningEmulator(Emulator(LEGS, behaviour)) as api:
         config = make_config(api.url, window_size_hours=8, page_size=page_size, max_concurrency=2)
-        first = _run_until(tmp_path, config, None, kill_after, sig)
+        first = run_until(tmp_path, config, None, kill_after, sig)
         states = [m["value"] for m in first if m["type"] == "STATE"]
         result = run_cli(tmp_path, config, state=states[-1] if states else None)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 
 from tap_tenios.emulator import FAULT_KINDS
 
-from .conftest import KEY, make_config, run_cli
+from .helpers import KEY, make_config, run_cli
 
 #: Every fault but the stall, whose timeout only costs real time here.
 FAULTS = [kind for kind in FAULT_KINDS if kind != "stall"]

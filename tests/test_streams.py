@@ -15,7 +15,7 @@ import pytest
 from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
 from tap_tenios.windows import format_utc
 
-from .conftest import END, UTC, dataset, in_range, make_config, run_cli
+from .helpers import END, UTC, dataset, in_range, make_config, run_cli
 
 BEHAVIOURS = [
     (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])

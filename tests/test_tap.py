@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,28 +16,37 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator
 from tap_tenios.tap import TapTenios
 
-from .conftest import (
+from .helpers import (
     END,
     KEY,
     dataset,
     in_range,
     load_script,
     make_config,
-    parse_messages,
     run_cli,
-    write_json,
+    run_until,
 )
 
-# The SDK's standard tests build their tap at import time, so their emulator starts here.
-_STANDARD = RunningEmulator(
-    Emulator(dataset(calls_per_day=15), Behaviour(access_key=KEY, now=END + timedelta(days=1)))
-).start()
+# The SDK builds its standard test class (and a tap, for discovery) when this module is
+# imported, before any fixture runs: the configuration names no server until the class
+# fixture below starts one and points the configuration at it.
+_STANDARD_CONFIG = make_config("http://127.0.0.1:9")
 
-TestTapTenios = get_tap_test_class(
+_StandardTests = get_tap_test_class(
     tap_class=TapTenios,
-    config=make_config(_STANDARD.url),
+    config=_STANDARD_CONFIG,
     suite_config=SuiteConfig(max_records_limit=None),
 )
+
+
+class TestTapTenios(_StandardTests):
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def standard_api(cls) -> Iterator[None]:
+        behaviour = Behaviour(access_key=KEY, now=END + timedelta(days=1))
+        with RunningEmulator(Emulator(dataset(calls_per_day=15), behaviour)) as api:
+            _STANDARD_CONFIG["api_url"] = api.url
+            yield
 
 
 def test_sample_config_names_every_setting_and_holds_no_secret() -> None:
@@ -123,31 +133,6 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert "+49" not in result.stderr, "no phone numbers (PII) in logs"
 
 
-def _run_until(tmp_path, config, state, records_before_kill, sig) -> list[dict]:
-    """Run the CLI and send ``sig`` once it has written that many cdrs records."""
-    config_path = write_json(tmp_path, "config.json", config)
-    command = [sys.executable, "-m", "tap_tenios", "--config", str(config_path)]
-    if state:
-        command += ["--state", str(write_json(tmp_path, "state.json", state))]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines: list[str] = []
-    seen = 0
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith('{"type":"RECORD","stream":"cdrs"'):
-            seen += 1
-            if seen == records_before_kill:
-                process.send_signal(sig)
-                break
-    lines.extend(process.stdout.readlines() if sig != signal.SIGKILL else [])
-    process.wait(timeout=60)
-    # A killed process may leave half a line: it was never a message.
-    return parse_messages("".join(line for line in lines if line.endswith("\n")))
-
-
 @pytest.mark.parametrize(
     ("kill_after", "sig"),
     [(1, signal.SIGKILL), (130, signal.SIGKILL), (300, signal.SIGKILL), (200, signal.SIGTERM)],
@@ -158,7 +143,7 @@ def test_killed_and_resumed_from_the_last_state_loses_nothing(
     emulator = serve(legs, order="unsorted", bounds="inclusive", latency_ms=5)
     config = make_config(emulator.url, window_size_hours=12, page_size=25, max_concurrency=2)
     config = {k: v for k, v in config.items() if v is not None}
-    first = _run_until(tmp_path, config, None, kill_after, sig)
+    first = run_until(tmp_path, config, None, kill_after, sig)
     states = [m["value"] for m in first if m["type"] == "STATE"]
     emitted = [
         m["record"]["uuid"] for m in first if m["type"] == "RECORD" and m["stream"] == "cdrs"

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from .conftest import dataset, in_range, load_script, make_config, meltano, pipeline_env
+from .helpers import dataset, in_range, load_script, make_config, meltano, pipeline_env
 
 readme_tables = load_script("readme_tables")
 

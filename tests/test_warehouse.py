@@ -21,7 +21,7 @@ import pytest
 
 from tap_tenios.emulator import Leg, make_call
 
-from .conftest import END, dataset, in_range, meltano, pipeline_env
+from .helpers import END, dataset, in_range, meltano, pipeline_env
 
 psycopg = pytest.importorskip("psycopg")
 

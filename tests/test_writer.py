@@ -14,7 +14,7 @@ from tap_tenios.emulator import TIMESTAMP_STYLES
 from tap_tenios.tap import TapTenios
 from tap_tenios.writer import SingerWriter
 
-from .conftest import make_config, parse_messages
+from .helpers import make_config, parse_messages
 
 
 def comparable(run) -> list[str]:

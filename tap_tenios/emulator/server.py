@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -298,19 +299,24 @@ class Emulator:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: Answers leave at once: with Nagle's algorithm on, a keep-alive client's delayed
+    #: ACK holds back every answer by tens of milliseconds.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: request lines would only clutter test output."""
 
     def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
+        """Head and body in one write, so one answer is one burst of segments."""
+        lines = [
+            f"{self.protocol_version} {status} {HTTPStatus(status).phrase}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+            *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+        ]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + body)
 
     def _error(self, status: int, message: str, raw: bytes) -> None:
         payload: dict[str, Any] = {"error": message, "status": status}
@@ -390,6 +396,10 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
 
+#: How often the serving loop checks for a stop request.
+STOP_POLL_SECONDS = 0.02
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -406,12 +416,17 @@ class RunningEmulator:
     def __init__(self, emulator: Emulator, port: int = 0) -> None:
         self.emulator = emulator
         self._server = _Server(("127.0.0.1", port), emulator)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def _serve(self) -> None:
+        # The loop notices a stop request only between polls: a short poll keeps
+        # ``stop()`` prompt (the default would make every stop wait up to half a second).
+        self._server.serve_forever(poll_interval=STOP_POLL_SECONDS)
 
     def start(self) -> RunningEmulator:
         self._thread.start()
@@ -420,6 +435,7 @@ class RunningEmulator:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join()
 
     def __enter__(self) -> RunningEmulator:
         return self.start()

@@ -1,0 +1,256 @@
+"""Shared test helpers: datasets, configurations, and ways to run the tap and Meltano.
+
+Plain functions and classes, imported by test modules and by ``conftest.py`` (which
+holds the fixtures). Nothing here starts a server or touches the network on import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_tenios.emulator import Leg, generate, make_call
+from tap_tenios.emulator.harness import parse_messages
+
+UTC = timezone.utc
+KEY = "5b0c1f3e-7a2d-4c11-9e8f-secret-test-key"
+START = datetime(2024, 3, 1, tzinfo=UTC)
+END = datetime(2024, 3, 4, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
+
+__all__ = [
+    "END",
+    "KEY",
+    "MELTANO",
+    "ROOT",
+    "START",
+    "UTC",
+    "CliResult",
+    "dataset",
+    "edge_legs",
+    "in_range",
+    "item",
+    "load_script",
+    "make_config",
+    "meltano",
+    "parse_messages",
+    "pipeline_env",
+    "run_cli",
+    "run_until",
+    "write_json",
+]
+
+
+def edge_legs() -> list[Leg]:
+    """Calls that start exactly on window edges, and two legs sharing one instant."""
+    rng = random.Random(99)
+    legs: list[Leg] = []
+    for moment in (
+        START,
+        START + timedelta(days=1),
+        START + timedelta(days=2),
+        START + timedelta(days=1, seconds=-1),
+        END - timedelta(seconds=1),
+        END,
+    ):
+        legs.extend(make_call(rng, moment))
+    twin = make_call(rng, START + timedelta(hours=12))
+    legs.extend(twin)
+    legs.extend(make_call(rng, START + timedelta(hours=12)))
+    return legs
+
+
+def dataset(calls_per_day: int = 60, seed: int = 3) -> list[Leg]:
+    """Three days of calls, plus the edge cases; a few legs start after END on purpose."""
+    return generate(START, END, calls_per_day, seed=seed) + edge_legs()
+
+
+def in_range(legs: list[Leg], start: datetime = START, end: datetime = END) -> set[str]:
+    return {leg.uuid for leg in legs if start <= leg.start < end}
+
+
+def item(**changes: Any) -> dict[str, Any]:
+    """One documented API item (as parsed from JSON), with ``changes`` applied."""
+    base: dict[str, Any] = {
+        "uuid": "leg-1",
+        "main_leg_uuid": None,
+        "bleg_uuid": "leg-2",
+        "call_type": "INBOUND",
+        "start_stamp": "2024-03-01 12:00:00",
+        "answer_stamp": None,
+        "end_stamp": "2024-03-01 12:00:30",
+        "duration": 30,
+        "billusec": 0,
+        "cost": Decimal("0.000100"),
+        "prepaid": False,
+        "hangup_cause": "NO_ANSWER",
+        "callerid_number": "+4915100000000",
+        "callerid_name": None,
+        "destination_number": "+498005550100",
+        "source_type": "MOBILE",
+        "routing_status": None,
+        "billing_status": None,
+    }
+    base.update(changes)
+    return base
+
+
+def make_config(url: str, **overrides: Any) -> dict[str, Any]:
+    """A tap configuration for the test range against ``url``; ``None`` drops a setting."""
+    config: dict[str, Any] = {
+        "access_key": KEY,
+        "start_date": START.isoformat(),
+        "end_date": END.isoformat(),
+        "api_url": url,
+        "page_size": 50,
+        "lookback_minutes": 0,
+        "request_timeout_seconds": 5,
+    }
+    config.update(overrides)
+    return {k: v for k, v in config.items() if v is not None}
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return parse_messages(self.stdout)
+
+
+def write_json(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    return path
+
+
+def _tap_command(tmp_path: Path, config: dict[str, Any], state: dict[str, Any] | None) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "tap_tenios",
+        "--config",
+        str(write_json(tmp_path, "config.json", config)),
+    ]
+    if state:
+        command += ["--state", str(write_json(tmp_path, "state.json", state))]
+    return command
+
+
+def run_cli(
+    tmp_path: Path,
+    config: dict[str, Any],
+    *args: str,
+    state: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> CliResult:
+    """The console script as a user runs it."""
+    command = [
+        sys.executable,
+        "-m",
+        "tap_tenios",
+        "--config",
+        str(write_json(tmp_path, "config.json", config)),
+        *args,
+    ]
+    if state is not None:
+        command += ["--state", str(write_json(tmp_path, "state.json", state))]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def run_until(
+    tmp_path: Path,
+    config: dict[str, Any],
+    state: dict[str, Any] | None,
+    records_before_kill: int,
+    sig: signal.Signals,
+) -> list[dict[str, Any]]:
+    """Run the CLI and send ``sig`` once it has written that many cdrs records."""
+    process = subprocess.Popen(
+        _tap_command(tmp_path, config, state),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    seen = 0
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith('{"type":"RECORD","stream":"cdrs"'):
+            seen += 1
+            if seen == records_before_kill:
+                process.send_signal(sig)
+                break
+    lines.extend(process.stdout.readlines() if sig != signal.SIGKILL else [])
+    process.wait(timeout=60)
+    # A killed process may leave half a line: it was never a message.
+    return parse_messages("".join(line for line in lines if line.endswith("\n")))
+
+
+def load_script(name: str) -> Any:
+    """A module from ``scripts/`` (they are not part of the package)."""
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def meltano(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``meltano ARGS`` in this project (its ``meltano.yml``), which must succeed."""
+    if MELTANO is None:
+        pytest.skip("meltano is not installed (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [MELTANO, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def pipeline_env(tmp_path: Path, api_url: str, **tap_settings: str) -> dict[str, str]:
+    """Environment for ``meltano run`` against an emulator, with this test's own state."""
+    return {
+        **os.environ,
+        "MELTANO_ENVIRONMENT": "emulator",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_API_URL": api_url,
+        "TAP_TENIOS_ACCESS_KEY": KEY,
+        "TAP_TENIOS_START_DATE": START.isoformat(),
+        "TAP_TENIOS_END_DATE": END.isoformat(),
+        **{f"TAP_TENIOS_{name.upper()}": value for name, value in tap_settings.items()},
+    }
