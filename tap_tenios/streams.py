@@ -1,18 +1,22 @@
 """The two streams: ``cdrs`` (every call leg) and ``cdr_counts`` (the API's daily count).
 
-How ``cdrs`` stays exact whatever the API does (see ``windows`` for the pure part):
+How ``cdrs`` stays exact whatever the API does (``planner`` and ``windows`` hold
+the pure part):
 
-* The range is walked in ascending half-open windows. Each window is read whole
-  (every page) before any of it is emitted, deduplicated by ``uuid``, filtered to
-  the legs that started inside it, and emitted sorted by (``start_stamp``, ``uuid``).
-  So the API's order and its bound inclusiveness never matter, and every leg is
-  emitted by exactly one window.
+* The range is walked in ascending half-open windows whose size the API's own
+  counts decide (``planner``): a window whose legs fit one page is read by one
+  request; a busier one is cut into parts that do. Each window is read whole before
+  any of it is emitted, deduplicated by ``uuid``, filtered to the legs that started
+  inside it, and emitted sorted by (``start_stamp``, ``uuid``). So the API's order
+  and its bound inclusiveness never matter, and every leg is emitted by exactly one
+  window.
 * Because emission is sorted, the bookmark (the last emitted ``start_stamp``) never
   passes a leg that is still unread, and a STATE message follows every window: a run
   killed at any moment resumes from its last STATE and redoes at most one window
-  (plus the lookback, on purpose).
-* Windows are fetched ahead by a small thread pool; records and state stay on the
-  main thread, in order.
+  (plus the lookback, on purpose). A window holds at most a page of legs (or
+  ``MAX_WINDOW_LEGS`` for one that cannot be cut).
+* Windows are read ahead by a few worker threads (``scheduler``); records and state
+  stay on the main thread, in order.
 """
 
 from __future__ import annotations
@@ -20,20 +24,21 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context, Record
 from typing_extensions import override
 
 from tap_tenios.client import TeniosStream
+from tap_tenios.planner import MAX_WINDOW_LEGS, Page, PageSize, can_split, fits, split
 from tap_tenios.records import RecordError, to_record
+from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
     LocalDay,
@@ -46,11 +51,11 @@ from tap_tenios.windows import (
     parse_setting,
 )
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-#: How often a window whose legs disagree with the API's count is read again.
+#: How often a window whose one page lists fewer legs than it counts is read again.
 MISMATCH_REREADS = 2
+#: How often the pages of a window that cannot be cut are read, at most, until
+#: every leg it counts has been seen.
+PAGED_ROUNDS = 10
 
 NULLABLE_STRING = th.StringType(nullable=True)
 
@@ -61,31 +66,63 @@ def canonical(timestamp: str) -> str:
     return format_utc(parse_setting(timestamp))
 
 
-def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, stop: threading.Event
-) -> Iterator[R]:
-    """``map`` with ``workers`` threads, results in input order.
+class SharedCounts:
+    """``/cdrs/count`` answers of this run, by exact request interval, for both streams.
 
-    Up to ``2 * workers`` calls are queued or running, so a slow item never leaves
-    the other threads idle, and memory stays bounded however long the range. When
-    the consumer stops or a call fails, pending calls are cancelled and ``stop`` is
-    set before the pool waits for the running ones, so they give up instead of
-    finishing their retries.
+    ``cdrs`` and ``cdr_counts`` (and a part read again) may ask for the same
+    interval; the API is asked once.
     """
-    pending: deque[Future[R]] = deque()
-    source = iter(items)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenios") as pool:
-        try:
-            for item in source:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            stop.set()
-            for future in pending:
-                future.cancel()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: dict[tuple[datetime, datetime], int] = {}
+
+    def get(self, interval: tuple[datetime, datetime]) -> int | None:
+        with self._lock:
+            return self._answers.get(interval)
+
+    def put(self, interval: tuple[datetime, datetime], total: int) -> None:
+        with self._lock:
+            self._answers[interval] = total
+
+
+class CountingStream(TeniosStream):
+    """A stream whose ``/cdrs/count`` requests go through the tap's ``SharedCounts``."""
+
+    @property
+    def shared_counts(self) -> SharedCounts:
+        tap = self._tap
+        counts = getattr(tap, "_tenios_counts", None)
+        if counts is None:
+            with _SHARED_LOCK:
+                counts = getattr(tap, "_tenios_counts", None)
+                if counts is None:
+                    counts = SharedCounts()
+                    tap._tenios_counts = counts  # type: ignore[attr-defined]
+        return counts
+
+    @override
+    def count(self, window: Window, where: str) -> int:
+        counts = self.shared_counts
+        total = 0
+        for interval in window.count_requests():
+            known = counts.get(interval)
+            if known is None:
+                known = self.post(
+                    "/cdrs/count",
+                    {
+                        "start_date_from": format_request(interval[0]),
+                        "start_date_to": format_request(interval[1]),
+                    },
+                    where,
+                    required=("total_items",),
+                )["total_items"]
+                counts.put(interval, known)
+            total += known
+        return total
+
+
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -98,14 +135,49 @@ class WindowRead:
     seconds: float
 
 
-class CdrsStream(TeniosStream):
+@dataclass(frozen=True)
+class Part:
+    """A window to read, and the split it came from (``None`` for a top window)."""
+
+    window: Window
+    family: Family | None = None
+
+
+class Family:
+    """The parts one window was split into, and what they counted between them.
+
+    Each part's request lies inside its parent's (widened by the padding), so
+    between them they cannot count many times more legs than the parent did. An API
+    whose counts ignore the dates (or are made up) would otherwise make the planner
+    cut and cut: it is stopped after a few parts.
+    """
+
+    #: Parts may count this many times what their parent counted (each request
+    #: reaches a second past both edges, so narrow parts count their neighbours too).
+    SLACK = 4
+
+    def __init__(self, parent: Window, total: int) -> None:
+        self.parent = parent
+        self.total = total
+        self._counted = 0
+        self._lock = threading.Lock()
+
+    def add(self, total: int) -> bool:
+        """Record one part's count; False once the parts count implausibly many."""
+        with self._lock:
+            self._counted += total
+            return self._counted <= self.SLACK * self.total + 100
+
+
+class CdrsStream(CountingStream):
     """Every call leg (one row per leg, not per call), incremental on ``start_stamp``."""
 
     name = "cdrs"
     path = "/cdrs/retrieve"
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
-    _page_pool: ThreadPoolExecutor
+    _page_pool: DaemonPool
+    _served: PageSize
     _settling_from: datetime
 
     schema = th.PropertiesList(
@@ -204,88 +276,165 @@ class CdrsStream(TeniosStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[Record]:
+        self.stopping.clear()  # a tap object may sync more than once
+        settings = self.settings
         begin, end = self.extraction_range(context)
-        size = self.settings.window
-        windows = list(iter_windows(begin, end, size, anchor=self.settings.start))
         self.logger.info(
-            "cdrs: reading %s to %s in %d window(s) of %g h",
+            "cdrs: reading %s to %s in windows of at most %g h, cut to fit pages of %d",
             format_request(begin),
             format_request(end),
-            len(windows),
-            size / timedelta(hours=1),
+            settings.window / timedelta(hours=1),
+            settings.page_size,
         )
-        started = time.monotonic()
-        # Windows from here on are re-read by the next run (see ``read_window``).
-        self._settling_from = end - self.settings.lookback
-        workers = self.settings.max_concurrency
-        # Window threads fetch page 1; pages after it go to this pool. Both share the
-        # limit on requests in flight that ``post`` enforces.
-        with ThreadPoolExecutor(workers, thread_name_prefix="tenios-page") as self._page_pool:
-            reads = ordered_map(self.read_window, windows, workers, self.stopping)
-            yield from self._emit(reads, begin, end, started)
+        # Windows from here on are re-read by the next run (see ``settle``).
+        self._settling_from = end - settings.lookback
+        self._served = PageSize(settings.page_size)
+        # Top windows never straddle the start of the settling range, so a window
+        # either is re-read by the next run or is not.
+        settling = min(max(begin, self._settling_from), end)
+        tops = (
+            Part(w)
+            for lower, upper in ((begin, settling), (settling, end))
+            for w in iter_windows(lower, upper, settings.window, settings.start)
+        )
+        workers = settings.max_concurrency
+        progress = Progress(begin, end)
+        # Part threads fetch page 1; more pages (of parts that cannot be cut) and
+        # count requests go to this pool. Both share the limit on requests in flight
+        # that ``post`` enforces.
+        with DaemonPool(workers, "tenios-page") as self._page_pool:
+            for read in ordered_plan(self.read_part, tops, workers, self.stopping):
+                yield from read.records
+                if not self.config.get("batch_config"):
+                    # The window is complete: make it resumable. (In BATCH mode the SDK
+                    # writes state itself once each batch file exists.)
+                    self._write_state_message()
+                progress.done(read)
+                if progress.due() or read.window.end >= end:
+                    self.log_progress(progress)
 
-    def _emit(
-        self, reads: Iterator[WindowRead], begin: datetime, end: datetime, started: float
-    ) -> Iterator[Record]:
-        for read in reads:
-            yield from read.records
-            if not self.config.get("batch_config"):
-                # The window is complete: make it resumable. (In BATCH mode the SDK
-                # writes state itself once each batch file exists.)
-                self._write_state_message()
-            self.log_progress(read, begin, end, started)
-
-    def log_progress(
-        self, read: WindowRead, begin: datetime, end: datetime, started: float
-    ) -> None:
-        """One line per window, so a long backfill never looks hung."""
-        share = (read.window.end - begin) / (end - begin) if end > begin else 1.0
-        elapsed = time.monotonic() - started
-        left = elapsed / share - elapsed if share > 0 else 0.0
+    def log_progress(self, progress: Progress) -> None:
+        """A line every few seconds (and at the end), so a long backfill never looks hung."""
         self.logger.info(
-            "cdrs: window %s done: %d legs, %d page(s), %.2f s; %.0f%% of the range after %s, "
-            "about %s left",
-            read.window.describe(),
-            len(read.records),
-            read.pages,
-            read.seconds,
-            share * 100,
-            timedelta(seconds=round(elapsed)),
-            timedelta(seconds=round(left)),
+            "cdrs: read up to %s: %d legs in %d window(s), %d request(s); "
+            "%.0f%% of the range after %s, about %s left",
+            format_request(progress.upto),
+            progress.legs,
+            progress.windows,
+            progress.requests,
+            progress.share * 100,
+            timedelta(seconds=round(progress.elapsed)),
+            timedelta(seconds=round(progress.left)),
         )
 
-    def read_window(self, window: Window) -> WindowRead:
-        """Read a whole window, checked against the API's own counts.
+    def read_part(self, part: Part) -> WindowRead | Split[Part]:
+        """Read one window, or say which parts to read instead (see ``planner``).
 
-        Two checks: the distinct legs read must equal ``total_items`` (every page must
-        report the same), and, with ``count_check``, the legs kept for the window must
-        equal ``/cdrs/count`` for it. A window that disagrees is read again, up to
-        ``MISMATCH_REREADS`` times. If it still disagrees: a window inside the
-        lookback of this run's end is still settling (calls ending, CDRs landing) and
-        the next run reads it again, so that is a warning; an older window is handled
-        per ``on_count_mismatch``, failing before state passes it by default.
+        Page 1 decides. All legs on it: the read is done, checked by its own
+        ``total_items`` (one query cannot disagree with itself). More legs than a
+        page holds: the window is cut into parts that should each fit a page. A
+        window too narrow to cut is read page by page (``read_paged``). A page that
+        lists fewer legs than it counts, though they would fit, is read again, up to
+        ``MISMATCH_REREADS`` times, and then settled (``settle``).
         """
+        window = part.window
         started = time.monotonic()
+        where = f"cdrs window {window.describe()}"
+        problem = ""
         for attempt in range(1, MISMATCH_REREADS + 2):
-            legs, totals, pages = self._read_pages(window)
+            body = self._page(window, 1)
+            page = Page(len(body["items"]), body["total_items"])
+            if attempt == 1 and part.family is not None and not part.family.add(page.total):
+                family = part.family
+                raise self.fail(
+                    f"{where}: the API counts {page.total} legs in it, but "
+                    f"{family.total} in the window {family.parent.describe()} around it: "
+                    "its counts do not follow the requested dates"
+                )
+            self._served.observe(page)
+            capacity = self._served.capacity
+            if not fits(page, capacity):
+                if can_split(window):
+                    family = Family(window, page.total)
+                    return Split([Part(w, family) for w in split(window, page.total, capacity)])
+                return self.read_paged(window, body, started)
+            legs = self._collect({}, body, window, 1)
             records = self._records(window, legs)
-            problem = self._disagreement(window, legs, totals, records)
-            if problem is None:
-                break
+            if len(legs) == page.total:
+                return WindowRead(window, records, attempt, time.monotonic() - started)
+            problem = f"{where}: read {len(legs)} distinct legs but the API counted {page.total}"
             if attempt <= MISMATCH_REREADS:
                 self.logger.warning("%s; reading the window again", problem)
-                continue
-            problem += f" after {attempt} reads"
-            if window.start >= self._settling_from:
-                self.logger.warning(
-                    "%s; the window is within the lookback, so the next run reads it again",
-                    problem,
+        self.settle(window, f"{problem} after {MISMATCH_REREADS + 1} reads")
+        return WindowRead(window, records, MISMATCH_REREADS + 1, time.monotonic() - started)
+
+    def read_paged(self, window: Window, first: dict[str, Any], started: float) -> WindowRead:
+        """Read a window that cannot be cut, page by page, until its legs are all seen.
+
+        Pages are separate queries: where the API orders by a key with ties, pages
+        can repeat one leg and skip another. So every leg seen is kept across reads,
+        and the pages are read again until the distinct legs reach the count (at most
+        ``PAGED_ROUNDS`` rounds). With ``count_check``, ``/cdrs/count`` for the window
+        is asked at the same time, and the legs kept must match it too.
+        """
+        where = f"cdrs window {window.describe()}"
+        total = first["total_items"]
+        if total > MAX_WINDOW_LEGS:
+            raise self.fail(
+                f"{where}: the API counts {total} legs starting within a second or two of "
+                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
+                "be cut further"
+            )
+        counted: Future[int] | None = None
+        if self.settings.count_check:
+            counted = self._page_pool.submit(self.count, window, f"{where} (completeness check)")
+        legs = self._collect({}, first, window, 1)
+        requests = 1
+        for round_ in range(PAGED_ROUNDS):
+            capacity = max(self._served.capacity, len(first["items"]), 1)
+            numbers = range(2 if round_ == 0 else 1, math.ceil(total / capacity) + 1)
+            bodies = self._page_pool.map(lambda n: self._page(window, n), numbers)
+            requests += len(numbers)
+            for number, body in zip(numbers, bodies, strict=True):
+                self._collect(legs, body, window, number)
+                total = body["total_items"]
+            if len(legs) == total:
+                break
+        records = self._records(window, legs)
+        problem = None
+        if len(legs) != total:
+            problem = (
+                f"{where}: read {len(legs)} distinct legs but the API counted {total} "
+                f"after {requests} page reads"
+            )
+        elif counted is not None:
+            expected = counted.result()
+            requests += 1
+            if expected != len(records):
+                problem = (
+                    f"{where}: kept {len(records)} legs but /cdrs/count counts "
+                    f"{expected} (difference {expected - len(records):+d})"
                 )
-            elif self.settings.on_count_mismatch == "fail":
-                raise self.fail(problem + " (on_count_mismatch=fail)")
-            else:
-                self.logger.warning("%s; continuing (on_count_mismatch=warn)", problem)
-        return WindowRead(window, records, pages, time.monotonic() - started)
+        if problem:
+            self.settle(window, problem)
+        return WindowRead(window, records, requests, time.monotonic() - started)
+
+    def settle(self, window: Window, problem: str) -> None:
+        """A window that still disagrees with the API's counts after every try.
+
+        Inside the lookback of this run's end it is still settling (calls ending,
+        CDRs landing) and the next run reads it again: a warning. Older, it is
+        handled per ``on_count_mismatch``: failing before state passes it by default.
+        """
+        if window.start >= self._settling_from:
+            self.logger.warning(
+                "%s; the window is within the lookback, so the next run reads it again",
+                problem,
+            )
+        elif self.settings.on_count_mismatch == "fail":
+            raise self.fail(problem + " (on_count_mismatch=fail)")
+        else:
+            self.logger.warning("%s; continuing (on_count_mismatch=warn)", problem)
 
     def _records(self, window: Window, legs: dict[str, Any]) -> list[Record]:
         """The window's own legs as records, sorted (the padding's legs are dropped)."""
@@ -298,53 +447,6 @@ class CdrsStream(TeniosStream):
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         records.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
         return records
-
-    def _disagreement(
-        self, window: Window, legs: dict[str, Any], totals: set[int], records: list[Record]
-    ) -> str | None:
-        """What is wrong with a read, if anything, in words for the log."""
-        where = f"cdrs window {window.describe()}"
-        if totals != {len(legs)}:
-            counted = " then ".join(str(t) for t in sorted(totals))
-            return f"{where}: read {len(legs)} distinct legs but the API counted {counted}"
-        if self.settings.count_check:
-            counted_total = self.count(window, f"{where} (completeness check)")
-            if counted_total != len(records):
-                return (
-                    f"{where}: kept {len(records)} legs but /cdrs/count counts "
-                    f"{counted_total} (difference {counted_total - len(records):+d})"
-                )
-        return None
-
-    def _read_pages(self, window: Window) -> tuple[dict[str, Any], set[int], int]:
-        """All pages of one padded request: legs by uuid, every total seen, page count.
-
-        Page 1 tells how many legs there are and how many fit on a page; the pages that
-        implies are then fetched ``max_concurrency`` at a time. Reading stops when the
-        distinct legs reach the count, or when a batch brings nothing new: an API whose
-        count is wrong must not make the tap page forever.
-        """
-        legs: dict[str, Any] = {}
-        totals: set[int] = set()
-        first = self._page(window, 1)
-        totals.add(first["total_items"])
-        self._collect(legs, first, window, 1)
-        per_page = max(len(first["items"]), 1)
-        page = 1
-        while len(legs) < max(totals):
-            implied = math.ceil(max(totals) / per_page) - page
-            numbers = range(
-                page + 1, page + 1 + min(max(implied, 1), self.settings.max_concurrency)
-            )
-            before = len(legs)
-            bodies = self._page_pool.map(lambda n: self._page(window, n), numbers)
-            for number, body in zip(numbers, bodies, strict=True):
-                totals.add(body["total_items"])
-                self._collect(legs, body, window, number)
-            page = numbers[-1]
-            if len(legs) == before:
-                break
-        return legs, totals, page
 
     def _page(self, window: Window, page: int) -> dict[str, Any]:
         padded = window.padded()
@@ -362,7 +464,8 @@ class CdrsStream(TeniosStream):
 
     def _collect(
         self, legs: dict[str, Any], body: dict[str, Any], window: Window, page: int
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Add a page's items to ``legs`` by uuid (a later copy of a leg wins)."""
         for item in body["items"]:
             key = item.get("uuid") if isinstance(item, dict) else None
             if not isinstance(key, str):
@@ -370,9 +473,49 @@ class CdrsStream(TeniosStream):
                     f"cdrs window {window.describe()}, page {page}: an item has no string 'uuid'"
                 )
             legs[key] = item
+        return legs
 
 
-class CdrCountsStream(TeniosStream):
+class Progress:
+    """How far a ``cdrs`` run has got, for its progress lines."""
+
+    #: Seconds between progress lines.
+    EVERY = 5.0
+
+    def __init__(self, begin: datetime, end: datetime) -> None:
+        self.begin, self.end, self.upto = begin, end, begin
+        self.started = self._last = time.monotonic()
+        self.legs = self.windows = self.requests = 0
+
+    def done(self, read: WindowRead) -> None:
+        self.upto = read.window.end
+        self.legs += len(read.records)
+        self.windows += 1
+        self.requests += read.pages
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.EVERY:
+            return False
+        self._last = now
+        return True
+
+    @property
+    def share(self) -> float:
+        span = self.end - self.begin
+        return (self.upto - self.begin) / span if span > timedelta(0) else 1.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def left(self) -> float:
+        share = self.share
+        return self.elapsed / share - self.elapsed if share > 0 else 0.0
+
+
+class CdrCountsStream(CountingStream):
     """The API's own CDR count per calendar day in ``timezone``: a reconciliation aid."""
 
     name = "cdr_counts"
@@ -420,6 +563,7 @@ class CdrCountsStream(TeniosStream):
         end = settings.run_end(utc_now())
         last = local_date(end - timedelta(microseconds=1), zone)
         days = list(local_days(first, last, zone))
+        self.stopping.clear()  # a tap object may sync more than once
         self.logger.info("cdr_counts: counting %d day(s) in %s", len(days), zone.key)
         totals = ordered_map(self.count_day, days, settings.max_concurrency, self.stopping)
         for day, total in zip(days, totals, strict=True):

@@ -73,9 +73,10 @@ class TapTenios(Tap):
         th.Property(
             "window_size_hours",
             th.IntegerType,
-            default=24,
-            description="Hours of calls per /cdrs/retrieve window. Each window is read "
-            "whole, then emitted sorted and checkpointed; memory grows with it.",
+            default=8784,
+            description="The widest window of calls one /cdrs/retrieve request may span "
+            "(default 8784 h, a leap year). Windows are sized by the API's counts: one "
+            "request for a quiet range, a busy one cut into parts that fit a page.",
         ),
         th.Property(
             "max_concurrency",
@@ -98,9 +99,9 @@ class TapTenios(Tap):
             "count_check",
             th.BooleanType,
             default=True,
-            description="After reading each cdrs window, also ask /cdrs/count for it and "
-            "require the same number of legs (one extra request per day of calls). The "
-            "check that total_items matches the legs read is always on.",
+            description="Also ask /cdrs/count for every cdrs window read in several pages "
+            "(pages are separate queries that can shift) and require the same number of "
+            "legs. A window read in one page is checked by its own total_items, always.",
         ),
         th.Property(
             "request_timeout_seconds",

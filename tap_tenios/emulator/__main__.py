@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from tap_tenios.emulator.data import generate
 from tap_tenios.emulator.server import (
@@ -20,6 +20,10 @@ from tap_tenios.emulator.server import (
 )
 from tap_tenios.windows import parse_setting
 
+#: A fixed range by default, so the same calls are served every time and the
+#: ``emulator`` Meltano environment's ``start_date`` can name where they begin.
+DEFAULT_START = "2024-01-01"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -29,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=int, default=8766, help="port on 127.0.0.1 (0: any free one)"
     )
-    parser.add_argument("--start", help="first day of data (default: --days before today, UTC)")
+    parser.add_argument(
+        "--start",
+        default=DEFAULT_START,
+        help=f"first day of data, UTC (default {DEFAULT_START}, the start_date of the "
+        "emulator environment in meltano.yml)",
+    )
     parser.add_argument("--days", type=int, default=21, help="days of data")
     parser.add_argument(
         "--calls-per-day", type=int, default=400, help="calls per day (legs are more)"
@@ -43,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bounds", choices=BOUNDS, default="half_open", help="inclusiveness of date bounds"
     )
     parser.add_argument("--timestamp-style", choices=TIMESTAMP_STYLES, default="space")
+    parser.add_argument(
+        "--page-cap",
+        type=int,
+        default=None,
+        help="serve at most this many items per page, silently (page_size is echoed)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
     parser.add_argument(
@@ -58,11 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.start:
-        start = parse_setting(args.start)
-    else:
-        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = today - timedelta(days=args.days - 1)
+    start = parse_setting(args.start)
     end = start + timedelta(days=args.days)
     behaviour = Behaviour(
         access_key=args.access_key,
@@ -70,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         bounds=args.bounds,
         timestamp_style=args.timestamp_style,
         latency_ms=args.latency_ms,
+        page_cap=args.page_cap,
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         echo_body_in_errors=args.echo_body_in_errors,

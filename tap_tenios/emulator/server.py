@@ -30,7 +30,9 @@ UTC = timezone.utc
 #: What the real API documents for request dates (the overview also allows an offset).
 REQUEST_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{2}:\d{2})")
 
-ORDERS = ("sorted", "unsorted", "reverse")
+#: ``ties_shuffled``: by start second, ties in a new random order for every query, as
+#: SQL's LIMIT/OFFSET over a non-unique ORDER BY may do: pages can repeat or skip legs.
+ORDERS = ("sorted", "unsorted", "reverse", "ties_shuffled")
 BOUNDS = ("half_open", "inclusive", "exclusive", "left_open")
 TIMESTAMP_STYLES = ("space", "iso_z", "millis_z", "offset", "naive_t")
 #: Faults a client should ride out by retrying.
@@ -60,6 +62,9 @@ class Behaviour:
     timestamp_style: str = "space"
     latency_ms: float = 0.0
     max_page_size: int = 10_000
+    #: Serve at most this many items per page, silently: the answer still echoes the
+    #: ``page_size`` asked for, and pages are cut at this size.
+    page_cap: int | None = None
     echo_body_in_errors: bool = False
     #: Legs become visible when they end; ``None`` means the real clock.
     now: datetime | None = None
@@ -205,6 +210,7 @@ class Emulator:
         self._rng = random.Random(self.behaviour.fault_seed)
         self._lock = threading.Lock()
         self._inserted = 0
+        self._queries = 0
 
     def now(self) -> datetime:
         return self.behaviour.now or datetime.now(UTC)
@@ -240,10 +246,16 @@ class Emulator:
             legs.sort(key=lambda leg: zlib.crc32(leg.uuid.encode()))
         elif b.order == "reverse":
             legs.reverse()
-        first = (page - 1) * page_size
+        elif b.order == "ties_shuffled":
+            with self._lock:
+                self._queries += 1
+                ties = random.Random(b.fault_seed * 1_000_003 + self._queries)
+            legs.sort(key=lambda leg: (leg.start.replace(microsecond=0), ties.random()))
+        served = min(page_size, b.page_cap) if b.page_cap else page_size
+        first = (page - 1) * served
         if b.repeat_leg_across_pages and page > 1:
             first -= 1
-        chunk = legs[first : first + page_size]
+        chunk = legs[first : first + served]
         if b.insert_during_paging and page == 1 and chunk:
             with self._lock:
                 b.insert_during_paging -= 1

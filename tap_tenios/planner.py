@@ -1,0 +1,134 @@
+"""How the ``cdrs`` stream cuts its range into reads: the decisions, without I/O.
+
+The API tells, on page 1 of every ``/cdrs/retrieve``, how many legs the whole
+request holds (``total_items``). The planner uses that instead of a fixed window:
+
+* A window is first asked for whole. If all its legs are on page 1, that one
+  request is the read: one query, which cannot disagree with itself. So a quiet
+  range costs one request however long it is.
+* If they are not, the window is cut into equal parts, as many as its count says
+  are needed for each to fit one page with room to spare (``FILL``), and each part
+  is read the same way. A busy day becomes as many parts as it needs; no part is
+  read in pages that could shift between queries.
+* A part narrower than ``2 * MIN_PART`` cannot be cut: more legs start within a
+  second or two of it than a page holds. Only such a part is read page by page,
+  keeping every leg seen across reads until the distinct legs reach the count.
+
+Edges fall on whole seconds (the API's timestamps are FreeSWITCH stamps, and a
+request is padded by ``EDGE_PADDING`` anyway), and never closer than ``MIN_PART``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tap_tenios.windows import Window
+
+#: Parts are planned to hold this share of a page, so that the spread of a count
+#: over a part (busier hours, chance) rarely pushes one past a page.
+FILL = 0.8
+
+#: The narrowest part the planner cuts; narrower parts would not hold fewer legs,
+#: since every request reaches ``EDGE_PADDING`` (a second) past both edges.
+MIN_PART = timedelta(seconds=1)
+
+#: The most legs a part that cannot be cut may hold (it is held whole in memory).
+MAX_WINDOW_LEGS = 100_000
+
+_SECOND = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Page:
+    """What page 1 of a read said: legs listed, legs counted (``total_items``)."""
+
+    listed: int
+    total: int
+
+
+class PageSize:
+    """The page size the API really serves, learned from its answers.
+
+    An API may serve fewer items than asked while echoing the ``page_size`` asked
+    for. A page 1 that lists fewer legs than asked, but counts more, shows such a cap
+    (or legs it counts but never lists, which is found out later). Once a page as
+    long as asked has been seen there is no cap below it, and short pages say
+    nothing more about the size. Shared by the threads reading parts.
+    """
+
+    def __init__(self, asked: int) -> None:
+        self.asked = asked
+        self._cap: int | None = None
+        self._confirmed = False
+        self._lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int:
+        """Legs one page is believed to hold."""
+        with self._lock:
+            return self.asked if self._cap is None else self._cap
+
+    @property
+    def capped(self) -> bool:
+        """Whether the API was seen serving less than asked."""
+        with self._lock:
+            return self._cap is not None
+
+    def observe(self, page: Page) -> None:
+        with self._lock:
+            if page.listed >= self.asked:
+                self._confirmed, self._cap = True, None
+            elif not self._confirmed and 0 < page.listed < page.total:
+                self._cap = max(self._cap or 0, page.listed)
+
+
+def fits(page: Page, capacity: int) -> bool:
+    """Whether page 1 was the whole read (or should have been: the count fits a page)."""
+    return page.total <= max(page.listed, capacity)
+
+
+def can_split(window: Window) -> bool:
+    """Whether ``window`` can be cut into parts of at least ``MIN_PART``."""
+    return _cut_span(window) is not None
+
+
+def split(window: Window, total: int, capacity: int) -> list[Window]:
+    """Cut ``window`` into equal parts, each expected to hold ``FILL`` of a page.
+
+    At least two parts, cut on whole seconds, none narrower than ``MIN_PART``. The
+    legs are assumed spread evenly: a part that turns out busier is cut again.
+    """
+    span = _cut_span(window)
+    if span is None:
+        raise ValueError(f"window {window.describe()} is too narrow to split")
+    first, last = span
+    available = int((last - first) / _SECOND) + 1
+    wanted = max(2, math.ceil(total / max(1.0, capacity * FILL)))
+    parts = min(wanted, available + 1)
+    width = (window.end - window.start) / parts
+    cuts: list[datetime] = []
+    for i in range(1, parts):
+        lowest = cuts[-1] + MIN_PART if cuts else first
+        cut = max(_floor_second(window.start + width * i), lowest)
+        if cut > last:
+            break
+        cuts.append(cut)
+    bounds = [window.start, *cuts, window.end]
+    return [Window(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _floor_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _cut_span(window: Window) -> tuple[datetime, datetime] | None:
+    """The first and last whole seconds at least ``MIN_PART`` inside both edges."""
+    first = _floor_second(window.start + MIN_PART)
+    if first < window.start + MIN_PART:
+        first += _SECOND
+    last = _floor_second(window.end - MIN_PART)
+    return (first, last) if first <= last else None
