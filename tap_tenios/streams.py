@@ -66,65 +66,6 @@ def canonical(timestamp: str) -> str:
     return format_utc(parse_setting(timestamp))
 
 
-class SharedCounts:
-    """``/cdrs/count`` answers of this run, by exact request interval, for both streams.
-
-    ``cdrs`` and ``cdr_counts`` (and a part read again) may ask for the same
-    interval; the API is asked once.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._answers: dict[tuple[datetime, datetime], int] = {}
-
-    def get(self, interval: tuple[datetime, datetime]) -> int | None:
-        with self._lock:
-            return self._answers.get(interval)
-
-    def put(self, interval: tuple[datetime, datetime], total: int) -> None:
-        with self._lock:
-            self._answers[interval] = total
-
-
-class CountingStream(TeniosStream):
-    """A stream whose ``/cdrs/count`` requests go through the tap's ``SharedCounts``."""
-
-    @property
-    def shared_counts(self) -> SharedCounts:
-        tap = self._tap
-        counts = getattr(tap, "_tenios_counts", None)
-        if counts is None:
-            with _SHARED_LOCK:
-                counts = getattr(tap, "_tenios_counts", None)
-                if counts is None:
-                    counts = SharedCounts()
-                    tap._tenios_counts = counts  # type: ignore[attr-defined]
-        return counts
-
-    @override
-    def count(self, window: Window, where: str) -> int:
-        counts = self.shared_counts
-        total = 0
-        for interval in window.count_requests():
-            known = counts.get(interval)
-            if known is None:
-                known = self.post(
-                    "/cdrs/count",
-                    {
-                        "start_date_from": format_request(interval[0]),
-                        "start_date_to": format_request(interval[1]),
-                    },
-                    where,
-                    required=("total_items",),
-                )["total_items"]
-                counts.put(interval, known)
-            total += known
-        return total
-
-
-_SHARED_LOCK = threading.Lock()
-
-
 @dataclass
 class WindowRead:
     """What one window gave: its records, sorted, and how it went."""
@@ -169,7 +110,7 @@ class Family:
             return self._counted <= self.SLACK * self.total + 100
 
 
-class CdrsStream(CountingStream):
+class CdrsStream(TeniosStream):
     """Every call leg (one row per leg, not per call), incremental on ``start_stamp``."""
 
     name = "cdrs"
@@ -515,7 +456,7 @@ class Progress:
         return self.elapsed / share - self.elapsed if share > 0 else 0.0
 
 
-class CdrCountsStream(CountingStream):
+class CdrCountsStream(TeniosStream):
     """The API's own CDR count per calendar day in ``timezone``: a reconciliation aid."""
 
     name = "cdr_counts"

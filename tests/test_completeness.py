@@ -1,31 +1,37 @@
-"""Each cdrs window is checked against the API's own counts, and re-read on doubt."""
+"""Every emitted cdrs window is checked against the API's own counts before state passes it."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import random
+import re
+from datetime import datetime, timedelta
 
-import pytest
+from tap_tenios.emulator import make_call
+from tap_tenios.windows import format_utc
 
-from .helpers import END, in_range, make_config
+from .helpers import START, in_range, make_config
 
 
 def emitted(run) -> list[str]:
     return [r["uuid"] for r in run.records()]
 
 
-def test_a_leg_landing_mid_pagination_is_caught_and_the_window_read_again(
-    serve, run_tap, legs, caplog
-):
+def named_window(message: str) -> tuple[datetime, datetime]:
+    """The window an error or warning names: ``cdrs window [a, b)``."""
+    found = re.search(r"cdrs window \[(\S+), (\S+)\)", message)
+    assert found, message
+    return tuple(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in found.groups())  # type: ignore[return-value]
+
+
+def test_a_leg_landing_while_the_range_is_read_is_emitted_once(serve, run_tap, legs):
     emulator = serve(legs, insert_during_paging=1, order="sorted")
     run = run_tap(make_config(emulator.url, page_size=10, max_concurrency=1))
     uuids = emitted(run)
     assert len(uuids) == len(set(uuids))
     inserted = {u for u in uuids if u.startswith("00000000-")}
-    assert len(inserted) == 1, "the leg that landed while paging must be emitted, once"
+    assert len(inserted) == 1, "the leg that landed while the tap read must be emitted, once"
     assert set(uuids) == in_range(legs) | inserted
-    assert "reading the window again" in caplog.text
-    assert "cdrs window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z)" in caplog.text
 
 
 def test_shifted_pages_that_repeat_a_leg_lose_nothing(serve, run_tap, legs):
@@ -35,22 +41,23 @@ def test_shifted_pages_that_repeat_a_leg_lose_nothing(serve, run_tap, legs):
 
 
 def hide_one(legs, day: int):
-    victim = next(leg for leg in legs if leg.start.day == day)
+    victim = next(leg for leg in legs if leg.start.day == day and leg.start.hour == 12)
     return victim, frozenset({victim.uuid})
 
 
 def test_a_leg_that_is_counted_but_never_listed_fails_the_run_before_state_passes(
     serve, run_tap, legs
 ):
-    _, hidden = hide_one(legs, day=2)
+    victim, hidden = hide_one(legs, day=2)
     emulator = serve(legs, hidden_legs=hidden)
     run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
     message = str(run.error)
-    assert "cdrs window [2024-03-02T00:00:00.000Z, 2024-03-03T00:00:00.000Z)" in message
+    lower, upper = named_window(message)
+    assert lower <= victim.start < upper, "the error names the window that disagrees"
     assert "but the API counted" in message and "after 3 reads" in message
     assert "on_count_mismatch=fail" in message
     bookmark = run.states[-1]["bookmarks"]["cdrs"]["replication_key_value"]
-    assert bookmark < "2024-03-02", "state must stay before the window that disagreed"
+    assert bookmark < format_utc(lower), "state stays before the window that disagrees"
 
 
 def test_warn_logs_the_window_and_the_difference_and_goes_on(serve, run_tap, legs, caplog):
@@ -60,35 +67,57 @@ def test_warn_logs_the_window_and_the_difference_and_goes_on(serve, run_tap, leg
     run = run_tap(make_config(emulator.url, on_count_mismatch="warn"))
     assert set(emitted(run)) == in_range(legs) - {victim.uuid}
     warning = next(r.getMessage() for r in caplog.records if "continuing" in r.getMessage())
-    assert "[2024-03-02T00:00:00.000Z, 2024-03-03T00:00:00.000Z)" in warning
+    lower, upper = named_window(warning)
+    assert lower <= victim.start < upper
     assert "on_count_mismatch=warn" in warning
 
 
-def test_the_count_endpoint_is_a_second_opinion(serve, run_tap, legs):
-    emulator = serve(legs, count_offset=1)
-    run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
-    assert "/cdrs/count counts" in str(run.error) and "(difference +1)" in str(run.error)
-    first_window = [
-        b
-        for b in emulator.emulator.stats.bodies
-        if "page" not in b and b["start_date_from"].startswith("2024-02-29")
-    ]
-    assert len(first_window) == 3  # the first window, read three times
+def crowded_second(legs, calls: int = 12):
+    """``calls`` calls starting in the same second: more legs than a small page holds."""
+    moment = START + timedelta(hours=15, minutes=30)
+    crowd = [leg for seed in range(calls) for leg in make_call(random.Random(seed), moment)]
+    return moment, legs + crowd
+
+
+def test_one_page_reads_ask_no_count_and_paged_ones_do(serve, run_tap, legs):
+    moment, crowded = crowded_second(legs)
+    emulator = serve(crowded, order="ties_shuffled")
+    run = run_tap(make_config(emulator.url, page_size=10))
+    assert sorted(emitted(run)) == sorted(in_range(crowded))
+    counts = [b for b in emulator.emulator.stats.bodies if "page" not in b]
+    # Only the windows around the crowded second are read in pages, so only they
+    # are counted; every other window was one request, checked by its own total.
+    assert counts, "the paged windows must be counted"
+    for body in counts:
+        lower = datetime.fromisoformat(body["start_date_from"].replace("Z", "+00:00"))
+        upper = datetime.fromisoformat(body["start_date_to"].replace("Z", "+00:00"))
+        assert upper - lower <= timedelta(seconds=2)
+        assert abs(lower - moment) <= timedelta(seconds=3)
+    retrieves = [b for b in emulator.emulator.stats.bodies if "page" in b]
+    paged = [b for b in retrieves if b["page"] > 1]
+    assert paged and all(
+        abs(datetime.fromisoformat(b["start_date_from"].replace("Z", "+00:00")) - moment)
+        <= timedelta(seconds=4)
+        for b in paged
+    )
+
+
+def test_the_count_endpoint_is_a_second_opinion_on_paged_windows(serve, run_tap, legs):
+    moment, crowded = crowded_second(legs)
+    emulator = serve(crowded, count_offset=1)
+    run = run_tap(make_config(emulator.url, page_size=10, max_concurrency=1), fails=True)
+    message = str(run.error)
+    assert "/cdrs/count counts" in message and "(difference +1)" in message
+    lower, upper = named_window(message)
+    assert upper - lower <= timedelta(seconds=2) and abs(lower - moment) <= timedelta(seconds=2)
 
 
 def test_the_count_check_can_be_turned_off(serve, run_tap, legs):
-    emulator = serve(legs, count_offset=1)
-    run = run_tap(make_config(emulator.url, count_check=False))
-    assert sorted(emitted(run)) == sorted(in_range(legs))
+    _, crowded = crowded_second(legs)
+    emulator = serve(crowded, count_offset=1)
+    run = run_tap(make_config(emulator.url, page_size=10, count_check=False))
+    assert sorted(emitted(run)) == sorted(in_range(crowded))
     assert "/cdrs/count" not in emulator.emulator.stats.requests
-
-
-def test_windows_longer_than_a_day_are_counted_in_pieces(serve, run_tap, legs):
-    emulator = serve(legs, bounds="inclusive")
-    run = run_tap(make_config(emulator.url, window_size_hours=72))
-    assert sorted(emitted(run)) == sorted(in_range(legs))
-    counts = [b for b in emulator.emulator.stats.bodies if "page" not in b]
-    assert len(counts) == 3
 
 
 def test_a_settling_window_only_warns_because_the_next_run_reads_it_again(
@@ -106,9 +135,21 @@ def test_a_settling_window_only_warns_because_the_next_run_reads_it_again(
     assert victim.uuid in emitted(again)
 
 
-@pytest.mark.parametrize("hours", [6, 24])
-def test_every_window_gets_one_count_request_when_all_agree(serve, run_tap, legs, hours):
+def test_an_api_whose_counts_ignore_the_dates_is_stopped_not_followed(serve, run_tap, legs):
+    """Counts that do not shrink with the window would make the planner cut forever."""
     emulator = serve(legs)
-    run_tap(make_config(emulator.url, window_size_hours=hours))
-    windows = int((END - END.replace(day=1)) / timedelta(hours=hours))
-    assert emulator.emulator.stats.requests["/cdrs/count"] == windows
+    real = emulator.emulator.retrieve
+
+    def every_window_counts_a_million(body):
+        return re.sub(rb'"total_items":\d+', b'"total_items":1000000', real(body))
+
+    emulator.emulator.retrieve = every_window_counts_a_million
+    run = run_tap(make_config(emulator.url, page_size=50), fails=True)
+    message = str(run.error)
+    named_window(message)
+    assert "the API counts 1000000 legs" in message
+    assert (
+        "its counts do not follow the requested dates" in message
+        or "the window cannot be cut further" in message
+    )
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 30

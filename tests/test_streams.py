@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
+from tap_tenios.planner import FILL
 from tap_tenios.windows import format_utc
 
-from .helpers import END, UTC, dataset, in_range, make_config, run_cli
+from .helpers import END, START, UTC, dataset, in_range, make_config, run_cli
 
 BEHAVIOURS = [
     (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])
@@ -65,22 +66,18 @@ def test_records_are_emitted_in_start_order(serve, run_tap, legs):
     assert stamps == sorted(stamps)
 
 
-def test_pages_are_read_until_total_items_without_an_extra_request(serve, run_tap, legs):
+def test_a_window_that_fits_a_page_is_one_request_and_a_busier_one_is_cut(serve, run_tap, legs):
     emulator = serve(legs)
-    run_tap(make_config(emulator.url, page_size=7))
+    run = run_tap(make_config(emulator.url, page_size=20))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
     bodies = [b for b in emulator.emulator.stats.bodies if "page" in b]
-    per_window = Counter(b["start_date_from"] for b in bodies)
-    assert len(per_window) == 3  # one window per day
-    for window_start, pages in per_window.items():
-        day = datetime.fromisoformat(window_start.replace("Z", "+00:00")) + timedelta(seconds=1)
-        total = sum(
-            1
-            for leg in legs
-            if day - timedelta(seconds=1) <= leg.start <= day + timedelta(days=1, seconds=1)
-        )
-        assert pages == max(1, math.ceil(total / 7))
-    assert {b["page_size"] for b in bodies} == {7}
-    assert min(b["page"] for b in bodies) == 1
+    assert {b["page"] for b in bodies} == {1}, "no window needed a second page"
+    assert {b["page_size"] for b in bodies} == {20}
+    # The whole range first (too many legs for a page), then parts sized by its count.
+    assert bodies[0]["start_date_from"] == "2024-02-29T23:59:59.000Z"
+    assert bodies[0]["start_date_to"] == "2024-03-04T00:00:01.000Z"
+    expected_parts = math.ceil(len(in_range(legs)) / (20 * FILL))
+    assert len(bodies) <= 1 + 2 * expected_parts
 
 
 def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
@@ -91,7 +88,7 @@ def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
     assert all(spelled.fullmatch(b["start_date_from"]) for b in bodies)
     first = min(bodies, key=lambda b: b["start_date_from"])
     assert first["start_date_from"] == "2024-02-29T23:59:59.000Z"
-    assert first["start_date_to"] == "2024-03-02T00:00:01.000Z"
+    assert first["start_date_to"] == "2024-03-04T00:00:01.000Z"
 
 
 @pytest.mark.parametrize(("hours", "workers"), [(1, 1), (5, 3), (24, 4), (72, 2)])
@@ -252,3 +249,55 @@ def test_both_streams_in_one_run(serve, run_tap):
     per_day = Counter(r["start_stamp"][:10] for r in run.records())
     assert {r["date"]: r["total_items"] for r in run.records("cdr_counts")} == dict(per_day)
     assert set(run.final_state["bookmarks"]) == {"cdrs", "cdr_counts"}
+
+
+def busy_day_with_crowded_seconds() -> list[Leg]:
+    """One busy day, plus seconds in which more calls start than a small page holds."""
+    day = generate(START, START + timedelta(days=1), 500, seed=21)
+    rng = random.Random(4)
+    for hour in (9, 11, 16):
+        moment = START + timedelta(hours=hour, minutes=17)
+        day += [leg for _ in range(8) for leg in make_call(rng, moment)]
+    return day
+
+
+@pytest.mark.parametrize("bounds", ["half_open", "inclusive"])
+def test_a_busy_day_whose_pages_shift_gives_every_leg_exactly_once(serve, run_tap, bounds):
+    legs = busy_day_with_crowded_seconds()
+    emulator = serve(legs, order="ties_shuffled", bounds=bounds)
+    run = run_tap(make_config(emulator.url, page_size=10, end_date="2024-03-02"))
+    uuids = [r["uuid"] for r in run.records()]
+    assert len(uuids) == len(set(uuids))
+    assert set(uuids) == in_range(legs, START, START + timedelta(days=1))
+    paged = [b for b in emulator.emulator.stats.bodies if b.get("page", 1) > 1]
+    assert paged, "the crowded seconds cannot fit a page: they must have been paged"
+
+
+def test_a_silent_page_cap_is_learned_and_parts_are_planned_to_fit_it(serve, run_tap, legs):
+    emulator = serve(legs, page_cap=15)
+    run = run_tap(make_config(emulator.url, page_size=200))
+    uuids = [r["uuid"] for r in run.records()]
+    assert sorted(uuids) == sorted(in_range(legs))
+    bodies = [b for b in emulator.emulator.stats.bodies if "page" in b]
+    assert {b["page_size"] for b in bodies} == {200}
+    # Parts are planned for pages of 15, not 200: a handful more requests than the
+    # legs need, not one split after another.
+    assert len(bodies) <= 2 * math.ceil(len(uuids) / (15 * FILL)) + 2
+
+
+def test_empty_years_cost_a_request_each(serve, run_tap, legs):
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, start_date="2021-03-01", page_size=1000))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
+    retrieves = emulator.emulator.stats.requests["/cdrs/retrieve"]
+    assert retrieves <= 4, "three empty years and three busy days: a request per 366 days"
+    assert "/cdrs/count" not in emulator.emulator.stats.requests
+
+
+def test_the_widest_window_bounds_each_request(serve, run_tap, legs):
+    emulator = serve(legs)
+    run_tap(make_config(emulator.url, start_date="2024-01-01", window_size_hours=24 * 7))
+    for body in emulator.emulator.stats.bodies:
+        lower = datetime.fromisoformat(body["start_date_from"].replace("Z", "+00:00"))
+        upper = datetime.fromisoformat(body["start_date_to"].replace("Z", "+00:00"))
+        assert upper - lower <= timedelta(days=7, seconds=2)
