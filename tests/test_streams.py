@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 import re
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -13,7 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
+from tap_tenios.emulator.harness import parse_messages, select
 from tap_tenios.planner import FILL
+from tap_tenios.tap import TapTenios
 from tap_tenios.windows import format_utc
 
 from .helpers import END, START, UTC, dataset, in_range, make_config, run_cli
@@ -301,3 +304,62 @@ def test_the_widest_window_bounds_each_request(serve, run_tap, legs):
         lower = datetime.fromisoformat(body["start_date_from"].replace("Z", "+00:00"))
         upper = datetime.fromisoformat(body["start_date_to"].replace("Z", "+00:00"))
         assert upper - lower <= timedelta(days=7, seconds=2)
+
+
+def test_once_a_window_fails_for_good_the_others_stop_retrying(serve, run_tap, legs):
+    """Two days read at once: one is refused (fatal), the other is in its retries."""
+    faults = [{"kind": "500"}, {"kind": "400"}] + [{"kind": "500"}] * 10
+    emulator = serve(legs, fault_queue=faults)
+    config = make_config(
+        emulator.url, end_date="2024-03-03", window_size_hours=24, max_concurrency=2
+    )
+    run = run_tap(config, fails=True, real_waits=True)
+    assert "HTTP 400" in str(run.error)
+    # The refused request and the first try of the other; no retry after the failure.
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] == 2
+
+
+def test_reads_run_ahead_of_what_is_emitted_by_a_bounded_number(serve, legs):
+    """Memory stays bounded: while the first window is being emitted, only a few
+    windows beyond it have been requested, however many the range holds."""
+    emulator = serve(legs)
+    workers = 2
+    config = make_config(emulator.url, page_size=10, max_concurrency=workers)
+    tap = TapTenios(config=config, state={}, parse_env_config=False)
+    records = tap.streams["cdrs"].get_records(None)
+    next(iter(records))
+    api = emulator.emulator
+
+    def one_page_reads() -> int:
+        """Requests whose legs fit a page: reads that are held until emitted."""
+        held = 0
+        for body in list(api.stats.bodies):
+            lower, upper = (
+                datetime.fromisoformat(body[k].replace("Z", "+00:00"))
+                for k in ("start_date_from", "start_date_to")
+            )
+            held += len(api.store.select(lower, upper, "inclusive", api.now())) <= 10
+        return held
+
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and one_page_reads() <= 2 * workers:
+        time.sleep(0.01)  # give reads that should not exist the time to show up
+    assert one_page_reads() <= 2 * workers
+    rest = [r["uuid"] for r in records]
+    assert len(rest) + 1 == len(in_range(legs))
+    assert one_page_reads() > 10 * workers, "the range needed many more reads"
+
+
+def test_one_tap_object_can_sync_twice(serve, legs, capsys):
+    emulator = serve(legs)
+    tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
+    select(tap, {"cdrs"})
+    for _ in range(2):
+        tap.sync_all()
+        out = capsys.readouterr().out
+        assert {r["uuid"] for r in records_in(out)} == in_range(legs)
+        tap.state.clear()  # a full run again, as from a fresh state
+
+
+def records_in(out: str) -> list[dict]:
+    return [m["record"] for m in parse_messages(out) if m["type"] == "RECORD"]

@@ -1,0 +1,131 @@
+"""The planner's decisions, without HTTP: when a read is done, how a window is cut."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tap_tenios.planner import (
+    FILL,
+    MIN_PART,
+    Page,
+    PageSize,
+    can_split,
+    fits,
+    split,
+)
+from tap_tenios.windows import Window
+
+UTC = timezone.utc
+DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+
+
+def test_a_full_page_confirms_the_size_asked_for() -> None:
+    size = PageSize(100)
+    size.observe(Page(listed=100, total=500))
+    size.observe(Page(listed=30, total=200))  # short, but no cap: legs it counts and hides
+    assert size.capacity == 100 and not size.capped
+
+
+def test_a_short_page_that_counts_more_reveals_a_silent_cap() -> None:
+    size = PageSize(1000)
+    size.observe(Page(listed=250, total=4000))
+    assert size.capacity == 250 and size.capped
+    size.observe(Page(listed=40, total=40))  # the last page of something small: no news
+    assert size.capacity == 250
+    size.observe(Page(listed=300, total=900))  # a longer short page: the cap is higher
+    assert size.capacity == 300
+    size.observe(Page(listed=1000, total=5000))  # a full page: there is no cap after all
+    assert size.capacity == 1000 and not size.capped
+
+
+def test_an_empty_answer_teaches_nothing() -> None:
+    size = PageSize(50)
+    size.observe(Page(listed=0, total=0))
+    size.observe(Page(listed=0, total=7))
+    assert size.capacity == 50
+
+
+@pytest.mark.parametrize(
+    ("page", "capacity", "expected"),
+    [
+        (Page(5, 5), 10, True),  # everything on page 1
+        (Page(0, 0), 10, True),  # nothing at all
+        (Page(9, 10), 10, True),  # should fit, one leg missing: a disagreement, not a split
+        (Page(10, 25), 10, False),  # more than a page holds
+        (Page(12, 12), 10, True),  # the API served more than asked: still the whole read
+    ],
+)
+def test_fits(page: Page, capacity: int, expected: bool) -> None:
+    assert fits(page, capacity) is expected
+
+
+def test_a_busy_day_is_cut_into_parts_that_fit_a_page_with_room_to_spare() -> None:
+    parts = split(DAY, total=1000, capacity=100)
+    assert len(parts) == math.ceil(1000 / (100 * FILL))
+    widths = {part.end - part.start for part in parts}
+    assert max(widths) - min(widths) <= timedelta(seconds=1), "equal parts"
+
+
+def test_parts_are_cut_on_whole_seconds_and_cover_the_window_exactly() -> None:
+    odd = Window(DAY.start + timedelta(milliseconds=250), DAY.end - timedelta(microseconds=7))
+    parts = split(odd, total=333, capacity=10)
+    assert parts[0].start == odd.start and parts[-1].end == odd.end
+    for before, after in itertools.pairwise(parts):
+        assert before.end == after.start
+        assert after.start.microsecond == 0
+
+
+def test_a_window_of_a_few_seconds_is_cut_into_seconds_at_most() -> None:
+    start = DAY.start + timedelta(hours=9)
+    parts = split(Window(start, start + timedelta(seconds=3)), total=10_000, capacity=10)
+    assert [(p.start - start).seconds for p in parts] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (timedelta(seconds=1), False),
+        (timedelta(milliseconds=1999), False),
+        (timedelta(seconds=2), True),
+        (timedelta(hours=1), True),
+    ],
+)
+def test_only_windows_of_two_seconds_or_more_can_be_cut(width: timedelta, expected: bool) -> None:
+    assert can_split(Window(DAY.start, DAY.start + width)) is expected
+
+
+def test_a_window_off_the_second_needs_a_whole_second_inside_each_part() -> None:
+    start = DAY.start + timedelta(milliseconds=500)
+    assert not can_split(Window(start, start + timedelta(milliseconds=1700)))
+    with pytest.raises(ValueError, match="too narrow"):
+        split(Window(start, start + timedelta(milliseconds=1700)), 50, 10)
+
+
+@given(
+    start_ms=st.integers(min_value=0, max_value=10**9),
+    width_ms=st.integers(min_value=2000, max_value=400 * 86_400_000),
+    total=st.integers(min_value=0, max_value=10**6),
+    capacity=st.integers(min_value=1, max_value=5000),
+)
+@settings(deadline=None)
+def test_any_split_covers_its_window_in_order_with_parts_of_a_second_or_more(
+    start_ms: int, width_ms: int, total: int, capacity: int
+) -> None:
+    start = DAY.start + timedelta(milliseconds=start_ms)
+    window = Window(start, start + timedelta(milliseconds=width_ms))
+    if not can_split(window):
+        assert width_ms < 3000, "only a window under three seconds may be too narrow to cut"
+        return
+    parts = split(window, total, capacity)
+    assert len(parts) >= 2
+    assert len(parts) <= max(2, math.ceil(total / max(1.0, capacity * FILL)))
+    assert parts[0].start == window.start and parts[-1].end == window.end
+    for before, after in itertools.pairwise(parts):
+        assert before.end == after.start
+    assert all(part.end - part.start >= MIN_PART for part in parts)

@@ -1,0 +1,164 @@
+"""Reads ahead on worker threads: results in order, memory bounded, prompt to stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tap_tenios.emulator.harness import parse_messages
+from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
+from tap_tenios.windows import format_utc
+
+from .conftest import in_range, make_config, write_json
+
+
+class Drawn:
+    """An iterator that counts how many items have been taken from it."""
+
+    def __init__(self, items: range) -> None:
+        self.taken = 0
+        self._items = iter(items)
+
+    def __iter__(self) -> Iterator[int]:
+        for item in self._items:
+            self.taken += 1
+            yield item
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_ordered_map_keeps_twice_the_workers_in_hand_and_no_more(workers: int) -> None:
+    items = Drawn(range(100))
+    results = ordered_map(lambda n: n * n, items, workers, threading.Event())
+    assert next(results) == 0
+    assert items.taken == 2 * workers, "calls queued or running when the first is used"
+    assert next(results) == 1
+    assert items.taken == 2 * workers + 1
+    assert list(results) == [n * n for n in range(2, 100)]
+
+
+def test_ordered_map_sets_stop_when_a_call_fails_but_not_when_it_ends() -> None:
+    stop = threading.Event()
+    assert list(ordered_map(str, range(5), 2, stop)) == ["0", "1", "2", "3", "4"]
+    assert not stop.is_set(), "a map that ended normally must leave stop alone"
+
+    def boom(n: int) -> int:
+        if n == 3:
+            raise RuntimeError("window 3 failed")
+        return n
+
+    with pytest.raises(RuntimeError, match="window 3"):
+        list(ordered_map(boom, range(50), 2, stop))
+    assert stop.is_set()
+
+
+def halves(item: tuple[int, int]) -> list[int] | Split[tuple[int, int]]:
+    """A read of the numbers [a, b): ranges wider than 4 split in two."""
+    a, b = item
+    if b - a > 4:
+        middle = (a + b) // 2
+        return Split([(a, middle), (middle, b)])
+    return list(range(a, b))
+
+
+def test_ordered_plan_reads_the_parts_of_a_split_in_its_place() -> None:
+    tops = [(0, 37), (37, 40), (40, 100)]
+    chunks = list(ordered_plan(halves, tops, 3, threading.Event()))
+    assert [n for chunk in chunks for n in chunk] == list(range(100))
+    assert all(len(chunk) <= 4 for chunk in chunks)
+
+
+@pytest.mark.parametrize(("workers", "ahead"), [(2, None), (3, 5)])
+def test_ordered_plan_holds_at_most_its_limit(workers: int, ahead: int | None) -> None:
+    items = Drawn(range(200))
+    reads = ordered_plan(lambda n: [n], items, workers, threading.Event(), ahead)
+    assert next(reads) == [0]
+    assert items.taken == (ahead or 2 * workers)
+    assert [r[0] for r in reads] == list(range(1, 200))
+
+
+def test_ordered_plan_fails_at_the_first_failed_read_and_sets_stop() -> None:
+    stop = threading.Event()
+
+    def read(item: tuple[int, int]) -> list[int] | Split[tuple[int, int]]:
+        if item == (10, 15):
+            raise RuntimeError("part failed")
+        return halves(item)
+
+    with pytest.raises(RuntimeError, match="part failed"):
+        list(ordered_plan(read, [(0, 6), (6, 24), (24, 99)], 2, stop))
+    assert stop.is_set()
+
+
+def test_pool_threads_never_hold_up_the_exit() -> None:
+    release = threading.Event()
+    with DaemonPool(2, "test") as pool:
+        pool.submit(release.wait)
+        threads = [t for t in threading.enumerate() if t.name.startswith("test-")]
+    assert threads and all(t.daemon for t in threads)
+    release.set()
+
+
+def test_sigterm_ends_a_run_with_a_hanging_request_at_once_and_a_safe_state(
+    tmp_path, serve, legs
+) -> None:
+    """A request that hangs (for as long as the timeout allows) does not delay SIGTERM,
+    and the last STATE never passes a leg that was not emitted."""
+    emulator = serve(legs, latency_ms=5)
+    config = make_config(emulator.url, page_size=10, max_concurrency=2, request_timeout_seconds=120)
+    command = [
+        sys.executable,
+        "-m",
+        "tap_tenios",
+        "--config",
+        str(write_json(tmp_path, "config.json", config)),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    stats = emulator.emulator.stats
+    behaviour = emulator.emulator.behaviour
+    deadline = time.monotonic() + 60
+    while stats.requests.get("/cdrs/retrieve", 0) < 8 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # From now on every request hangs for a minute.
+    behaviour.stall_seconds = 60
+    behaviour.fault_kinds = ("stall",)
+    behaviour.fault_rate = 1.0
+    while not stats.faults.get("stall") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert stats.faults.get("stall"), "no request hung: the test proves nothing"
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    took = time.monotonic() - signalled
+    assert took < 10, f"SIGTERM took {took:.1f} s with a request hanging"
+    messages = parse_messages(out)
+    records = [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == "cdrs"]
+    emitted = {r["uuid"] for r in records}
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert states, "a STATE must be written on SIGTERM"
+    bookmark = states[-1]["bookmarks"].get("cdrs", {}).get("replication_key_value")
+    if bookmark:
+        passed = {leg.uuid for leg in legs if format_utc(leg.start) < bookmark}
+        assert passed & in_range(legs) <= emitted, "state passed a leg never emitted"
+    # The next run, from that state, gets the rest: nothing is lost.
+    behaviour.fault_rate = 0.0
+    resumed = subprocess.run(
+        [*command, "--state", str(write_json(tmp_path, "state.json", states[-1]))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    again = {
+        m["record"]["uuid"]
+        for m in parse_messages(resumed.stdout)
+        if m["type"] == "RECORD" and m["stream"] == "cdrs"
+    }
+    assert emitted | again == in_range(legs)
