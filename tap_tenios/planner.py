@@ -36,6 +36,11 @@ FILL = 0.8
 #: since every request reaches ``EDGE_PADDING`` (a second) past both edges.
 MIN_PART = timedelta(seconds=1)
 
+#: The most parts one window is cut into at once: a very busy window is cut into
+#: this many, each cut again as its own count says. Keeps the list of parts waiting
+#: to be read short (it is walked after every read).
+MAX_PARTS = 512
+
 #: The most legs a part that cannot be cut may hold (it is held whole in memory).
 MAX_WINDOW_LEGS = 100_000
 
@@ -108,7 +113,7 @@ def split(window: Window, total: int, capacity: int) -> list[Window]:
     first, last = span
     available = int((last - first) / _SECOND) + 1
     wanted = max(2, math.ceil(total / max(1.0, capacity * FILL)))
-    parts = min(wanted, available + 1)
+    parts = min(wanted, available + 1, MAX_PARTS)
     width = (window.end - window.start) / parts
     cuts: list[datetime] = []
     for i in range(1, parts):

@@ -82,18 +82,18 @@ class TapTenios(Tap):
             "max_concurrency",
             th.IntegerType,
             default=4,
-            description="Windows (and cdr_counts days) fetched at once. Records are still "
-            "emitted in order; a 429 pauses every fetch.",
+            description="Requests in flight at once (cdrs windows and pages, cdr_counts "
+            "days). Records are still emitted in order; a 429 pauses every fetch.",
         ),
         th.Property(
             "on_count_mismatch",
             th.StringType,
             default="fail",
             allowed_values=["fail", "warn"],
-            description="When a cdrs window still disagrees with the API's counts after two "
-            "re-reads: 'fail' stops before state passes the window, 'warn' logs the window "
-            "and the difference and goes on. Windows within the lookback of the run's end "
-            "only warn: the next run reads them again.",
+            description="When a cdrs window still disagrees with the API's counts after it "
+            "was read again (and cut, where it can be): 'fail' stops before state passes "
+            "the window, 'warn' logs the window and the difference and goes on. Windows "
+            "within the lookback of the run's end only warn: the next run reads them again.",
         ),
         th.Property(
             "count_check",

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tap_tenios.planner import (
     FILL,
+    MAX_PARTS,
     MIN_PART,
     Page,
     PageSize,
@@ -72,6 +73,10 @@ def test_a_busy_day_is_cut_into_parts_that_fit_a_page_with_room_to_spare() -> No
     assert max(widths) - min(widths) <= timedelta(seconds=1), "equal parts"
 
 
+def test_a_very_busy_window_is_cut_into_at_most_max_parts_at_once() -> None:
+    assert len(split(DAY, total=10**7, capacity=100)) == MAX_PARTS
+
+
 def test_parts_are_cut_on_whole_seconds_and_cover_the_window_exactly() -> None:
     odd = Window(DAY.start + timedelta(milliseconds=250), DAY.end - timedelta(microseconds=7))
     parts = split(odd, total=333, capacity=10)
@@ -124,7 +129,7 @@ def test_any_split_covers_its_window_in_order_with_parts_of_a_second_or_more(
         return
     parts = split(window, total, capacity)
     assert len(parts) >= 2
-    assert len(parts) <= max(2, math.ceil(total / max(1.0, capacity * FILL)))
+    assert len(parts) <= min(MAX_PARTS, max(2, math.ceil(total / max(1.0, capacity * FILL))))
     assert parts[0].start == window.start and parts[-1].end == window.end
     for before, after in itertools.pairwise(parts):
         assert before.end == after.start

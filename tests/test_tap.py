@@ -125,8 +125,8 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert messages[-1]["type"] == "STATE"
     assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
     progress = re.search(
-        r"cdrs: window \[2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z\) done: "
-        r"\d+ legs, \d+ page\(s\), [\d.]+ s; \d+% of the range after [\d:]+, about [\d:]+ left",
+        r"cdrs: read up to 2024-03-04T00:00:00.000Z: \d+ legs in \d+ window\(s\), "
+        r"\d+ request\(s\); 100% of the range after [\d:]+, about [\d:]+ left",
         result.stderr,
     )
     assert progress, result.stderr[-2000:]

@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--days", type=int, default=21, help="days of data")
     parser.add_argument(
-        "--calls-per-day", type=int, default=400, help="calls per day (legs are more)"
+        "--calls-per-day",
+        type=float,
+        default=400,
+        help="calls per day (legs are more; a fraction spreads fewer than one a day)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data")
     parser.add_argument(
@@ -57,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="serve at most this many items per page, silently (page_size is echoed)",
+    )
+    parser.add_argument(
+        "--cache-pages",
+        action="store_true",
+        help="serve repeated requests from memory (benchmarks measure the client)",
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         timestamp_style=args.timestamp_style,
         latency_ms=args.latency_ms,
         page_cap=args.page_cap,
+        cache_pages=args.cache_pages,
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         echo_body_in_errors=args.echo_body_in_errors,

@@ -88,6 +88,10 @@ class Behaviour:
     count_offset: int = 0
     #: Answer /cdrs/retrieve with exactly these bytes (hostile-input tests).
     retrieve_body: bytes | None = None
+    #: Keep every page served and answer the same request from memory (benchmarks:
+    #: the client is measured, not the emulator). Never with ``ties_shuffled`` or the
+    #: switches that change data while a client reads.
+    cache_pages: bool = False
 
 
 @dataclass
@@ -211,6 +215,7 @@ class Emulator:
         self._lock = threading.Lock()
         self._inserted = 0
         self._queries = 0
+        self._pages: dict[tuple[str, str, int, int], bytes] = {}
 
     def now(self) -> datetime:
         return self.behaviour.now or datetime.now(UTC)
@@ -238,6 +243,24 @@ class Emulator:
         page_size = _positive_int(body, "page_size", b.max_page_size)
         if upper < lower:
             raise ApiError(400, "start_date_to must not be before start_date_from")
+        key = (body["start_date_from"], body["start_date_to"], page, page_size)
+        cacheable = b.cache_pages and not (
+            b.order == "ties_shuffled"
+            or b.insert_during_paging
+            or b.hidden_legs
+            or b.repeat_leg_across_pages
+            or b.retrieve_body is not None
+        )
+        if cacheable and (cached := self._pages.get(key)) is not None:
+            return cached
+        answer = self._render(lower, upper, page, page_size)
+        if cacheable:
+            with self._lock:
+                self._pages[key] = answer
+        return answer
+
+    def _render(self, lower: datetime, upper: datetime, page: int, page_size: int) -> bytes:
+        b = self.behaviour
         legs = self.store.select(lower, upper, b.bounds, self.now())
         total = len(legs)
         if b.hidden_legs:

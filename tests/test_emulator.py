@@ -1,0 +1,61 @@
+"""The emulator's switches for what the API leaves open really behave as described."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+from tap_tenios.emulator import Behaviour, Emulator, make_call
+
+from .conftest import KEY, START
+
+
+def crowd(calls: int = 15) -> list:
+    """``calls`` calls that start in the same second (and forwarded legs a second later)."""
+    moment = START + timedelta(hours=10)
+    return [leg for seed in range(calls) for leg in make_call(random.Random(seed), moment)]
+
+
+def page(api: Emulator, number: int, size: int) -> dict:
+    body = {
+        "access_key": KEY,
+        "start_date_from": "2024-03-01T09:00:00.000Z",
+        "start_date_to": "2024-03-01T11:00:00.000Z",
+        "page": number,
+        "page_size": size,
+    }
+    return json.loads(api.handle("/cdrs/retrieve", json.dumps(body).encode())[1])
+
+
+def test_ties_reshuffled_per_query_make_pages_repeat_and_skip_legs() -> None:
+    legs = crowd()
+    api = Emulator(legs, Behaviour(access_key=KEY, order="ties_shuffled"))
+    pages = [page(api, n, 5) for n in range(1, 1 + -(-len(legs) // 5))]
+    seen = [item["uuid"] for p in pages for item in p["items"]]
+    assert len(seen) == len(legs) == pages[0]["total_items"]
+    assert len(set(seen)) < len(legs), "some leg was served twice and another never"
+    # Still ordered by start second: only ties move.
+    stamps = [item["start_stamp"] for item in page(api, 1, len(legs))["items"]]
+    assert stamps == sorted(stamps)
+    # And the same query twice gives the ties in another order.
+    first, again = page(api, 1, len(legs)), page(api, 1, len(legs))
+    assert [i["uuid"] for i in first["items"]] != [i["uuid"] for i in again["items"]]
+
+
+def test_a_silent_page_cap_serves_less_and_echoes_the_size_asked_for() -> None:
+    legs = crowd()
+    api = Emulator(legs, Behaviour(access_key=KEY, page_cap=4))
+    first, second = page(api, 1, 10), page(api, 2, 10)
+    assert len(first["items"]) == 4 and first["page_size"] == 10
+    assert first["total_items"] == len(legs)
+    # Pages are cut at the cap: page 2 starts where page 1 ended.
+    assert {i["uuid"] for i in first["items"]}.isdisjoint(i["uuid"] for i in second["items"])
+
+
+def test_cached_pages_are_served_as_first_rendered() -> None:
+    legs = crowd()
+    api = Emulator(legs, Behaviour(access_key=KEY, order="unsorted", cache_pages=True))
+    assert page(api, 2, 4) == page(api, 2, 4)
+    shuffled = Emulator(legs, Behaviour(access_key=KEY, order="ties_shuffled", cache_pages=True))
+    assert page(shuffled, 1, 30) != page(shuffled, 1, 30), "never cached: ties must move"
