@@ -75,7 +75,9 @@ def test_state_never_passes_the_last_complete_window_when_a_run_fails(serve, run
         return answer_first_request_only(body)
 
     emulator.emulator.retrieve = retrieve  # type: ignore[method-assign]
-    config = make_config(emulator.url, max_concurrency=1, max_retries=1, page_size=1000)
+    config = make_config(
+        emulator.url, max_concurrency=1, max_retries=1, page_size=1000, window_size_hours=24
+    )
     run = run_tap(config, fails=True)
     emitted = run.records()
     assert emitted, "the first window was complete and must have been emitted"
