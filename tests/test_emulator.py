@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from tap_tenios.emulator import Behaviour, Emulator, make_call
 
-from .conftest import KEY, START
+from .helpers import KEY, START
 
 
 def crowd(calls: int = 15) -> list:

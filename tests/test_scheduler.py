@@ -15,7 +15,7 @@ from tap_tenios.emulator.harness import parse_messages
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.windows import format_utc
 
-from .conftest import in_range, make_config, write_json
+from .helpers import in_range, make_config, write_json
 
 
 class Drawn:
