@@ -1,0 +1,195 @@
+-- One row per call, as the portal shows it: an inbound leg and the legs forwarded from it.
+-- The outcome rules are written out in the model's documentation (tenios__outcome).
+{%- set short_abandon = var('tenios_short_abandon_seconds') %}
+{%- set announcement_answers = var('tenios_announcement_counts_as_answered') %}
+
+with legs as (
+
+    select * from {{ ref('stg_tenios__cdr_legs') }}
+
+),
+
+per_call as (
+
+    select
+        call_id,
+        count(*) as leg_count,
+        min(started_at) as first_leg_started_at,
+        max(ended_at) as last_leg_ended_at,
+        sum(cost) as total_cost,
+        max({{ tenios_flag('routing_status is not null') }}) as has_routing_problem,
+        max({{ tenios_flag('billing_status is not null') }}) as has_billing_problem
+    from legs
+    group by call_id
+
+),
+
+roots as (
+
+    -- The leg that started the call: its id is the call's id.
+    select * from legs where leg_id = call_id
+
+),
+
+forwards as (
+
+    select
+        legs.*,
+        row_number() over (partition by call_id order by started_at, leg_id) as attempt_number,
+        count(*) over (partition by call_id) as attempt_count
+    from legs
+    where leg_role = 'forward' and leg_id <> call_id
+
+),
+
+forward_summary as (
+
+    select
+        call_id,
+        count(*) as forward_attempts,
+        sum({{ tenios_flag('is_answered') }}) as forwards_answered,
+        sum({{ tenios_flag("hangup_category = 'busy'") }}) as forwards_busy,
+        max(case when attempt_number = attempt_count then hangup_cause end) as last_forward_hangup_cause
+    from forwards
+    group by call_id
+
+),
+
+answering as (
+
+    -- The first forwarded leg that was answered.
+    select *
+    from (
+        select
+            forwards.*,
+            row_number() over (partition by call_id order by answered_at, leg_id) as answer_rank
+        from forwards
+        where is_answered
+    ) answered_forwards
+    where answer_rank = 1
+
+),
+
+assembled as (
+
+    select
+        per_call.call_id,
+        coalesce(roots.leg_role, 'incomplete') as call_kind,
+        roots.call_type as root_call_type,
+        case when roots.leg_role = 'inbound' then roots.destination_number end as service_number,
+        roots.caller_number,
+        roots.source_type as caller_source_type,
+        coalesce(roots.started_at, per_call.first_leg_started_at) as started_at,
+        per_call.last_leg_ended_at as ended_at,
+        per_call.leg_count,
+        coalesce(forward_summary.forward_attempts, 0) as forward_attempts,
+        coalesce(forward_summary.forwards_busy, 0) as forwards_busy,
+        answering.leg_id as answering_leg_id,
+        answering.call_type as answering_call_type,
+        answering.destination_number as answering_number,
+        answering.attempt_number as answering_attempt,
+        answering.answered_at as agent_answered_at,
+        answering.talk_seconds as agent_talk_seconds,
+        roots.answered_at as root_answered_at,
+        roots.ended_at as root_ended_at,
+        roots.talk_seconds as root_talk_seconds,
+        roots.is_answered as root_is_answered,
+        roots.hangup_cause as root_hangup_cause,
+        roots.hangup_category as root_hangup_category,
+        forward_summary.last_forward_hangup_cause,
+        {{ tenios_hangup_category('forward_summary.last_forward_hangup_cause') }}
+            as last_forward_hangup_category,
+        roots.routing_status,
+        roots.billing_status,
+        per_call.has_routing_problem = 1 as has_routing_problem,
+        per_call.has_billing_problem = 1 as has_billing_problem,
+        per_call.total_cost
+    from per_call
+    left join roots on roots.call_id = per_call.call_id
+    left join forward_summary on forward_summary.call_id = per_call.call_id
+    left join answering on answering.call_id = per_call.call_id
+
+),
+
+classified as (
+
+    select
+        assembled.*,
+        {{ dbt.datediff('started_at', 'coalesce(agent_answered_at, root_ended_at, ended_at)', 'second') }}
+            as seconds_until_answer_or_end,
+        case
+            when call_kind <> 'inbound' then
+                case when root_is_answered then 'answered' else 'failed' end
+            when answering_leg_id is not null then 'answered'
+            when forward_attempts = 0 and root_is_answered then 'announcement'
+            when routing_status is not null then 'failed'
+            when root_hangup_category = 'caller_cancelled'
+                or last_forward_hangup_category = 'caller_cancelled'
+                then case
+                    when {{ dbt.datediff('started_at', 'root_ended_at', 'second') }} < {{ short_abandon }}
+                        then 'short_abandon'
+                    else 'abandoned'
+                end
+            when root_hangup_category = 'busy' or last_forward_hangup_category = 'busy' then 'busy'
+            when root_hangup_category = 'no_answer' or last_forward_hangup_category = 'no_answer'
+                then 'no_answer'
+            when not root_is_answered and root_hangup_category = 'normal'
+                then case
+                    when {{ dbt.datediff('started_at', 'root_ended_at', 'second') }} < {{ short_abandon }}
+                        then 'short_abandon'
+                    else 'abandoned'
+                end
+            else 'failed'
+        end as outcome
+    from assembled
+
+)
+
+select
+    call_id,
+    call_kind,
+    root_call_type,
+    service_number,
+    caller_number,
+    caller_source_type,
+    started_at,
+    ended_at,
+    {{ tenios_utc_to_local('started_at') }} as started_at_local,
+    cast({{ tenios_utc_to_local('started_at') }} as date) as start_date_local,
+    {{ tenios_hour(tenios_utc_to_local('started_at')) }} as start_hour_local,
+    {{ tenios_iso_weekday(tenios_utc_to_local('started_at')) }} as start_weekday_local,
+    leg_count,
+    forward_attempts,
+    forwards_busy,
+    answering_leg_id,
+    answering_call_type,
+    answering_number,
+    answering_attempt,
+    outcome,
+    {% if announcement_answers -%}
+    outcome in ('answered', 'announcement') as is_answered,
+    {%- else -%}
+    outcome = 'answered' as is_answered,
+    {%- endif %}
+    outcome in ('abandoned', 'short_abandon') as is_abandoned,
+    case
+        when outcome = 'answered' then {{ dbt.datediff('started_at', 'agent_answered_at', 'second') }}
+        {% if announcement_answers -%}
+        when outcome = 'announcement' then {{ dbt.datediff('started_at', 'root_answered_at', 'second') }}
+        {%- endif %}
+    end as wait_seconds,
+    seconds_until_answer_or_end,
+    case
+        when outcome = 'answered' then agent_talk_seconds
+        {% if announcement_answers -%}
+        when outcome = 'announcement' then root_talk_seconds
+        {%- endif %}
+    end as talk_seconds,
+    total_cost,
+    root_hangup_cause,
+    last_forward_hangup_cause,
+    routing_status,
+    billing_status,
+    has_routing_problem,
+    has_billing_problem
+from classified
