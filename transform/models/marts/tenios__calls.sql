@@ -48,7 +48,7 @@ forward_summary as (
         call_id,
         count(*) as forward_attempts,
         sum({{ tenios_flag('is_answered') }}) as forwards_answered,
-        sum({{ tenios_flag("hangup_category = 'busy'") }}) as forwards_busy,
+        sum({{ tenios_flag("hangup_cause = 'USER_BUSY'") }}) as forwards_busy,
         max(case when attempt_number = attempt_count then hangup_cause end) as last_forward_hangup_cause
     from forwards
     group by call_id
@@ -95,7 +95,7 @@ assembled as (
         roots.talk_seconds as root_talk_seconds,
         roots.is_answered as root_is_answered,
         roots.hangup_cause as root_hangup_cause,
-        roots.hangup_category as root_hangup_category,
+        {{ tenios_hangup_category('roots.hangup_cause') }} as root_hangup_category,
         forward_summary.last_forward_hangup_cause,
         {{ tenios_hangup_category('forward_summary.last_forward_hangup_cause') }}
             as last_forward_hangup_category,
