@@ -1,9 +1,13 @@
 """Deterministic synthetic CDRs: the same seed and range always give the same legs.
 
-Legs look like the real thing: an inbound leg (PSTN or browser) per call, and for
-answered-by-forwarding calls one or two forwarded legs linked through
-``main_leg_uuid``/``bleg_uuid``; answered and unanswered calls; costs with 4-6
-decimals. Timestamps have whole-second precision, as FreeSWITCH writes them.
+Calls look like a small service line: several service numbers, each forwarding to a
+few destinations (PSTN or SIP) one after the other until one answers; destinations
+that are busy or do not answer; callers who give up while it rings (some within
+seconds); calls answered by an announcement alone; the odd routing failure. Each call
+is an inbound leg plus its forwarded legs, linked through ``main_leg_uuid``/``bleg_uuid``;
+costs have 4-6 decimals; timestamps have whole-second precision, as FreeSWITCH writes
+them. Every leg also carries the outcome its call was generated with (``Leg.outcome``),
+so tests can check what a warehouse model makes of the legs.
 """
 
 from __future__ import annotations
@@ -16,19 +20,39 @@ from decimal import Decimal
 
 UTC = timezone.utc
 
-CALL_TYPES_IN = ("INBOUND", "INBOUND", "INBOUND", "WEBRTCINBOUND")
+CALL_TYPES_IN = ("INBOUND", "INBOUND", "INBOUND", "INBOUND", "INBOUND", "WEBRTCINBOUND")
 CALL_TYPES_OUT = ("FORWARD", "FORWARD", "SIPFORWARD_USER", "SIPFORWARD_PRFL")
-UNANSWERED_CAUSES = ("NO_ANSWER", "USER_BUSY", "ORIGINATOR_CANCEL", "CALL_REJECTED")
+#: Service numbers with their share of the calls and the per-minute cost of the inbound leg.
+SERVICE_NUMBERS = (
+    ("+498005550100", 0.4, Decimal("0.0290")),  # freephone: the callee pays more
+    ("+49305550100", 0.3, Decimal("0.0120")),
+    ("+49895550100", 0.2, Decimal("0.0120")),
+    ("+491805550100", 0.1, Decimal("0.0090")),
+)
+FORWARD_RATE = {"FORWARD": Decimal("0.0390"), "SIPFORWARD_USER": Decimal("0.0020")}
+FAILURE_CAUSES = ("NO_ROUTE_DESTINATION", "UNALLOCATED_NUMBER", "NORMAL_TEMPORARY_FAILURE")
+#: Outcomes a generated call can have (what ``Leg.outcome`` holds).
+OUTCOMES = ("answered", "announcement", "abandoned", "short_abandon", "busy", "no_answer", "failed")
+SHORT_ABANDON_SECONDS = 5
+P_FAILED = 0.02
+P_ANNOUNCEMENT = 0.06
+P_BUSY = 0.12
+P_ANSWER = 0.68
+MEAN_PATIENCE_SECONDS = 110
 
 
 @dataclass
 class Leg:
-    """One call leg. ``visible_at``: the instant the API starts returning it (its end)."""
+    """One call leg. ``visible_at``: the instant the API starts returning it (its end).
+
+    ``outcome``: what happened to the whole call, as generated (one of ``OUTCOMES``).
+    """
 
     uuid: str
     start: datetime
     visible_at: datetime
     fields: dict[str, object]
+    outcome: str | None = None
 
 
 def _uuid(rng: random.Random) -> str:
@@ -45,82 +69,152 @@ def _number(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice("0123456789") for _ in range(8))
 
 
-def make_call(rng: random.Random, start: datetime) -> list[Leg]:
-    """One customer call: its inbound leg and any forwarded legs."""
+def _leg(
+    leg_uuid: str,
+    start: datetime,
+    *,
+    end: datetime,
+    answered_at: datetime | None,
+    talk: int,
+    cost: Decimal,
+    cause: str,
+    **fields: object,
+) -> Leg:
+    record: dict[str, object] = {
+        "uuid": leg_uuid,
+        "main_leg_uuid": None,
+        "bleg_uuid": None,
+        "call_type": "INBOUND",
+        "start_stamp": start,
+        "answer_stamp": answered_at,
+        "end_stamp": end,
+        "duration": int((end - start).total_seconds()),
+        "billusec": talk * 1_000_000,
+        "cost": cost,
+        "prepaid": False,
+        "hangup_cause": cause,
+        "callerid_number": "anonymous",
+        "callerid_name": None,
+        "destination_number": "",
+        "source_type": "FIXED_LINE",
+        "routing_status": None,
+        "billing_status": None,
+    }
+    record.update(fields)
+    return Leg(leg_uuid, start, end, record)
+
+
+def _service(rng: random.Random) -> tuple[int, str, Decimal]:
+    pick = rng.random()
+    for index, (number, share, rate) in enumerate(SERVICE_NUMBERS):
+        pick -= share
+        if pick < 0:
+            return index, number, rate
+    return len(SERVICE_NUMBERS) - 1, SERVICE_NUMBERS[-1][0], SERVICE_NUMBERS[-1][2]
+
+
+def make_call(rng: random.Random, start: datetime) -> list[Leg]:  # noqa: PLR0915
+    """One customer call: its inbound leg and the legs forwarded from it."""
     inbound_uuid = _uuid(rng)
     call_type = rng.choice(CALL_TYPES_IN)
-    ring = rng.randint(2, 25)
-    answered = rng.random() < 0.72  # noqa: PLR2004
-    talk = rng.randint(5, 900) if answered else 0
-    end = start + timedelta(seconds=ring + talk)
-    forwarded = answered and rng.random() < 0.6  # noqa: PLR2004
-    service_number = "+49" + rng.choice(("800", "180", "30", "89")) + "5550100"
+    index, service_number, inbound_rate = _service(rng)
     caller = "anonymous" if rng.random() < 0.05 else _number(rng, "+4915")  # noqa: PLR2004
-
+    source_type = rng.choice(("FIXED_LINE", "MOBILE"))
+    prepaid = rng.random() < 0.1  # noqa: PLR2004
+    route = rng.random()
+    # Seconds the caller waits for an answer before hanging up.
+    patience = 1 + int(rng.expovariate(1 / MEAN_PATIENCE_SECONDS))
     out_legs: list[Leg] = []
-    if forwarded:
-        for attempt in range(rng.choice((1, 1, 2))):
-            leg_start = start + timedelta(seconds=1 + attempt * 3)
-            leg_answered = attempt == 0 or rng.random() < 0.5  # noqa: PLR2004
-            leg_talk = talk if leg_answered else 0
-            leg_end = leg_start + timedelta(seconds=max(ring - 1, 1) + leg_talk)
+    answered_at: datetime | None = None
+    talk = 0
+    routing_status = None
+
+    if route < P_FAILED:
+        outcome, cause = "failed", rng.choice(FAILURE_CAUSES)
+        end = start + timedelta(seconds=rng.randint(0, 2))
+        routing_status = "NO_ROUTE"
+    elif route < P_FAILED + P_ANNOUNCEMENT:
+        # Answered by the platform: an announcement or IVR, nobody to forward to.
+        outcome, cause = "announcement", "NORMAL_CLEARING"
+        answered_at = start + timedelta(seconds=1)
+        talk = rng.randint(8, 45)
+        end = answered_at + timedelta(seconds=talk)
+    else:
+        outcome, cause = "no_answer", "NO_ANSWER"
+        give_up = start + timedelta(seconds=patience)
+        leg_start = start + timedelta(seconds=1)
+        destinations = [f"+4930555{index}2{slot}0" for slot in range(3)]
+        for attempt in range(rng.choice((1, 2, 2, 3))):
+            draw = rng.random()
             out_type = rng.choice(CALL_TYPES_OUT)
             out_uuid = _uuid(rng)
+            leg_answer: datetime | None = None
+            leg_talk = 0
+            if draw < P_BUSY:
+                leg_cause, ring = "USER_BUSY", rng.randint(0, 2)
+            elif draw < P_BUSY + P_ANSWER:
+                leg_cause, ring = "NORMAL_CLEARING", rng.randint(3, 25)
+            else:
+                leg_cause, ring = "NO_ANSWER", rng.choice((20, 25, 30))
+            leg_end = leg_start + timedelta(seconds=ring)
+            if give_up <= leg_end:
+                # The caller hangs up while this destination rings.
+                leg_cause, leg_end = "ORIGINATOR_CANCEL", max(give_up, leg_start)
+                waited = int((leg_end - start).total_seconds())
+                outcome = "short_abandon" if waited < SHORT_ABANDON_SECONDS else "abandoned"
+                cause = "ORIGINATOR_CANCEL"
+            elif leg_cause == "NORMAL_CLEARING":
+                leg_answer = leg_end
+                leg_talk = talk = int(min(rng.lognormvariate(5.0, 0.9), 3600)) + 5
+                leg_end = leg_answer + timedelta(seconds=leg_talk)
+                answered_at, outcome, cause = leg_answer, "answered", "NORMAL_CLEARING"
+            else:
+                outcome = "busy" if leg_cause == "USER_BUSY" else "no_answer"
+                cause = leg_cause
+            rate = FORWARD_RATE.get(out_type, Decimal(0))
             out_legs.append(
-                Leg(
+                _leg(
                     out_uuid,
                     leg_start,
-                    leg_end,
-                    {
-                        "uuid": out_uuid,
-                        "main_leg_uuid": inbound_uuid,
-                        "bleg_uuid": inbound_uuid,
-                        "call_type": out_type,
-                        "start_stamp": leg_start,
-                        "answer_stamp": leg_start + timedelta(seconds=ring - 1)
-                        if leg_answered
-                        else None,
-                        "end_stamp": leg_end,
-                        "duration": int((leg_end - leg_start).total_seconds()),
-                        "billusec": leg_talk * 1_000_000,
-                        "cost": _cost(rng, leg_talk, Decimal("0.0390")),
-                        "prepaid": False,
-                        "hangup_cause": "NORMAL_CLEARING" if leg_answered else "NO_ANSWER",
-                        "callerid_number": caller,
-                        "callerid_name": "Support" if out_type.startswith("SIP") else None,
-                        "destination_number": _number(rng, "+4930"),
-                        "source_type": "FIXED_LINE",
-                        "routing_status": None,
-                        "billing_status": None,
-                    },
+                    end=leg_end,
+                    answered_at=leg_answer,
+                    talk=leg_talk,
+                    cost=_cost(rng, leg_talk, rate),
+                    cause=leg_cause,
+                    main_leg_uuid=inbound_uuid,
+                    bleg_uuid=inbound_uuid,
+                    call_type=out_type,
+                    callerid_number=caller,
+                    callerid_name="Support" if out_type.startswith("SIP") else None,
+                    destination_number=destinations[attempt],
                 )
             )
-    inbound = Leg(
+            if outcome in {"answered", "abandoned", "short_abandon"}:
+                break
+            leg_start = leg_end + timedelta(seconds=1)
+        end = out_legs[-1].visible_at
+
+    inbound = _leg(
         inbound_uuid,
         start,
-        end,
-        {
-            "uuid": inbound_uuid,
-            "main_leg_uuid": None,
-            "bleg_uuid": out_legs[0].uuid if out_legs else None,
-            "call_type": call_type,
-            "start_stamp": start,
-            "answer_stamp": start + timedelta(seconds=ring) if answered else None,
-            "end_stamp": end,
-            "duration": ring + talk,
-            "billusec": talk * 1_000_000,
-            "cost": _cost(rng, talk, Decimal("0.0120")),
-            "prepaid": rng.random() < 0.1,  # noqa: PLR2004
-            "hangup_cause": "NORMAL_CLEARING" if answered else rng.choice(UNANSWERED_CAUSES),
-            "callerid_number": caller,
-            "callerid_name": None,
-            "destination_number": service_number,
-            "source_type": rng.choice(("FIXED_LINE", "MOBILE")),
-            "routing_status": None if answered or rng.random() < 0.8 else "NO_ROUTE",  # noqa: PLR2004
-            "billing_status": None,
-        },
+        end=end,
+        answered_at=answered_at,
+        talk=talk,
+        cost=_cost(rng, talk, inbound_rate),
+        cause=cause,
+        bleg_uuid=out_legs[0].uuid if out_legs else None,
+        call_type=call_type,
+        prepaid=prepaid,
+        callerid_number=caller,
+        destination_number=service_number,
+        source_type=source_type,
+        routing_status=routing_status,
+        billing_status="PREPAID_LIMIT" if prepaid and rng.random() < 0.02 else None,  # noqa: PLR2004
     )
-    return [inbound, *out_legs]
+    legs = [inbound, *out_legs]
+    for leg in legs:
+        leg.outcome = outcome
+    return legs
 
 
 def generate(start: datetime, end: datetime, calls_per_day: int, seed: int = 1) -> list[Leg]:

@@ -78,7 +78,19 @@
 
 {# A ratio or average rounded for reporting: exact decimal arithmetic on every database. #}
 {% macro tenios_round(expression, places) -%}
-  round(cast({{ expression }} as decimal(38, 10)), {{ places }})
+  cast(round(cast({{ expression }} as decimal(38, 10)), {{ places }}) as decimal(38, {{ places }}))
+{%- endmacro %}
+
+
+{# Whole seconds between two timestamps, as an integer on every database. #}
+{% macro tenios_seconds_between(start, end) -%}
+  cast({{ dbt.datediff(start, end, 'second') }} as {{ dbt.type_bigint() }})
+{%- endmacro %}
+
+
+{# A sum of money, exact, wide enough for any total. #}
+{% macro tenios_money_sum(column) -%}
+  cast(sum({{ column }}) as decimal(38, {{ var('tenios_cost_scale') }}))
 {%- endmacro %}
 
 

@@ -16,7 +16,7 @@ per_call as (
         count(*) as leg_count,
         min(started_at) as first_leg_started_at,
         max(ended_at) as last_leg_ended_at,
-        sum(cost) as total_cost,
+        {{ tenios_money_sum('cost') }} as total_cost,
         max({{ tenios_flag('routing_status is not null') }}) as has_routing_problem,
         max({{ tenios_flag('billing_status is not null') }}) as has_billing_problem
     from legs
@@ -115,7 +115,7 @@ classified as (
 
     select
         assembled.*,
-        {{ dbt.datediff('started_at', 'coalesce(agent_answered_at, root_ended_at, ended_at)', 'second') }}
+        {{ tenios_seconds_between('started_at', 'coalesce(agent_answered_at, root_ended_at, ended_at)') }}
             as seconds_until_answer_or_end,
         case
             when call_kind <> 'inbound' then
@@ -126,7 +126,7 @@ classified as (
             when root_hangup_category = 'caller_cancelled'
                 or last_forward_hangup_category = 'caller_cancelled'
                 then case
-                    when {{ dbt.datediff('started_at', 'root_ended_at', 'second') }} < {{ short_abandon }}
+                    when {{ tenios_seconds_between('started_at', 'root_ended_at') }} < {{ short_abandon }}
                         then 'short_abandon'
                     else 'abandoned'
                 end
@@ -135,7 +135,7 @@ classified as (
                 then 'no_answer'
             when not root_is_answered and root_hangup_category = 'normal'
                 then case
-                    when {{ dbt.datediff('started_at', 'root_ended_at', 'second') }} < {{ short_abandon }}
+                    when {{ tenios_seconds_between('started_at', 'root_ended_at') }} < {{ short_abandon }}
                         then 'short_abandon'
                     else 'abandoned'
                 end
@@ -173,18 +173,18 @@ select
     {%- endif %}
     outcome in ('abandoned', 'short_abandon') as is_abandoned,
     case
-        when outcome = 'answered' then {{ dbt.datediff('started_at', 'agent_answered_at', 'second') }}
+        when outcome = 'answered' then {{ tenios_seconds_between('started_at', 'agent_answered_at') }}
         {% if announcement_answers -%}
-        when outcome = 'announcement' then {{ dbt.datediff('started_at', 'root_answered_at', 'second') }}
+        when outcome = 'announcement' then {{ tenios_seconds_between('started_at', 'root_answered_at') }}
         {%- endif %}
     end as wait_seconds,
     seconds_until_answer_or_end,
-    case
+    cast(case
         when outcome = 'answered' then agent_talk_seconds
         {% if announcement_answers -%}
         when outcome = 'announcement' then root_talk_seconds
         {%- endif %}
-    end as talk_seconds,
+    end as decimal(38, 3)) as talk_seconds,
     total_cost,
     root_hangup_cause,
     last_forward_hangup_cause,

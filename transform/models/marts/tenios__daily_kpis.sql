@@ -27,7 +27,7 @@ daily as (
         avg(case when is_answered then talk_seconds end) as acd_raw,
         avg(case when is_answered then wait_seconds end) as avg_wait_raw,
         {{ tenios_percentile('case when is_answered then wait_seconds end', 0.9) }} as p90_wait_raw,
-        sum(total_cost) as cost_total
+        {{ tenios_money_sum('total_cost') }} as cost_total
     from calls
     group by start_date_local, service_number
 

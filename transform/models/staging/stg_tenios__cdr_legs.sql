@@ -53,7 +53,7 @@ typed as (
 select
     typed.*,
     {{ tenios_hangup_category('hangup_cause') }} as hangup_category,
-    {{ dbt.datediff('started_at', 'coalesce(answered_at, ended_at)', 'second') }} as ring_seconds,
+    {{ tenios_seconds_between('started_at', 'coalesce(answered_at, ended_at)') }} as ring_seconds,
     -- Connected time, from the billed microseconds: `duration` also holds set-up and ring.
     {{ tenios_round("billed_microseconds / 1000000.0", 3) }} as talk_seconds,
     {{ tenios_utc_to_local('started_at') }} as started_at_local,

@@ -1,0 +1,222 @@
+"""The dbt project (``transform/``) on what users load, run the way users run it.
+
+PostgreSQL: one ``meltano run tap-tenios target-postgres dbt-postgres:build`` from the
+emulator into a real server (models, data tests and unit tests), then the models are
+compared with the outcome each call was generated with. Snowflake: the project parses
+and compiles offline with its own adapter (no account, no connection).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_tenios.emulator import Leg, generate
+
+from .conftest import END, MELTANO, ROOT, START, meltano, pipeline_env
+
+psycopg = pytest.importorskip("psycopg")
+
+DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    try:
+        return psycopg.connect(DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        reason = (
+            f"no PostgreSQL at {DSN} ({exc.__class__.__name__}); "
+            "start one with: scripts/postgres.sh start"
+        )
+        if os.environ.get("TENIOS_REQUIRE_POSTGRES"):
+            pytest.fail(reason)  # CI starts a server: a skip there would hide a failure
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def database(server: Any) -> Iterator[str]:
+    name = f"tenios_dbt_{uuid.uuid4().hex[:10]}"
+    server.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def query(database: str, sql: str) -> list[tuple[Any, ...]]:
+    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=database)
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+def warehouse_env(tmp_path: Path, api_url: str, database: str) -> dict[str, str]:
+    """Loader and dbt pointed at ``database``; dbt's target/ and logs/ in ``tmp_path``."""
+    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    server = {
+        "HOST": str(info.get("host", "127.0.0.1")),
+        "PORT": str(info.get("port", 5432)),
+        "USER": str(info.get("user", "postgres")),
+        "PASSWORD": str(info.get("password", "")),
+    }
+    return {
+        **pipeline_env(tmp_path, api_url),
+        **{f"TARGET_POSTGRES_{key}": value for key, value in server.items()},
+        **{f"DBT_POSTGRES_{key}": value for key, value in server.items()},
+        "TARGET_POSTGRES_DATABASE": database,
+        "DBT_POSTGRES_DBNAME": database,
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+    }
+
+
+def calls_of(legs: list[Leg]) -> dict[str, list[Leg]]:
+    calls: dict[str, list[Leg]] = defaultdict(list)
+    for leg in legs:
+        calls[str(leg.fields["main_leg_uuid"] or leg.uuid)].append(leg)
+    return calls
+
+
+def cost_of(call: list[Leg]) -> Decimal:
+    return sum((Decimal(str(leg.fields["cost"])) for leg in call), Decimal(0))
+
+
+@pytest.mark.postgres
+def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from(
+    serve, database, tmp_path
+):
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    meltano("install", "--plugin-type=loader", "target-postgres")
+    meltano("install", "--plugin-type=utility", "dbt-postgres")
+    legs = generate(START, END, calls_per_day=150, seed=10)
+    emulator = serve(legs)
+    env = warehouse_env(tmp_path, emulator.url, database)
+
+    done = meltano("run", "tap-tenios", "target-postgres", "dbt-postgres:build", env=env)
+
+    summary = re.findall(r"Done\. PASS=(\d+) WARN=0 ERROR=0 SKIP=0", done.stderr)
+    assert summary, done.stderr[-3000:]
+    assert len(re.findall(r"PASS \S+::\S+", done.stderr)) >= 13  # every unit test ran
+
+    # Every call whose legs all lie in the loaded range has the outcome and the exact
+    # cost it was generated with.
+    loaded = {leg.uuid for leg in legs if START <= leg.start < END}
+    complete = {
+        call_id: call
+        for call_id, call in calls_of(legs).items()
+        if all(leg.uuid in loaded for leg in call)
+    }
+    rows = {
+        row[0]: row[1:]
+        for row in query(
+            database,
+            "SELECT call_id, outcome, total_cost, forward_attempts, service_number, is_answered "
+            "FROM analytics.tenios__calls",
+        )
+    }
+    assert len(complete) > 300
+    assert len(rows) == len(calls_of([leg for leg in legs if leg.uuid in loaded]))
+    outcomes = {call_id: rows[call_id][0] for call_id in complete}
+    assert outcomes == {call_id: call[0].outcome for call_id, call in complete.items()}
+    assert set(outcomes.values()) >= {"answered", "abandoned", "busy", "no_answer"}
+    for call_id, call in complete.items():
+        assert rows[call_id][1] == cost_of(call)
+        assert rows[call_id][2] == len(call) - 1
+
+    # Daily KPIs per UTC day and service number, recomputed from the generated calls.
+    expected: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, Decimal(0)])
+    incomplete_groups = set()
+    for call_id, call in calls_of([leg for leg in legs if leg.uuid in loaded]).items():
+        root = next((leg for leg in call if leg.uuid == call_id), None)
+        if root is None:
+            continue
+        key = (root.start.date().isoformat(), str(root.fields["destination_number"]))
+        if call_id not in complete:
+            incomplete_groups.add(key)
+        group = expected[key]
+        group[0] += 1
+        group[1] += root.outcome == "answered"
+        group[2] += root.outcome == "abandoned"
+        group[3] += cost_of(call)
+    kpis = {
+        (day.isoformat(), number): [offered, answered, abandoned, cost]
+        for day, number, offered, answered, abandoned, cost in query(
+            database,
+            "SELECT start_date_local, service_number, calls_offered, calls_answered, "
+            "calls_abandoned, cost_total FROM analytics.tenios__daily_kpis",
+        )
+    }
+    assert kpis.keys() == expected.keys()
+    checked = [key for key in expected if key not in incomplete_groups]
+    assert len(checked) >= 8
+    assert {key: kpis[key] for key in checked} == {key: expected[key] for key in checked}
+
+    # The reconciliation agrees with the API's counts on every day.
+    assert query(
+        database, "SELECT status, count(*) FROM analytics.tenios__cdr_reconciliation GROUP BY 1"
+    ) == [("match", 3)]
+
+    # A leg lost from a closed day fails the reconciliation test.
+    query(database, "DELETE FROM tenios.cdrs WHERE uuid = (SELECT min(uuid) FROM tenios.cdrs)")
+    assert MELTANO is not None
+    lost = subprocess.run(
+        [MELTANO, "invoke", "dbt-postgres", "build", "--select", "tenios__cdr_reconciliation+"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert lost.returncode != 0
+    assert re.search(r"FAIL 1 assert_closed_days_reconcile", lost.stdout + lost.stderr)
+    assert query(
+        database,
+        "SELECT status, difference FROM analytics.tenios__cdr_reconciliation "
+        "WHERE status <> 'match'",
+    ) == [("missing_legs", -1)]
+
+
+def test_the_project_compiles_for_snowflake_offline(tmp_path):
+    """dbt-snowflake parses and compiles every model without a connection.
+
+    The password stays empty, so nothing could log in even if dbt tried to connect.
+    """
+    meltano("install", "--plugin-type=utility", "dbt-snowflake")
+    target = tmp_path / "dbt-target"
+    env = {
+        **os.environ,
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "DBT_SNOWFLAKE_ACCOUNT": "offline-test",
+        "DBT_SNOWFLAKE_USER": "nobody",
+        "DBT_SNOWFLAKE_PASSWORD": "",
+        "DBT_SNOWFLAKE_WAREHOUSE": "none",
+        "DBT_SNOWFLAKE_DATABASE": "none",
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+    }
+    meltano(
+        "invoke",
+        "dbt-snowflake",
+        "compile",
+        "--no-populate-cache",
+        "--exclude",
+        "test_type:unit",
+        env=env,
+    )
+    compiled = target / "compiled" / "tenios" / "models"
+    calls = (compiled / "marts" / "tenios__calls.sql").read_text()
+    kpis = (compiled / "marts" / "tenios__daily_kpis.sql").read_text()
+    legs = (compiled / "staging" / "stg_tenios__cdr_legs.sql").read_text()
+    assert "convert_timezone('UTC', 'UTC'" in calls
+    assert "at time zone" not in calls.lower()
+    assert "percentile_cont(0.9) within group" in kpis
+    assert "cast(cost as decimal(18, 6))" in legs
