@@ -1,12 +1,14 @@
 """``make demo``: a whole pipeline on this machine, no Tenios account needed.
 
 1. starts the bundled API emulator with three weeks of synthetic calls;
-2. runs ``meltano run tap-tenios target-duckdb`` (a full load), then once more
-   (incremental: it resumes from the state Meltano saved);
-3. reads the warehouse back: legs, calls and answer rate per day, cost by call type,
-   and each day's loaded legs against the API's own count (``cdr_counts``).
+2. runs ``meltano run tap-tenios target-duckdb`` (a full load), then
+   ``meltano run tap-tenios target-duckdb dbt-duckdb:build`` (incremental: it resumes
+   from the state Meltano saved, then builds and tests the dbt models in transform/);
+3. reports from the models: calls, answer rate, abandonment, service level, ACD, wait
+   and cost per local day, and each day's loaded legs against the API's own count.
 
-Exits non-zero if any day disagrees. Each demo starts from an empty warehouse.
+Days are Europe/Berlin days, for the tap's counts and the models alike. Exits non-zero
+if any day disagrees. Each demo starts from an empty warehouse.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ LOG = OUTPUT / "demo-meltano.log"
 MELTANO = str(Path(sys.executable).parent / "meltano")
 DAYS = 21
 KEY = "demo-access-key"
+ZONE = "Europe/Berlin"
 #: Lines of Meltano's output worth showing live: the tap's progress and the verdicts.
 SHOWN = re.compile(
-    r"cdrs: (window|reading)|cdr_counts: counting|Block run completed|error", re.IGNORECASE
+    r"cdrs: (window|reading)|cdr_counts: counting|Block run completed|error|dbt-duckdb.*Done\.",
+    re.IGNORECASE,
 )
 
 
@@ -72,6 +76,7 @@ def main() -> int:
     env = {**os.environ, "MELTANO_ENVIRONMENT": "emulator"}
     meltano("install", "--plugin-type=extractor", "tap-tenios", env=env)
     meltano("install", "--plugin-type=loader", "target-duckdb", env=env)
+    meltano("install", "--plugin-type=utility", "dbt-duckdb", env=env)
 
     legs = generate(start, end, calls_per_day=300, seed=2024)
     with RunningEmulator(Emulator(legs, Behaviour(access_key=KEY, order="unsorted"))) as api:
@@ -82,59 +87,76 @@ def main() -> int:
                 "TAP_TENIOS_ACCESS_KEY": KEY,
                 "TAP_TENIOS_START_DATE": start.date().isoformat(),
                 "TAP_TENIOS_END_DATE": end.date().isoformat(),
+                "TAP_TENIOS_TIMEZONE": ZONE,
                 "TARGET_DUCKDB_FILEPATH": str(WAREHOUSE),
+                "DBT_DUCKDB_PATH": str(WAREHOUSE),
+                "TENIOS_REPORT_TIMEZONE": ZONE,
+                "DBT_TARGET_PATH": str(OUTPUT / "dbt-target"),
+                "DBT_LOG_PATH": str(OUTPUT / "dbt-logs"),
+                "DBT_USE_COLORS": "false",
             }
         )
         step("meltano run tap-tenios target-duckdb  (full load)")
         began = time.monotonic()
         meltano("run", "--full-refresh", "tap-tenios", "target-duckdb", env=env, show=True)
         print(f"    done in {time.monotonic() - began:.1f} s")
-        step("meltano run tap-tenios target-duckdb  (again: incremental, from saved state)")
-        meltano("run", "tap-tenios", "target-duckdb", env=env, show=True)
+        step(
+            "meltano run tap-tenios target-duckdb dbt-duckdb:build"
+            "  (incremental, then the dbt models and their tests)"
+        )
+        meltano("run", "tap-tenios", "target-duckdb", "dbt-duckdb:build", env=env, show=True)
     return report()
 
 
+def percent(value: object) -> str:
+    return "-" if value is None else f"{float(str(value)):.0%}"
+
+
 def report() -> int:
+    """Print what the dbt models say; every figure comes from a model, none is computed here."""
     db = duckdb.connect(str(WAREHOUSE), read_only=True)
-    step(f"Read back from {WAREHOUSE.relative_to(ROOT)}")
-    rows = db.sql("""
-        WITH legs AS (
-            SELECT start_stamp::DATE AS day, count(*) AS legs,
-                   count(*) FILTER (WHERE main_leg_uuid IS NULL) AS calls,
-                   count(*) FILTER (WHERE main_leg_uuid IS NULL AND answer_stamp IS NOT NULL)
-                       AS answered
-            FROM tenios.cdrs GROUP BY 1
-        )
-        SELECT coalesce(l.day, c.date::DATE) AS day, coalesce(l.legs, 0), coalesce(l.calls, 0),
-               coalesce(l.answered, 0), coalesce(c.total_items, 0)
-        FROM legs l FULL JOIN tenios.cdr_counts c ON l.day = c.date::DATE
-        ORDER BY 1
-    """).fetchall()
-    print(f"    {'day':<11} {'legs':>6} {'calls':>6} {'answered':>9} {'API count':>10}  check")
-    bad = 0
-    for day, legs, calls, answered, counted in rows:
-        ok = legs == counted
-        bad += not ok
-        rate = f"{answered / calls:.0%}" if calls else "-"
+    step(f"Calls per day ({ZONE}), from analytics.tenios__daily_totals")
+    print(
+        f"    {'day':<11} {'calls':>6} {'answered':>9} {'abandoned':>10} {'SL 20 s':>8} "
+        f"{'ACD s':>6} {'wait s':>7} {'p90 s':>6} {'cost EUR':>10}"
+    )
+    for row in db.sql("""
+        SELECT start_date_local, calls_offered, answer_rate, abandon_rate, service_level,
+               acd_seconds, avg_wait_seconds, p90_wait_seconds, cost_total
+        FROM analytics.tenios__daily_totals ORDER BY start_date_local
+    """).fetchall():
+        day, offered, answered, abandoned, level, acd, wait, p90, cost = row
         print(
-            f"    {day!s:<11} {legs:>6} {calls:>6} {rate:>9} {counted:>10}  "
-            f"{'ok' if ok else 'MISMATCH'}"
+            f"    {day!s:<11} {offered:>6} {percent(answered):>9} {percent(abandoned):>10} "
+            f"{percent(level):>8} {acd!s:>6} {wait!s:>7} {p90!s:>6} {cost:>10.2f}"
         )
+
+    step("Outcomes of all calls, from analytics.tenios__calls")
+    outcomes = db.sql("""
+        SELECT outcome, count(*) FROM analytics.tenios__calls GROUP BY outcome ORDER BY 2 DESC
+    """).fetchall()
+    print("    " + ", ".join(f"{outcome} {calls}" for outcome, calls in outcomes))
+
+    step("Loaded legs against the API's count, from analytics.tenios__cdr_reconciliation")
+    print(f"    {'day':<11} {'API count':>10} {'loaded':>7} {'diff':>5}  status")
+    bad = 0
+    for day, counted, loaded, difference, status, closed in db.sql("""
+        SELECT count_date, api_leg_count, loaded_leg_count, difference, status, is_closed
+        FROM analytics.tenios__cdr_reconciliation ORDER BY count_date
+    """).fetchall():
+        bad += bool(difference) and closed
+        print(f"    {day!s:<11} {counted:>10} {loaded:>7} {difference:>5}  {status}")
     total, distinct = db.sql("SELECT count(*), count(DISTINCT uuid) FROM tenios.cdrs").fetchone()
     print(
         f"    {total} rows, {distinct} distinct legs (the second run's re-read legs were upserted)"
     )
-
-    step("Cost by call type (EUR; each value cast to DECIMAL before summing, see README)")
-    for call_type, legs, cost in db.sql("""
-        SELECT call_type, count(*), sum(cost::DECIMAL(18, 6)) FROM tenios.cdrs
-        GROUP BY 1 ORDER BY 3 DESC
-    """).fetchall():
-        print(f"    {call_type:<16} {legs:>6} legs {cost:>14}")
     if bad or total != distinct:
-        print(f"\n{bad} day(s) disagree with the API's count.")
+        print(f"\n{bad} closed day(s) disagree with the API's count.")
         return 1
-    print(f"\nEvery day agrees with the API's count. Meltano's log: {LOG.relative_to(ROOT)}")
+    print(
+        "\nEvery day agrees with the API's count. Models: transform/ (README: dbt models);"
+        f" Meltano's log: {LOG.relative_to(ROOT)}"
+    )
     return 0
 
 
