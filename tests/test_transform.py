@@ -8,6 +8,7 @@ and compiles offline with its own adapter (no account, no connection).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -105,6 +106,24 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from
     summary = re.findall(r"Done\. PASS=(\d+) WARN=0 ERROR=0 SKIP=0", done.stderr)
     assert summary, done.stderr[-3000:]
     assert len(re.findall(r"PASS \S+::\S+", done.stderr)) >= 13  # every unit test ran
+
+    # Every model and every column it builds is documented.
+    manifest = json.loads((tmp_path / "dbt-target" / "manifest.json").read_text())
+    built: dict[str, set[str]] = defaultdict(set)
+    for table, column in query(
+        database,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'analytics'",
+    ):
+        built[table].add(column)
+    models = [node for node in manifest["nodes"].values() if node["resource_type"] == "model"]
+    assert {node["name"] for node in models if node["config"]["materialized"] != "ephemeral"} == (
+        built.keys()
+    )
+    for node in models:
+        assert node["description"].strip(), node["name"]
+        documented = {name for name, column in node["columns"].items() if column["description"]}
+        assert documented == built.get(node["name"], documented), node["name"]
 
     # Every call whose legs all lie in the loaded range has the outcome and the exact
     # cost it was generated with.
