@@ -23,7 +23,7 @@ import pytest
 
 from tap_tenios.emulator import Leg, generate
 
-from .conftest import END, MELTANO, ROOT, START, meltano, pipeline_env
+from .helpers import END, MELTANO, ROOT, START, meltano, pipeline_env
 
 psycopg = pytest.importorskip("psycopg")
 
