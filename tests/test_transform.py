@@ -86,6 +86,17 @@ def calls_of(legs: list[Leg]) -> dict[str, list[Leg]]:
     return calls
 
 
+def complete_calls(legs: list[Leg]) -> tuple[set[str], dict[str, list[Leg]]]:
+    """The legs loaded from [START, END), and the calls all of whose legs were loaded."""
+    loaded = {leg.uuid for leg in legs if START <= leg.start < END}
+    complete = {
+        call_id: call
+        for call_id, call in calls_of(legs).items()
+        if all(leg.uuid in loaded for leg in call)
+    }
+    return loaded, complete
+
+
 def cost_of(call: list[Leg]) -> Decimal:
     return sum((Decimal(str(leg.fields["cost"])) for leg in call), Decimal(0))
 
@@ -105,10 +116,10 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from
 
     summary = re.findall(r"Done\. PASS=(\d+) WARN=0 ERROR=0 SKIP=0", done.stderr)
     assert summary, done.stderr[-3000:]
-    assert len(re.findall(r"PASS \S+::\S+", done.stderr)) >= 13  # every unit test ran
-
-    # Every model and every column it builds is documented.
+    # Every model and every column it builds is documented; every unit test ran.
     manifest = json.loads((tmp_path / "dbt-target" / "manifest.json").read_text())
+    assert len(manifest["unit_tests"]) >= 15
+    assert len(re.findall(r"PASS \S+::\S+", done.stderr)) == len(manifest["unit_tests"])
     built: dict[str, set[str]] = defaultdict(set)
     for table, column in query(
         database,
@@ -127,12 +138,7 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from
 
     # Every call whose legs all lie in the loaded range has the outcome and the exact
     # cost it was generated with.
-    loaded = {leg.uuid for leg in legs if START <= leg.start < END}
-    complete = {
-        call_id: call
-        for call_id, call in calls_of(legs).items()
-        if all(leg.uuid in loaded for leg in call)
-    }
+    loaded, complete = complete_calls(legs)
     rows = {
         row[0]: row[1:]
         for row in query(
@@ -202,6 +208,44 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from
         "SELECT status, difference FROM analytics.tenios__cdr_reconciliation "
         "WHERE status <> 'match'",
     ) == [("missing_legs", -1)]
+
+
+def test_dbt_build_on_the_duckdb_file_target_duckdb_loads(serve, tmp_path):
+    """The demo's path: DuckDB stores cost as DOUBLE and dates as text; the models still
+    give each call its generated outcome and its exact cost."""
+    duckdb = pytest.importorskip("duckdb")
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    meltano("install", "--plugin-type=loader", "target-duckdb")
+    meltano("install", "--plugin-type=utility", "dbt-duckdb")
+    legs = generate(START, END, calls_per_day=60, seed=4)
+    emulator = serve(legs)
+    warehouse = tmp_path / "warehouse.duckdb"
+    env = {
+        **pipeline_env(tmp_path, emulator.url),
+        "TARGET_DUCKDB_FILEPATH": str(warehouse),
+        "DBT_DUCKDB_PATH": str(warehouse),
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+    }
+
+    done = meltano("run", "tap-tenios", "target-duckdb", "dbt-duckdb:build", env=env)
+
+    assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", done.stderr), done.stderr[-3000:]
+    _, complete = complete_calls(legs)
+    db = duckdb.connect(str(warehouse), read_only=True)
+    rows = {
+        call_id: (outcome, cost)
+        for call_id, outcome, cost in db.sql(
+            "SELECT call_id, outcome, total_cost FROM analytics.tenios__calls"
+        ).fetchall()
+    }
+    assert len(complete) > 100
+    assert {call_id: rows[call_id] for call_id in complete} == {
+        call_id: (call[0].outcome, cost_of(call)) for call_id, call in complete.items()
+    }
+    assert db.sql(
+        "SELECT DISTINCT status FROM analytics.tenios__cdr_reconciliation"
+    ).fetchall() == [("match",)]
 
 
 def test_the_project_compiles_for_snowflake_offline(tmp_path):
