@@ -118,7 +118,7 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_and_kpis_they_were_made_from
     assert summary, done.stderr[-3000:]
     # Every model and every column it builds is documented; every unit test ran.
     manifest = json.loads((tmp_path / "dbt-target" / "manifest.json").read_text())
-    assert len(manifest["unit_tests"]) >= 15
+    assert len(manifest["unit_tests"]) >= 16
     assert len(re.findall(r"PASS \S+::\S+", done.stderr)) == len(manifest["unit_tests"])
     built: dict[str, set[str]] = defaultdict(set)
     for table, column in query(
