@@ -9,11 +9,23 @@ silently: no naive timestamp read as local time, no cost rounded through float.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tap_tenios.windows import TimestampError, canonical_timestamp
+from tap_tenios.windows import (
+    UTC,
+    TimestampError,
+    Window,
+    canonical_timestamp,
+    format_request,
+    format_utc,
+)
+
+#: A whole number as text: ASCII digits only (``int`` would also read "٣" or "1_0").
+_INTEGER_TEXT = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 
 
 class RecordError(ValueError):
@@ -22,7 +34,6 @@ class RecordError(ValueError):
     def __init__(self, uuid: object, field: str, problem: str) -> None:
         leg = uuid if isinstance(uuid, str) else "<no uuid>"
         super().__init__(f"CDR {leg}: field {field!r} {problem}")
-        self.uuid = leg
         self.field = field
 
 
@@ -41,7 +52,7 @@ def _integer(value: Any) -> int:
         return value
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
         return int(value)
     raise TypeError(f"is {value!r}, expected an integer")
 
@@ -76,11 +87,11 @@ def _boolean(value: Any) -> bool:
     raise TypeError(f"is {value!r}, expected true or false")
 
 
-def _timestamp(value: Any) -> str:
+def _timestamp(value: Any, zone: tzinfo = UTC) -> str:
     if not isinstance(value, str):
         raise TypeError(f"is a {type(value).__name__}, expected an ISO-8601 string")
     try:
-        return canonical_timestamp(value)
+        return canonical_timestamp(value, zone)
     except TimestampError as exc:
         raise TypeError(str(exc)) from None
 
@@ -122,8 +133,10 @@ _EXPECTED: tuple[tuple[str, type, bool], ...] = tuple(
 _TIMESTAMPS = frozenset(name for name, (conv, _) in FIELDS.items() if conv is _timestamp)
 
 
-def to_record(item: Any) -> dict[str, Any]:
+def to_record(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
     """The emitted record for one API item; unknown fields are dropped.
+
+    Zone-less timestamps are read in ``zone`` (the ``api_timezone`` setting).
 
     Most items already carry exactly the documented types, so they are copied with a
     type check per field; any surprise sends the item through the careful converters,
@@ -134,21 +147,21 @@ def to_record(item: Any) -> dict[str, Any]:
         for name, expected, nullable in _EXPECTED:
             value = item.get(name)
             if type(value) is not expected and not (value is None and nullable):
-                return _convert(item)
+                return _convert(item, zone)
             record[name] = value
         if not record["cost"].is_finite():  # NaN and Infinity are Decimals too
-            return _convert(item)
+            return _convert(item, zone)
         try:
             for name in _TIMESTAMPS:
                 if record[name] is not None:
-                    record[name] = canonical_timestamp(record[name])
+                    record[name] = canonical_timestamp(record[name], zone)
         except TimestampError:
-            return _convert(item)
+            return _convert(item, zone)
         return record
-    return _convert(item)
+    return _convert(item, zone)
 
 
-def _convert(item: Any) -> dict[str, Any]:
+def _convert(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
     """The careful path: exact conversions, or an error naming field and leg."""
     if not isinstance(item, dict):
         raise RecordError(None, "items[]", f"is a {type(item).__name__}, expected an object")
@@ -163,7 +176,47 @@ def _convert(item: Any) -> dict[str, Any]:
             record[name] = None
             continue
         try:
-            record[name] = convert(value)
+            record[name] = _timestamp(value, zone) if convert is _timestamp else convert(value)
         except TypeError as exc:
             raise RecordError(uuid, name, str(exc)) from None
     return record
+
+
+#: How far a leg may seem to start after the tap's "now": clocks disagree a little.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def misplaced_stamps(
+    records: Iterable[dict[str, Any]], asked: Window, now: datetime, zone: str
+) -> str | None:
+    """Why the legs an API request returned cannot be stamped right, if they cannot.
+
+    The API filters on its own instants, so every leg it returns for ``asked``
+    (bounds inclusive or not) starts inside it, and none starts in the future. Legs
+    outside it mean the tap reads the API's zone-less stamps in the wrong zone: an
+    hour's shift would otherwise pass unseen until a count disagrees.
+    """
+    lower, upper = format_utc(asked.start), format_utc(asked.end)
+    latest = format_utc(now + CLOCK_SKEW)
+    outside = [r for r in records if not lower <= r["start_stamp"] <= upper]
+    future = [r for r in records if r["start_stamp"] > latest]
+    if not outside and not future:
+        return None
+    if future:
+        first = max(future, key=lambda r: r["start_stamp"])
+        what = (
+            f"{len(future)} leg(s) start later than now ({format_request(now)}), "
+            f"e.g. {first['uuid']} at {first['start_stamp']}"
+        )
+    else:
+        first = outside[0]
+        what = (
+            f"{len(outside)} leg(s) start outside the range asked for "
+            f"[{format_request(asked.start)}, {format_request(asked.end)}], "
+            f"e.g. {first['uuid']} at {first['start_stamp']}"
+        )
+    return (
+        f"{what}, reading stamps without a zone as {zone}: the API's stamps look like "
+        f"another time zone's local time. Set api_timezone to the zone the API writes "
+        f"its timestamps in."
+    )

@@ -6,8 +6,12 @@ spellings) is tested directly, without HTTP.
 Why the care: the Tenios API documents neither the spelling of the timestamps it
 returns nor whether ``start_date_from``/``start_date_to`` are inclusive. The tap
 therefore asks for a little more than it needs (``padded``) and keeps exactly the
-half-open window it owns (``Window.contains``), so every leg is emitted by exactly
-one window whatever the API does at the edges.
+half-open window it owns, so every leg is emitted by exactly one window whatever
+the API does at the edges.
+
+Digits are ASCII only, on every path: regex digit classes and ``str.isdigit`` accept other
+scripts' digits (and ``"²"``), which ``int`` may read or reject; a spelling the tap
+emits must always parse again when it comes back as a bookmark.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 UTC = timezone.utc
@@ -45,20 +49,22 @@ _TIMESTAMP = re.compile(
     \s*
     (?P<zone>[Zz]|[+-]\d{2}(?::?\d{2})?)?
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
-_DATE_ONLY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATE_ONLY = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_MILLIS = re.compile(r"[0-9]{3}")
 
 
 class TimestampError(ValueError):
     """A timestamp that is not a valid ISO-8601 date-time."""
 
 
-def parse_timestamp(value: str) -> datetime:
+def parse_timestamp(value: str, naive_zone: tzinfo = UTC) -> datetime:
     """Read an ISO-8601 date-time in any common spelling as an aware UTC datetime.
 
     Accepts ``T`` or a space, optional seconds and fraction, ``Z``, an offset, or no
-    zone at all, which the API means as UTC (never as the machine's local time).
+    zone at all, which is read in ``naive_zone`` (never in the machine's local time).
+    A local time that a clock change repeats is read as its first occurrence.
     Fractions below a microsecond are truncated: Python cannot hold them.
     """
     if not isinstance(value, str):
@@ -68,7 +74,7 @@ def parse_timestamp(value: str) -> datetime:
         raise TimestampError(f"not an ISO-8601 date-time: {value!r}")
     fraction = match["fraction"] or ""
     zone = match["zone"]
-    tz = UTC
+    tz = UTC if zone else naive_zone
     if zone and zone not in ("Z", "z"):
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
@@ -92,17 +98,20 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if tz is UTC else parsed.astimezone(UTC)
 
 
-def canonical_timestamp(value: str) -> str:
-    """``format_utc(parse_timestamp(value))``, several times faster for common spellings.
+def canonical_timestamp(value: str, naive_zone: tzinfo = UTC) -> str:
+    """``format_utc(parse_timestamp(value, naive_zone))``, several times faster for
+    common spellings.
 
     The API most likely always uses one spelling, and a busy account sends three
-    timestamps per leg, so the usual zone-less or ``Z`` spellings are rewritten by
-    slicing once C ``fromisoformat`` has checked the digits. Anything else, such as
-    offsets or odd fractions, takes the general path.
+    timestamps per leg, so the usual zone-less (read as UTC) or ``Z`` spellings are
+    rewritten by slicing once C ``fromisoformat`` has checked the digits. Anything
+    else, such as offsets, odd fractions or zone-less stamps in another zone, takes
+    the general path. Both paths accept and refuse exactly the same strings.
     """
     size = len(value)
     if (
         size >= 19  # noqa: PLR2004
+        and (naive_zone is UTC or value[-1:] in ("Z", "z"))
         and value[10] in "T "
         and value[4] == "-"
         and value[7] == "-"  # not an ISO week date, which fromisoformat also accepts
@@ -118,9 +127,9 @@ def canonical_timestamp(value: str) -> str:
         else:
             suffix = value[19:]
             millis = suffix[1:4] if len(suffix) >= 4 else "000"  # noqa: PLR2004
-            if millis.isdigit():
+            if _MILLIS.fullmatch(millis):
                 return f"{head[:10]}T{head[11:]}.{millis}000Z"
-    return format_utc(parse_timestamp(value))
+    return format_utc(parse_timestamp(value, naive_zone))
 
 
 def _fast_suffix(suffix: str) -> bool:
@@ -162,10 +171,6 @@ class Window:
 
     start: datetime
     end: datetime
-
-    def contains(self, moment: datetime) -> bool:
-        """Whether a leg that started at ``moment`` belongs to this window."""
-        return self.start <= moment < self.end
 
     def padded(self) -> Window:
         """The range requested from the API: this window plus ``EDGE_PADDING`` each side."""
@@ -212,10 +217,6 @@ class LocalDay:
 
     day: date
     window: Window
-
-    def count_requests(self) -> list[tuple[datetime, datetime]]:
-        """The day's ``/cdrs/count`` periods: two on a 25-hour day (see ``Window``)."""
-        return self.window.count_requests()
 
 
 def local_days(first: date, last: date, tz: ZoneInfo) -> Iterator[LocalDay]:

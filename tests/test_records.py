@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tap_tenios.records import FIELDS, RecordError, to_record
+from tap_tenios.records import FIELDS, RecordError, _convert, misplaced_stamps, to_record
+from tap_tenios.windows import Window
+
+UTC = timezone.utc
 
 from .helpers import item
 
@@ -76,3 +83,131 @@ def test_a_missing_documented_field_is_an_error() -> None:
 def test_a_non_object_item_is_an_error() -> None:
     with pytest.raises(RecordError, match="expected an object"):
         to_record(["not", "a", "cdr"])
+
+
+@pytest.mark.parametrize("given", ["--5", "²", "\u0661\u0662", "1_000", "+-5", "5-", "", " "])
+def test_integers_are_ascii_digits_only(given: str) -> None:
+    """``int()`` reads some of these and chokes on others; all are errors naming field and leg."""
+    with pytest.raises(RecordError, match=r"CDR leg-1: field 'duration' is .*expected an integer"):
+        to_record(item(duration=given))
+
+
+@pytest.mark.parametrize("given", [" 275 ", "-3", "0"])
+def test_integer_text_is_read_exactly(given: str) -> None:
+    assert to_record(item(billusec=given))["billusec"] == int(given)
+
+
+#: Fields the vendor documents as always set: a null there is an error, not a value.
+ALWAYS_SET = (
+    "uuid",
+    "call_type",
+    "start_stamp",
+    "end_stamp",
+    "duration",
+    "billusec",
+    "cost",
+    "prepaid",
+    "hangup_cause",
+    "callerid_number",
+    "destination_number",
+    "source_type",
+)
+
+
+@pytest.mark.parametrize("field", ALWAYS_SET)
+def test_a_null_in_a_field_documented_as_set_is_an_error_naming_field_and_leg(field: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        to_record(item(**{field: None}))
+    leg = "<no uuid>" if field == "uuid" else "leg-1"
+    assert str(caught.value) == (
+        f"CDR {leg}: field {field!r} is null, but the API documents a value"
+    )
+
+
+@pytest.mark.parametrize(
+    "field", ["main_leg_uuid", "bleg_uuid", "answer_stamp", "callerid_name", "routing_status"]
+)
+def test_documented_nulls_stay_null(field: str) -> None:
+    assert to_record(item(**{field: None}))[field] is None
+
+
+@pytest.mark.parametrize("cost", ["NaN", "-NaN", "sNaN", "Infinity", "-Infinity"])
+def test_a_cost_that_is_not_a_finite_number_is_an_error(cost: str) -> None:
+    """Exactly typed items take the fast path: the guard there must hold too."""
+    fast_path_item = item(cost=Decimal(cost))
+    assert all(type(v) in (str, int, bool, Decimal, type(None)) for v in fast_path_item.values())
+    finite = r"CDR leg-1: field 'cost' is .* expected a finite number"
+    with pytest.raises(RecordError, match=finite):
+        to_record(fast_path_item)
+
+
+ANY_FIELD_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.text("0123456789²\u0661-_ .eE+NaIfinty", max_size=8),
+    st.text(max_size=8),
+    st.sampled_from(["2024-03-01 12:00:00", "2024-03-01T12:00:00.²²²Z", "2024-W09-1T12:00:00"]),
+)
+
+
+@given(
+    changes=st.dictionaries(st.sampled_from(sorted(item())), ANY_FIELD_VALUE, max_size=3),
+    zone=st.sampled_from([UTC, ZoneInfo("Europe/Berlin")]),
+)
+@settings(max_examples=600)
+def test_the_fast_and_careful_record_paths_agree_on_every_item(changes, zone) -> None:
+    def outcome(convert: Any) -> Any:
+        try:
+            return convert(item(**changes), zone)
+        except RecordError as exc:
+            return str(exc)
+
+    assert outcome(to_record) == outcome(_convert)
+
+
+def test_stamps_without_a_zone_are_read_in_the_given_zone() -> None:
+    record = to_record(
+        item(start_stamp="2024-03-01 13:00:00", end_stamp="2024-03-01T12:00:30Z"),
+        ZoneInfo("Europe/Berlin"),
+    )
+    assert record["start_stamp"] == "2024-03-01T12:00:00.000000Z"
+    assert record["end_stamp"] == "2024-03-01T12:00:30.000000Z"
+
+
+ASKED = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+NOW = datetime(2024, 3, 1, 18, tzinfo=UTC)
+
+
+def stamped(*stamps: str) -> list[dict[str, Any]]:
+    return [{"uuid": f"leg-{n}", "start_stamp": s} for n, s in enumerate(stamps)]
+
+
+def test_legs_inside_the_range_asked_for_and_not_in_the_future_pass() -> None:
+    legs = stamped("2024-03-01T00:00:00.000000Z", "2024-03-01T18:04:00.000000Z")
+    assert misplaced_stamps(legs, ASKED, NOW, "UTC") is None
+    assert misplaced_stamps([], ASKED, NOW, "UTC") is None
+
+
+def test_legs_outside_the_range_asked_for_point_at_the_zone_setting() -> None:
+    legs = stamped("2024-03-01T10:00:00.000000Z", "2024-03-02T00:30:00.000000Z")
+    message = misplaced_stamps(legs, ASKED, datetime(2024, 3, 9, tzinfo=UTC), "UTC")
+    assert message == (
+        "1 leg(s) start outside the range asked for "
+        "[2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z], e.g. leg-1 at "
+        "2024-03-02T00:30:00.000000Z, reading stamps without a zone as UTC: the API's "
+        "stamps look like another time zone's local time. Set api_timezone to the zone the "
+        "API writes its timestamps in."
+    )
+
+
+def test_legs_later_than_now_point_at_the_zone_setting() -> None:
+    legs = stamped("2024-03-01T17:00:00.000000Z", "2024-03-01T19:00:00.000000Z")
+    message = misplaced_stamps(legs, ASKED, NOW, "Europe/Berlin")
+    assert message is not None
+    assert message.startswith(
+        "1 leg(s) start later than now (2024-03-01T18:00:00.000Z), e.g. leg-1 at "
+        "2024-03-01T19:00:00.000000Z, reading stamps without a zone as Europe/Berlin"
+    )
+    assert "api_timezone" in message

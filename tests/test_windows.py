@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.windows import (
@@ -15,6 +15,7 @@ from tap_tenios.windows import (
     LocalDay,
     TimestampError,
     Window,
+    canonical_timestamp,
     format_request,
     format_utc,
     iter_windows,
@@ -133,10 +134,8 @@ def test_anchored_windows_share_one_grid_whatever_the_start() -> None:
     assert early[0].end == anchor
 
 
-def test_window_membership_is_half_open_and_padding_covers_both_edges() -> None:
+def test_padding_covers_both_edges() -> None:
     window = Window(NOON, NOON + timedelta(hours=1))
-    assert window.contains(NOON)
-    assert not window.contains(NOON + timedelta(hours=1))
     padded = window.padded()
     assert padded.start == NOON - EDGE_PADDING and padded.end == window.end + EDGE_PADDING
     assert window.describe() == "[2024-03-01T12:00:00.000Z, 2024-03-01T13:00:00.000Z)"
@@ -156,7 +155,7 @@ def test_count_requests_respect_the_one_day_limit_on_a_25_hour_day() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     (autumn,) = local_days(date(2024, 10, 27), date(2024, 10, 27), berlin)
     assert autumn.window.end - autumn.window.start == timedelta(hours=25)
-    pieces = autumn.count_requests()
+    pieces = autumn.window.count_requests()
     assert len(pieces) == 2
     assert all(upper - lower <= timedelta(days=1) for lower, upper in pieces)
     # The pieces meet exactly and, shifted by 1 ms, still cover the whole day.
@@ -168,10 +167,109 @@ def test_count_requests_respect_the_one_day_limit_on_a_25_hour_day() -> None:
 
 def test_an_ordinary_day_is_one_request() -> None:
     day = LocalDay(date(2024, 3, 1), Window(NOON, NOON + timedelta(days=1)))
-    assert len(day.count_requests()) == 1
+    assert len(day.window.count_requests()) == 1
 
 
 def test_local_date() -> None:
     late = datetime(2024, 3, 1, 23, 30, tzinfo=UTC)
     assert local_date(late, ZoneInfo("Europe/Berlin")) == date(2024, 3, 2)
     assert local_date(late, ZoneInfo("UTC")) == date(2024, 3, 1)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-03-01T12:00:00.²²²Z",  # superscript digits: str.isdigit() says yes
+        "2024-03-01T12:00:00.\u0661\u0662\u0663Z",  # Arabic-Indic digits: int() reads them
+        "2024-03-01T12:00:00.\u0661\u0662\u0663",
+        "\u0662\u0660\u0662\u0664-03-01T12:00:00Z",
+        "2024-03-01 1\u0662:00:00",
+        "2024-W09-1T12:00:00",  # an ISO week date, which fromisoformat accepts
+        "2024-W09-1 12:00:00Z",
+    ],
+)
+def test_non_ascii_digits_and_week_dates_are_refused_on_every_path(spelling: str) -> None:
+    with pytest.raises(TimestampError):
+        canonical_timestamp(spelling)
+    with pytest.raises(TimestampError):
+        parse_timestamp(spelling)
+
+
+def test_what_the_fast_path_emits_parses_again_as_a_bookmark() -> None:
+    emitted = canonical_timestamp("2024-03-01T12:00:00.123Z")
+    assert emitted == "2024-03-01T12:00:00.123000Z"
+    assert parse_setting(emitted) == NOON + timedelta(milliseconds=123)
+
+
+#: Digits of several scripts: only the ASCII ones belong in a timestamp.
+DIGITS = "0123456789²\u0661\u0662\u0663\uff10\uff15"
+SUFFIXES = st.one_of(
+    st.sampled_from(["", "Z", "z", ".123", ".123Z", ".12Z", ".1234", "+01:00", " ", ".123z"]),
+    st.builds(
+        lambda digits, zone: f".{digits}{zone}",
+        st.text(DIGITS, min_size=1, max_size=4),
+        st.sampled_from(["", "Z", "z"]),
+    ),
+)
+VALID_STAMPS = st.builds(
+    lambda moment, sep, suffix: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + suffix,
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["T", " ", "t", "X", "W"]),
+    SUFFIXES,
+)
+#: Characters that matter to a timestamp parser, ASCII and not.
+STAMP_CHARS = st.sampled_from(list(DIGITS + "-:.TZ +Wtz, \u2003\n"))
+
+
+@st.composite
+def near_stamps(draw: st.DrawFn) -> str:
+    """A valid stamp with a few characters replaced, inserted or removed."""
+    text = list(draw(VALID_STAMPS))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["replace", "insert", "delete"]))
+        if action == "insert" or at == len(text):
+            text.insert(at, draw(STAMP_CHARS))
+        elif action == "replace":
+            text[at] = draw(STAMP_CHARS)
+        else:
+            del text[at]
+    return "".join(text)
+
+
+ZONES = st.sampled_from([UTC, ZoneInfo("UTC"), ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata")])
+
+
+@given(
+    text=st.one_of(VALID_STAMPS, near_stamps(), st.text(STAMP_CHARS, max_size=30), st.text()),
+    zone=ZONES,
+)
+@settings(max_examples=1500)
+def test_the_fast_and_careful_timestamp_paths_agree_on_every_input(text: str, zone) -> None:
+    try:
+        careful: str | None = format_utc(parse_timestamp(text, zone))
+    except TimestampError:
+        careful = None
+    try:
+        fast: str | None = canonical_timestamp(text, zone)
+    except TimestampError:
+        fast = None
+    assert fast == careful
+
+
+@pytest.mark.parametrize(
+    ("spelling", "zone", "instant"),
+    [
+        ("2024-03-01 13:00:00", "Europe/Berlin", "2024-03-01T12:00:00.000000Z"),
+        ("2024-07-01T14:00:00", "Europe/Berlin", "2024-07-01T12:00:00.000000Z"),
+        ("2024-03-01T12:00:00.250", "Europe/Berlin", "2024-03-01T11:00:00.250000Z"),
+        ("2024-03-01T13:00:00Z", "Europe/Berlin", "2024-03-01T13:00:00.000000Z"),
+        ("2024-03-01T13:00:00+01:00", "America/New_York", "2024-03-01T12:00:00.000000Z"),
+        ("2024-03-01 07:00:00", "America/New_York", "2024-03-01T12:00:00.000000Z"),
+        # 02:30 happens twice on 27 October in Berlin: the first one (summer time) is meant.
+        ("2024-10-27 02:30:00", "Europe/Berlin", "2024-10-27T00:30:00.000000Z"),
+    ],
+)
+def test_stamps_without_a_zone_are_read_in_the_api_zone(spelling, zone, instant) -> None:
+    assert canonical_timestamp(spelling, ZoneInfo(zone)) == instant
+    assert format_utc(parse_timestamp(spelling, ZoneInfo(zone))) == instant
