@@ -16,26 +16,36 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import requests
-from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.exceptions import FatalAPIError, FatalSyncError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
-from tap_tenios.settings import Settings
-from tap_tenios.windows import Window, format_request
+from tap_tenios.records import CLOCK_SKEW
+from tap_tenios.settings import Settings, utc_now
+from tap_tenios.windows import TimestampError, Window, format_request, parse_setting
+
+#: HTTP statuses worth another try: a timeout, a rate limit, a server-side failure.
+RETRIABLE_STATUSES = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
+#: Retries when the API's host name does not resolve: a typo will not start resolving
+#: in a minute, a resolver hiccup passes in a second or two.
+NAME_RESOLUTION_RETRIES = 2
 
 #: Network-level failures worth another try (the SDK's retriable set).
 TRANSIENT_ERRORS = (
@@ -54,8 +64,26 @@ BASE_RETRY_WAIT_SECONDS = 1.0
 MAX_QUOTED = 300
 
 
-class TeniosAPIError(FatalAPIError):
+class TapRunError(FatalSyncError):
+    """An expected failure: its message says what went wrong and what to do.
+
+    The command line shows it as one line (a traceback only at debug level).
+    ``stops_run`` marks failures that every other request would meet too (a
+    rejected key, an unreachable API): the run stops instead of trying the other
+    stream.
+    """
+
+    stops_run = False
+
+
+class TeniosAPIError(TapRunError, FatalAPIError):
     """The API refused a request or kept failing: the run stops, the key never shown."""
+
+
+class RunWideAPIError(TeniosAPIError):
+    """A failure every request would meet: no point in running the other stream."""
+
+    stops_run = True
 
 
 class MalformedResponseError(ValueError):
@@ -111,6 +139,34 @@ def decode(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
+#: Causes told by the requests exception alone, most specific first.
+_REQUESTS_CAUSES: tuple[tuple[type[Exception], str], ...] = (
+    (requests.exceptions.ConnectTimeout, "no connection within request_timeout_seconds"),
+    (requests.exceptions.Timeout, "no answer within request_timeout_seconds"),
+    (requests.exceptions.ChunkedEncodingError, "the answer was cut off"),
+    (requests.exceptions.ContentDecodingError, "the answer could not be decompressed"),
+)
+
+
+def network_cause(exc: BaseException) -> tuple[str, bool]:
+    """What went wrong on the network, in words, and whether the host name failed to
+    resolve (the cause sits deep in the chain that requests and urllib3 build).
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return f"the host name does not resolve ({seen.strerror or seen})", True
+        if isinstance(seen, ConnectionRefusedError):
+            return "the connection was refused (nothing listens there)", False
+        if isinstance(seen, ConnectionResetError):
+            return "the connection was closed without an answer", False
+        seen = seen.__cause__ or seen.__context__
+    for kind, cause in _REQUESTS_CAUSES:
+        if isinstance(exc, kind):
+            return cause, False
+    return f"{type(exc).__name__} (no usable answer)", False
+
+
 def retry_after(response: requests.Response) -> float | None:
     """Seconds from a ``Retry-After`` header (delta form), if present and sane."""
     value = response.headers.get("Retry-After", "").strip()
@@ -119,6 +175,18 @@ def retry_after(response: requests.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Why a request is tried again, and how long to wait first."""
+
+    problem: str
+    asked_wait: float | None = None
+    #: Pause every thread of the stream, not only this one (a rate limit).
+    throttle_all: bool = False
+    #: Set when there was no answer at all: the network cause, in words.
+    unreachable: str | None = None
 
 
 class Throttle:
@@ -144,7 +212,6 @@ class Throttle:
 class TeniosStream(RESTStream):
     """Base for both endpoints: every call is a POST whose JSON body holds the key."""
 
-    http_method = "POST"
     # Emission is sorted, but each run first re-reads a lookback that lies below the
     # saved bookmark on purpose; see ``_increment_stream_state``.
     is_sorted = True
@@ -153,18 +220,68 @@ class TeniosStream(RESTStream):
     # so the SDK's per-record type conformance (a third of its CPU) has nothing to do.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    #: How waits between tries are spent; ``None``: on ``stopping``, so that a stream
-    #: that stops (one window failed for good) does not wait out its other retries.
-    #: Tests set a recorder here to assert waits without sleeping.
-    sleep: Callable[[float], Any] | None = None
-    clock: Callable[[], float] = staticmethod(time.monotonic)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: How waits between tries are spent; ``None``: on ``stopping``, so that a
+        #: stream that stops (one window failed for good) does not wait out its other
+        #: retries. A test harness sets a recorder here (and a matching ``clock``) on
+        #: this stream alone, to assert waits without sleeping.
+        self.sleep: Callable[[float], Any] | None = None
+        self.clock: Callable[[], float] = time.monotonic
         self.stopping = threading.Event()
+        #: Why this stream's last sync failed, if it did (see ``TapTenios.sync_all``).
+        self.failure: TapRunError | None = None
         self._sessions = threading.local()
-        # Late-bound on purpose, so a clock or sleep swapped on the class is used.
+        self._lazy = threading.Lock()
+        self._semaphore: threading.BoundedSemaphore | None = None
+        # Late-bound on purpose, so a clock or sleep set after construction is used.
         self._throttle = Throttle(lambda: self.clock(), self._wait)  # noqa: PLW0108
+
+    @override  # type: ignore[misc]  # final in the SDK: extended, not replaced
+    def sync(self, context: Context | None = None) -> None:
+        """Sync, after checking the saved state; a failure of this stream alone is kept
+        in ``failure`` so that the other stream still runs. The SDK marks this method
+        final; it is extended, not replaced.
+        """
+        self.failure = None
+        try:
+            self.check_bookmark()
+            super().sync(context)
+        except TapRunError as exc:
+            if exc.stops_run:
+                raise
+            self.logger.error("Stream %s failed: %s", self.name, exc)
+            self.failure = exc
+
+    def check_bookmark(self) -> None:
+        """Refuse a saved bookmark that does not parse or lies in the future.
+
+        A run from a future bookmark reads nothing and exits 0, every time, until the
+        clock catches up: years of silently empty runs. A date-only bookmark names a
+        local calendar day, which may begin up to a day ahead of UTC.
+        """
+        value = self.stream_state.get("replication_key_value")
+        if value is None or value == "":
+            return
+        advice = (
+            f"clear the saved state of stream {self.name!r} (e.g. `meltano state clear`) "
+            "to start again from start_date."
+        )
+        try:
+            moment = parse_setting(value)
+        except (TimestampError, TypeError):
+            raise self.fail(
+                f"The saved state of stream {self.name!r} holds bookmark {value!r}, which "
+                f"is not a date-time: {advice}"
+            ) from None
+        now = utc_now()
+        slack = timedelta(days=1) if len(str(value).strip()) == 10 else CLOCK_SKEW  # noqa: PLR2004
+        if moment > now + slack:
+            raise self.fail(
+                f"The saved state of stream {self.name!r} holds bookmark {value!r}, later "
+                f"than now ({format_request(now)}): runs from it would read nothing. Fix the "
+                f"clock, or {advice}"
+            )
 
     @property
     @override
@@ -243,10 +360,17 @@ class TeniosStream(RESTStream):
         bookmark = self.stream_state.get("replication_key_value")
         return self.bookmark_key(bookmark) if bookmark else ""
 
-    @cached_property
+    @property
     def _in_flight(self) -> threading.BoundedSemaphore:
-        """At most ``max_concurrency`` requests at once, from however many threads."""
-        return threading.BoundedSemaphore(self.settings.max_concurrency)
+        """At most ``max_concurrency`` requests at once, from however many threads.
+
+        Built on first use, under a lock: the first users are worker threads, and two
+        semaphores would let twice the requests through.
+        """
+        with self._lazy:
+            if self._semaphore is None:
+                self._semaphore = threading.BoundedSemaphore(self.settings.max_concurrency)
+            return self._semaphore
 
     @property
     def max_tries(self) -> int:
@@ -262,9 +386,13 @@ class TeniosStream(RESTStream):
             )
         return session
 
-    def fail(self, message: str) -> TeniosAPIError:
-        """An error safe to raise: the key is removed whatever ``message`` holds."""
-        return TeniosAPIError(redact(message, self.config.get("access_key")))
+    def fail(self, message: str, *, stops_run: bool = False) -> TeniosAPIError:
+        """An error safe to raise: the key is removed whatever ``message`` holds.
+
+        ``stops_run``: every other request would fail the same way (see ``TapRunError``).
+        """
+        kind = RunWideAPIError if stops_run else TeniosAPIError
+        return kind(redact(message, self.config.get("access_key")))
 
     def post(
         self, path: str, fields: dict[str, Any], where: str, required: tuple[str, ...]
@@ -272,49 +400,48 @@ class TeniosStream(RESTStream):
         """POST ``fields`` (plus the key) to ``path``; retry what is transient.
 
         ``where`` names the request in messages (endpoint and window), since the body
-        itself must never be shown.
+        itself must never be shown. Redirects are not followed: the key is in the body
+        and goes to ``api_url``'s host only.
         """
         secret = self.config["access_key"]
         payload = json.dumps({"access_key": secret, **fields}).encode()
         url = self.url_base + path
+        host = urlsplit(url).netloc
+        tries = self.max_tries
         for attempt in range(1, self.max_tries + 1):
             if self.stopping.is_set():
                 raise self.fail(f"{path} for {where}: abandoned, the stream is stopping")
             self._throttle.wait()
-            asked_wait: float | None = None
             try:
                 with self._in_flight:
-                    response = self._session().post(url, data=payload, timeout=self.timeout)
+                    response = self._session().post(
+                        url, data=payload, timeout=self.timeout, allow_redirects=False
+                    )
             except TRANSIENT_ERRORS as exc:
-                problem = f"{type(exc).__name__} (no usable answer)"
+                cause, unresolved = network_cause(exc)
+                if unresolved:
+                    tries = min(tries, NAME_RESOLUTION_RETRIES + 1)
+                retry = Retry(f"could not reach {host}: {cause}", unreachable=cause)
             else:
-                status = response.status_code
-                if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-                    raise self.fail(
-                        f"The Tenios API rejected the access key (HTTP {status}) at "
-                        f"{path} for {where}: check the access_key setting."
-                    )
-                if status == HTTPStatus.OK:
-                    try:
-                        return decode(response.content, required)
-                    except MalformedResponseError as exc:
-                        problem = f"malformed 200 response: {exc}"
-                elif status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:  # noqa: PLR2004
-                    problem = f"HTTP {status}: {api_message(response)}"
-                    asked_wait = retry_after(response)
-                else:
-                    raise self.fail(
-                        f"The Tenios API refused {path} for {where}: HTTP {status}: "
-                        f"{api_message(response)}"
-                    )
-            problem = redact(problem, secret)
-            if attempt == self.max_tries:
+                outcome = self._outcome(response, f"{path} for {where}", host, required)
+                if not isinstance(outcome, Retry):
+                    return outcome
+                retry = outcome
+            problem = redact(retry.problem, secret)
+            if attempt >= tries and retry.unreachable:
+                raise self.fail(
+                    f"Giving up on {path} for {where} after {attempt} attempts: the Tenios "
+                    f"API at {host} is unreachable: {retry.unreachable}. Check api_url and "
+                    f"the network.",
+                    stops_run=True,
+                )
+            if attempt >= tries:
                 raise self.fail(
                     f"Giving up on {path} for {where} after {attempt} attempts; "
                     f"last problem: {problem}"
                 )
-            wait = self.retry_wait(attempt, asked_wait)
-            if asked_wait is not None or "HTTP 429" in problem:
+            wait = self.retry_wait(attempt, retry.asked_wait)
+            if retry.throttle_all:
                 self._throttle.pause(wait)
             self.logger.warning(
                 "%s for %s: %s; retry %d of %d in %.1f s",
@@ -322,11 +449,46 @@ class TeniosStream(RESTStream):
                 where,
                 problem,
                 attempt,
-                self.max_tries - 1,
+                tries - 1,
                 wait,
             )
             self._wait(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _outcome(
+        self, response: requests.Response, what: str, host: str, required: tuple[str, ...]
+    ) -> dict[str, Any] | Retry:
+        """A decoded 200, a reason to retry, or a final error (raised)."""
+        status = response.status_code
+        if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+            raise self.fail(
+                f"The Tenios API rejected the access key (HTTP {status}) at {what}: "
+                f"check the access_key setting.",
+                stops_run=True,
+            )
+        if response.is_redirect:
+            raise self.fail(
+                f"The API at {host} answered {what} with a redirect (HTTP {status}) to "
+                f"{response.headers.get('Location', 'nowhere')!r}, which is not followed: the "
+                f"access key goes to api_url's host only. Set api_url to the address the API "
+                f"answers at.",
+                stops_run=True,
+            )
+        if status == HTTPStatus.OK:
+            try:
+                return decode(response.content, required)
+            except MalformedResponseError as exc:
+                return Retry(f"malformed 200 response: {exc}")
+        if status in RETRIABLE_STATUSES or status >= 500:  # noqa: PLR2004
+            asked = retry_after(response)
+            return Retry(
+                f"HTTP {status}: {api_message(response)}",
+                asked_wait=asked,
+                # A 429 (or any asked-for wait) concerns the whole account: every
+                # thread pauses, not only the one that was told.
+                throttle_all=status == HTTPStatus.TOO_MANY_REQUESTS or asked is not None,
+            )
+        raise self.fail(f"The Tenios API refused {what}: HTTP {status}: {api_message(response)}")
 
     def _wait(self, seconds: float) -> None:
         if self.sleep is not None:

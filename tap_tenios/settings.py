@@ -1,12 +1,13 @@
 """Typed settings, read once from the config and checked before any request.
 
 JSON Schema checks types; this checks meaning (dates that parse and are in order,
-a real time zone, positive sizes) and reports each problem by setting name. No
-message ever quotes ``access_key``.
+real time zones, positive sizes, a URL the key may travel to) and reports each
+problem by setting name. No message ever quotes ``access_key``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,26 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: localhost, 127.0.0.0/8 or ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def zone_setting(config: Mapping[str, Any], name: str, problems: list[str]) -> ZoneInfo:
+    """An IANA time zone setting (default UTC), or a problem naming it."""
+    value = config.get(name) or "UTC"
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{name}: {value!r} is not an IANA time zone name")
+        return ZoneInfo("UTC")
+
+
 @dataclass(frozen=True)
 class Settings:
     """The config as the streams use it."""
@@ -34,6 +55,7 @@ class Settings:
     start: datetime
     end: datetime | None
     timezone: ZoneInfo
+    api_timezone: ZoneInfo
     page_size: int
     window: timedelta
     lookback: timedelta
@@ -77,14 +99,21 @@ class Settings:
         end = moment("end_date")
         if start and end and end <= start:
             problems.append(f"end_date: {config['end_date']!r} is not after start_date")
+        zone = zone_setting(config, "timezone", problems)
+        api_zone = zone_setting(config, "api_timezone", problems)
         try:
-            zone = ZoneInfo(str(config.get("timezone") or "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"timezone: {config.get('timezone')!r} is not an IANA time zone name")
-            zone = ZoneInfo("UTC")
-        url = urlparse(str(config.get("api_url", "")))
-        if url.scheme not in ("http", "https") or not url.netloc:
+            url = urlparse(str(config.get("api_url", "")))
+            host = url.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            url, host = urlparse(""), None
+        if url.scheme not in ("http", "https") or not host:
             problems.append(f"api_url: {config.get('api_url')!r} is not an http(s) URL")
+        elif url.scheme == "http" and not is_loopback(host):
+            problems.append(
+                f"api_url: {config.get('api_url')!r} is plain http, which would send the "
+                "access key unencrypted; use https:// (plain http is only for a local "
+                "emulator on localhost, 127.0.0.1 or ::1)"
+            )
         access_key = config.get("access_key")
         if not isinstance(access_key, str) or not access_key.strip():
             problems.append("access_key: required, a non-empty string (value not shown)")
@@ -109,6 +138,7 @@ class Settings:
             start=start,
             end=end,
             timezone=zone,
+            api_timezone=api_zone,
             page_size=sizes["page_size"],
             window=timedelta(hours=sizes["window_size_hours"]),
             lookback=timedelta(minutes=sizes["lookback_minutes"]),

@@ -1,7 +1,16 @@
-"""tap-tenios: settings and discovery."""
+"""tap-tenios: settings, discovery, and how a run ends.
+
+An expected failure (a rejected key, an unreachable API, a refused request, a
+window that fails its checks, unusable settings or state) ends the command with one
+line that says what to do and a non-zero exit code; the traceback is shown only at
+debug level (``TAP_TENIOS_LOGLEVEL=DEBUG``). Anything else is a bug and keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from singer_sdk import Stream, Tap
@@ -9,7 +18,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_tenios.client import redact
+from tap_tenios.client import TapRunError, TeniosStream, redact
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.streams import CdrCountsStream, CdrsStream
 from tap_tenios.writer import SingerWriter
@@ -47,7 +56,9 @@ class TapTenios(Tap):
             "api_url",
             th.StringType,
             default="https://api.tenios.com",
-            description="Base URL of the API. Point it at the bundled emulator or a proxy.",
+            description="Base URL of the API. Must be https://, except for a local emulator "
+            "on localhost, 127.0.0.1 or ::1. The access key is sent to this host only: a "
+            "redirect elsewhere is an error.",
         ),
         th.Property(
             "page_size",
@@ -61,6 +72,15 @@ class TapTenios(Tap):
             default="UTC",
             description="IANA time zone whose calendar days the cdr_counts stream counts "
             "(e.g. Europe/Berlin). Timestamps in records are always UTC.",
+        ),
+        th.Property(
+            "api_timezone",
+            th.StringType,
+            default="UTC",
+            description="IANA time zone in which the API writes timestamps that carry no "
+            "zone (e.g. '2024-03-01 12:00:00'); stamps with Z or an offset are read as "
+            "given. Set it if the API writes local time (e.g. Europe/Berlin): the run stops "
+            "when legs come back stamped outside the range asked for or in the future.",
         ),
         th.Property(
             "lookback_minutes",
@@ -123,6 +143,42 @@ class TapTenios(Tap):
     def discover_streams(self) -> list[Stream]:
         return [CdrsStream(self), CdrCountsStream(self)]
 
+    @classmethod
+    @override
+    def invoke(cls, **kwargs: Any) -> None:
+        """The command: an expected failure becomes one line and exit code 1."""
+        try:
+            super().invoke(**kwargs)
+        except (TapRunError, ConfigValidationError) as exc:
+            debug = cls.logger.isEnabledFor(logging.DEBUG)
+            cls.logger.error("%s", exc, exc_info=exc if debug else None)
+            sys.exit(1)
+
+    @override  # type: ignore[misc]  # final in the SDK: extended, not replaced
+    def sync_all(self) -> None:
+        """Sync every selected stream; a stream that fails does not stop the other.
+
+        The two streams are independent (cdr_counts only reconciles), so when one
+        fails for a reason of its own (a window that fails its checks, a refused
+        request, unusable state) the other still runs, and the run then fails naming
+        each failure. A failure every request would meet (a rejected key, an
+        unreachable API) stops the run at once. The SDK marks this method final; it
+        is extended, not replaced.
+        """
+        super().sync_all()
+        failures = [
+            (stream.name, stream.failure)
+            for stream in self.streams.values()
+            if isinstance(stream, TeniosStream) and stream.failure is not None
+        ]
+        if len(failures) == 1:
+            raise failures[0][1]
+        if failures:
+            raise TapRunError(
+                f"{len(failures)} streams failed: "
+                + " | ".join(f"{name}: {failure}" for name, failure in failures)
+            )
+
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Validate types and meaning, naming each setting and never echoing the key.
@@ -143,7 +199,12 @@ class TapTenios(Tap):
             except SettingsError as exc:
                 errors = exc.problems
         if errors and raise_errors:
-            raise ConfigValidationError("Config validation failed", errors=errors)
+            # The problems go into the message itself: wrappers such as
+            # `meltano config test` show only the error's text (or the last line).
+            raise ConfigValidationError(
+                "Invalid settings, fix them in the tap's config: " + "; ".join(errors),
+                errors=errors,
+            )
         return errors
 
     @staticmethod

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import logging
+import socket
+import threading
+import time
 
 import pytest
 
-from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, Throttle, redact
+from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, TeniosStream, Throttle, redact
 from tap_tenios.emulator import TRANSIENT_FAULTS
+from tap_tenios.tap import TapTenios
 
 from .helpers import KEY, in_range, make_config
 
@@ -190,3 +196,185 @@ def test_count_errors_name_the_day_and_its_instants(serve, run_tap, legs):
         fails=True,
     )
     assert "refused /cdrs/count for day 2024-03-01 [2024-02-29T23:00:00.000Z" in str(run.error)
+
+
+def stream_for(url: str, **settings: object) -> TeniosStream:
+    """The cdrs stream of a tap on ``url``, to call ``post`` on directly."""
+    tap = TapTenios(config=make_config(url, **settings), parse_env_config=False)
+    stream = tap.streams["cdrs"]
+    assert isinstance(stream, TeniosStream)
+    return stream
+
+
+def count_body(day: int) -> dict[str, str]:
+    return {
+        "start_date_from": f"2024-03-0{day}T00:00:00.000Z",
+        "start_date_to": f"2024-03-0{day + 1}T00:00:00.000Z",
+    }
+
+
+@pytest.mark.parametrize("kind", ["429", "429-bare", "500"])
+def test_a_429_through_post_pauses_the_requests_of_other_threads(serve, legs, kind):
+    """While one thread waits out a 429, another thread's request waits too."""
+    emulator = serve(legs, retry_after_seconds=7)
+    stream = stream_for(emulator.url)
+    now = [0.0]
+    waits: list[tuple[str, float, int]] = []
+
+    def call(day: int) -> None:
+        stream.post("/cdrs/count", count_body(day), f"day {day}", ("total_items",))
+
+    def sleep(seconds: float) -> None:
+        seen = sum(emulator.emulator.stats.requests.values())
+        waits.append((threading.current_thread().name, seconds, seen))
+        if threading.current_thread().name == "first":
+            # The other thread asks while this one still waits.
+            other = threading.Thread(target=call, args=(2,), name="second")
+            other.start()
+            other.join()
+        now[0] += seconds
+
+    stream.sleep = sleep
+    stream.clock = lambda: now[0]
+    emulator.emulator.behaviour.fault_queue = [{"kind": kind}]
+    first = threading.Thread(target=call, args=(1,), name="first")
+    first.start()
+    first.join()
+    own = [(seconds, seen) for name, seconds, seen in waits if name == "first"]
+    other = [(seconds, seen) for name, seconds, seen in waits if name == "second"]
+    assert len(own) == 1 and own[0][1] == 1, "the thread that was told waits once"
+    if kind == "429":
+        assert own == [(7.0, 1)]
+    if kind == "500":
+        assert other == [], "a 500 concerns one request, not the account"
+    else:
+        # The other thread waited out the same pause before its request was sent.
+        assert other == [(own[0][0], 1)]
+    assert sum(emulator.emulator.stats.requests.values()) == 3
+
+
+def test_a_real_retry_waits_as_long_as_asked_before_trying_again(serve, legs):
+    """With real waits: the gap between a 429 and its retry is at least Retry-After."""
+    emulator = serve(legs, retry_after_seconds=1)
+    stream = stream_for(emulator.url)
+    seen: list[float] = []
+    count = emulator.emulator.count
+
+    def timed(body):
+        seen.append(time.monotonic())
+        return count(body)
+
+    emulator.emulator.count = timed  # type: ignore[method-assign]
+    emulator.emulator.behaviour.fault_queue = [{"kind": "429"}]
+    began = time.monotonic()
+    stream.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    assert len(seen) == 1, "the 429 was answered before count(), then one retry"
+    assert seen[0] - began >= 1.0
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retriable_statuses_are_retried_by_code_not_by_message(serve, run_tap, legs, status):
+    from tap_tenios.emulator.server import ApiError
+
+    emulator = serve(legs)
+    answer = emulator.emulator.retrieve
+    failed: list[int] = []
+
+    def retrieve(body):
+        if not failed:
+            failed.append(status)
+            raise ApiError(status, "try later")
+        return answer(body)
+
+    emulator.emulator.retrieve = retrieve  # type: ignore[method-assign]
+    run = run_tap(make_config(emulator.url, max_concurrency=1))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
+    assert len(run.waits) == 1
+
+
+def test_a_message_that_mentions_429_does_not_make_a_400_retriable(serve, run_tap, legs):
+    from tap_tenios.emulator.server import ApiError
+
+    emulator = serve(legs)
+
+    def retrieve(body):
+        raise ApiError(400, "HTTP 429 is what you will get next time")
+
+    emulator.emulator.retrieve = retrieve  # type: ignore[method-assign]
+    run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
+    assert "HTTP 400" in str(run.error)
+    assert run.waits == []
+
+
+def test_the_retry_warning_never_quotes_the_key_the_api_echoes(serve, run_tap, legs, caplog):
+    emulator = serve(legs, echo_body_in_errors=True, fault_queue=retrieve_faults("500"))
+    with caplog.at_level(logging.WARNING):
+        run_tap(make_config(emulator.url, max_concurrency=1))
+    warnings = [r.getMessage() for r in caplog.records if "retry 1 of" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "HTTP 500: Internal error (request: {" in warnings[0]
+    assert '"access_key": "[redacted]"' in warnings[0]
+    assert KEY not in caplog.text
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a redirect to ``target`` (set per server)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.send_header("Location", self.server.target + self.path)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_an_error_and_the_key_never_follows_it(serve, run_tap, legs, status):
+    elsewhere = serve(legs)  # another host, as far as the tap can tell: another port
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    server.status = status  # type: ignore[attr-defined]
+    server.target = elsewhere.url  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run = run_tap(make_config(url), streams=("cdrs", "cdr_counts"), fails=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert elsewhere.emulator.stats.requests == {}, "the key went to the redirect target"
+    message = str(run.error)
+    assert f"with a redirect (HTTP {status}) to '{elsewhere.url}/cdrs/" in message
+    assert "Set api_url to the address the API answers at." in message
+    assert run.waits == []
+
+
+ONE_DAY = "2024-03-02T00:00:00Z"  # a single window: one request, retried
+
+
+def test_a_refused_connection_names_host_and_cause(run_tap):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = make_config(f"http://127.0.0.1:{port}", max_retries=2, end_date=ONE_DAY)
+    run = run_tap(config, fails=True)
+    assert str(run.error).endswith(
+        f"after 3 attempts: the Tenios API at 127.0.0.1:{port} is unreachable: the connection "
+        "was refused (nothing listens there). Check api_url and the network."
+    )
+    assert len(run.waits) == 2
+
+
+def test_a_host_name_that_does_not_resolve_fails_within_seconds(run_tap):
+    config = make_config("https://no-such-host.invalid", max_retries=6, end_date=ONE_DAY)
+    run = run_tap(config, fails=True)
+    message = str(run.error)
+    assert "the Tenios API at no-such-host.invalid is unreachable: the host name does not" in (
+        message
+    )
+    assert "Check api_url" in message
+    assert len(run.waits) == 2, "two brief retries, not six growing ones"
+    assert sum(run.waits) <= 3.0

@@ -167,3 +167,116 @@ def test_readme_settings_table_matches_about() -> None:
     assert readme_tables.section(readme, "settings") == readme_tables.settings_table(), (
         "README settings table is stale: run python scripts/readme_tables.py --write"
     )
+
+
+LOG_LINE = re.compile(r"^\S+ \S+ \| (?P<level>\w+)\s+\| (?P<logger>\S+)\s+\| (?P<message>.*)$")
+
+
+def log_lines(stderr: str) -> list[tuple[str, str]]:
+    """(level, message) of every line; a line that is not a log line (a traceback) fails."""
+    parsed = [LOG_LINE.match(line) for line in stderr.splitlines()]
+    assert all(parsed), stderr[-3000:]
+    return [(m["level"], m["message"]) for m in parsed if m]
+
+
+def test_invalid_settings_end_in_one_line_that_names_each_problem(tmp_path) -> None:
+    config = make_config("http://api.tenios.com", start_date="soon", page_size=0)
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = [message for level, message in log_lines(result.stderr) if level == "ERROR"]
+    assert errors == [
+        "Invalid settings, fix them in the tap's config: "
+        "start_date: 'soon' is not a date (YYYY-MM-DD) or an ISO-8601 date-time; "
+        "api_url: 'http://api.tenios.com' is plain http, which would send the access key "
+        "unencrypted; use https:// (plain http is only for a local emulator on localhost, "
+        "127.0.0.1 or ::1); page_size: 0 must be positive"
+    ]
+    assert log_lines(result.stderr)[-1] == ("ERROR", errors[0])
+
+
+def test_a_refused_request_ends_in_one_line_and_a_traceback_only_at_debug(
+    tmp_path, serve, legs
+) -> None:
+    emulator = serve(legs, fault_rate=1.0, fault_kinds=("400",))
+    config = make_config(emulator.url, max_concurrency=1)
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 1
+    level, message = log_lines(result.stderr)[-1]
+    assert level == "ERROR"
+    assert message.startswith("2 streams failed: cdr_counts: The Tenios API refused /cdrs/")
+    debug = run_cli(tmp_path, config, env={"TAP_TENIOS_LOGLEVEL": "DEBUG"})
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+
+
+def test_an_unreachable_api_ends_in_one_line_naming_host_and_cause(tmp_path) -> None:
+    config = make_config("https://no-such-host.invalid", end_date="2024-03-02")
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 1
+    level, message = log_lines(result.stderr)[-1]
+    assert level == "ERROR"
+    assert "the Tenios API at no-such-host.invalid is unreachable: the host name does not" in (
+        message
+    )
+
+
+def test_a_stream_that_fails_on_its_own_does_not_stop_the_other(run_tap, serve, legs) -> None:
+    # The first /cdrs/count request (cdr_counts runs first) is refused.
+    emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/count"}])
+    run = run_tap(make_config(emulator.url), streams=("cdrs", "cdr_counts"), fails=True)
+    assert str(run.error).startswith("The Tenios API refused /cdrs/count for day 2024-03-0")
+    assert sorted(r["uuid"] for r in run.records("cdrs")) == sorted(in_range(legs))
+    assert "cdrs" in run.final_state["bookmarks"]
+
+
+def test_when_both_streams_fail_the_run_names_both(run_tap, serve, legs) -> None:
+    faults = [{"kind": "400", "path": "/cdrs/count"}, {"kind": "400", "path": "/cdrs/retrieve"}]
+    emulator = serve(legs, fault_queue=faults)
+    config = make_config(emulator.url, max_concurrency=1)
+    run = run_tap(config, streams=("cdrs", "cdr_counts"), fails=True)
+    message = str(run.error)
+    assert message.startswith("2 streams failed: cdr_counts: The Tenios API refused /cdrs/count")
+    assert " | cdrs: The Tenios API refused /cdrs/" in message
+
+
+def test_a_rejected_key_stops_the_run_at_once(run_tap, serve, legs) -> None:
+    emulator = serve(legs, access_key="another-key")
+    run = run_tap(make_config(emulator.url), streams=("cdrs", "cdr_counts"), fails=True)
+    assert "rejected the access key" in str(run.error)
+    assert set(emulator.emulator.stats.requests) == {"/cdrs/count"}, "cdrs never started"
+
+
+@pytest.mark.parametrize(
+    ("stream", "bookmark", "problem"),
+    [
+        ("cdrs", "2030-01-01T00:00:00.000000Z", "later than now"),
+        ("cdrs", "last tuesday", "which is not a date-time"),
+        ("cdrs", 17, "which is not a date-time"),
+        ("cdr_counts", "2030-01-01", "later than now"),
+        ("cdr_counts", "2024-02-31", "which is not a date-time"),
+    ],
+)
+def test_a_saved_bookmark_in_the_future_or_unreadable_is_an_error_naming_the_state(
+    run_tap, serve, legs, stream, bookmark, problem
+) -> None:
+    emulator = serve(legs)
+    state = {"bookmarks": {stream: {"replication_key_value": bookmark}}}
+    run = run_tap(make_config(emulator.url), state=state, streams=(stream,), fails=True)
+    message = str(run.error)
+    assert message.startswith(
+        f"The saved state of stream {stream!r} holds bookmark {bookmark!r}, {problem}"
+    )
+    assert "clear the saved state" in message
+    assert run.records(stream) == []
+    assert emulator.emulator.stats.requests == {}
+
+
+def test_a_bookmark_of_today_in_a_zone_ahead_of_utc_is_fine(run_tap, serve, legs) -> None:
+    from tap_tenios.settings import utc_now
+
+    tomorrow = (utc_now() + timedelta(hours=20)).date().isoformat()
+    emulator = serve(legs)
+    state = {"bookmarks": {"cdr_counts": {"replication_key_value": tomorrow}}}
+    config = make_config(emulator.url, end_date=None, timezone="Pacific/Kiritimati")
+    run_tap(config, state=state, streams=("cdr_counts",))

@@ -71,6 +71,14 @@ def select(tap: TapTenios, streams: set[str], deselect: tuple[str, ...] = ()) ->
             entry.metadata[("properties", name)].selected = False
 
 
+def pace(tap: TapTenios, clock: FakeClock) -> None:
+    """Give every stream of ``tap`` (this tap alone) ``clock``'s time and waits."""
+    for stream in tap.streams.values():
+        if isinstance(stream, TeniosStream):
+            stream.sleep = clock.sleep
+            stream.clock = clock.now
+
+
 def run_tap(
     config: dict[str, Any],
     state: dict[str, Any] | None = None,
@@ -84,21 +92,20 @@ def run_tap(
     Retry waits are recorded, not slept, unless ``real_waits``.
     """
     clock = FakeClock()
-    saved = sys.stdout, TeniosStream.sleep, TeniosStream.clock
+    saved = sys.stdout
     buffer = io.BytesIO()
     out = io.TextIOWrapper(buffer, encoding="utf-8")
     error: BaseException | None = None
     try:
-        if not real_waits:
-            TeniosStream.sleep = staticmethod(clock.sleep)
-            TeniosStream.clock = staticmethod(clock.now)
         sys.stdout = out
         tap = TapTenios(config=config, state=state or {}, parse_env_config=False)
+        if not real_waits:
+            pace(tap, clock)
         select(tap, set(streams), deselect)
         tap.sync_all()
     except Exception as exc:
         error = exc
     finally:
         out.flush()
-        sys.stdout, TeniosStream.sleep, TeniosStream.clock = saved
+        sys.stdout = saved
     return Run(parse_messages(buffer.getvalue().decode()), clock.waits, error)

@@ -22,6 +22,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tap_tenios.emulator.data import Leg
 
@@ -35,6 +36,7 @@ REQUEST_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{
 ORDERS = ("sorted", "unsorted", "reverse", "ties_shuffled")
 BOUNDS = ("half_open", "inclusive", "exclusive", "left_open")
 TIMESTAMP_STYLES = ("space", "iso_z", "millis_z", "offset", "naive_t")
+NAIVE_STYLES = ("space", "naive_t")
 #: Faults a client should ride out by retrying.
 TRANSIENT_FAULTS = (
     "429",  # Too Many Requests with Retry-After
@@ -60,6 +62,9 @@ class Behaviour:
     order: str = "sorted"
     bounds: str = "half_open"
     timestamp_style: str = "space"
+    #: IANA zone whose local time the zone-less styles (``space``, ``naive_t``) are
+    #: written in, as a FreeSWITCH server in that zone would; ``None``: UTC.
+    stamp_zone: str | None = None
     latency_ms: float = 0.0
     max_page_size: int = 10_000
     #: Serve at most this many items per page, silently: the answer still echoes the
@@ -106,7 +111,9 @@ class Stats:
         table[key] = table.get(key, 0) + 1
 
 
-def _spell(moment: datetime, style: str) -> str:
+def _spell(moment: datetime, style: str, zone: str | None = None) -> str:
+    if zone and style in NAIVE_STYLES:
+        moment = moment.astimezone(ZoneInfo(zone))
     if style == "space":
         return moment.strftime("%Y-%m-%d %H:%M:%S")
     if style == "iso_z":
@@ -120,13 +127,13 @@ def _spell(moment: datetime, style: str) -> str:
     raise ValueError(f"unknown timestamp style {style!r}")
 
 
-def encode_leg(leg: Leg, style: str) -> bytes:
+def encode_leg(leg: Leg, style: str, zone: str | None = None) -> bytes:
     """A leg as the API would send it; ``cost`` keeps its exact decimal digits."""
     out: dict[str, object] = {}
     cost_text = None
     for key, value in leg.fields.items():
         if isinstance(value, datetime):
-            out[key] = _spell(value, style)
+            out[key] = _spell(value, style, zone)
         elif isinstance(value, Decimal):
             cost_text = format(value, "f")
             out[key] = "__COST__"
@@ -145,7 +152,7 @@ class LegStore:
         self._lock = threading.Lock()
         self._legs = sorted(legs, key=lambda leg: (leg.start, leg.uuid))
         self._starts = [leg.start for leg in self._legs]
-        self._encoded: dict[tuple[str, str], bytes] = {}
+        self._encoded: dict[tuple[str, str, str | None], bytes] = {}
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -173,11 +180,11 @@ class LegStore:
                 hi = bisect.bisect_left(self._starts, upper)
             return [leg for leg in self._legs[lo:hi] if leg.visible_at <= now]
 
-    def encoded(self, leg: Leg, style: str) -> bytes:
-        key = (leg.uuid, style)
+    def encoded(self, leg: Leg, style: str, zone: str | None = None) -> bytes:
+        key = (leg.uuid, style, zone)
         cached = self._encoded.get(key)
         if cached is None:
-            cached = self._encoded[key] = encode_leg(leg, style)
+            cached = self._encoded[key] = encode_leg(leg, style, zone)
         return cached
 
 
@@ -285,7 +292,7 @@ class Emulator:
             self._insert_leg(lower)
         if b.retrieve_body is not None:
             return b.retrieve_body
-        items = b",".join(self.store.encoded(leg, b.timestamp_style) for leg in chunk)
+        items = b",".join(self.store.encoded(leg, b.timestamp_style, b.stamp_zone) for leg in chunk)
         head = b'{"items":['
         tail = f'],"total_items":{total},"page":{page},"page_size":{page_size}}}'
         return head + items + tail.encode()
@@ -356,7 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, raw: bytes) -> None:
         payload: dict[str, Any] = {"error": message, "status": status}
         if self.server.emulator.behaviour.echo_body_in_errors:
-            payload["request"] = raw.decode("utf-8", "replace")
+            # In the message a client quotes, too: the worst case for its logs.
+            echoed = raw.decode("utf-8", "replace")
+            payload = {"error": f"{message} (request: {echoed})", "status": status}
+            payload["request"] = echoed
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def do_GET(self) -> None:

@@ -1,0 +1,81 @@
+"""Settings: meaning checked before any request, each problem named by setting."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tap_tenios.settings import Settings, SettingsError
+
+BASE: dict[str, Any] = {
+    "access_key": "a-key",
+    "start_date": "2024-03-01",
+    "api_url": "https://api.tenios.com",
+    "page_size": 1000,
+    "window_size_hours": 24,
+    "lookback_minutes": 0,
+    "max_concurrency": 4,
+    "request_timeout_seconds": 60,
+    "max_retries": 6,
+}
+
+
+def settings(**changes: Any) -> Settings:
+    return Settings.from_config({**BASE, **changes})
+
+
+def problems(**changes: Any) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        settings(**changes)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.tenios.com",
+        "https://10.0.0.5:8443/api",
+        "http://127.0.0.1:8080",
+        "http://127.3.4.5",
+        "http://localhost:8080",
+        "http://LOCALHOST",
+        "http://[::1]:8080",
+    ],
+)
+def test_https_anywhere_and_plain_http_on_loopback_are_accepted(url: str) -> None:
+    assert settings(api_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.tenios.com",
+        "http://10.0.0.5:8080",
+        "http://[::2]:80",
+        "http://localhost.example.com",
+        "http://127.0.0.1@api.tenios.com",  # the host is the part after the @
+    ],
+)
+def test_plain_http_to_any_other_host_is_refused_naming_api_url(url: str) -> None:
+    assert problems(api_url=url) == [
+        f"api_url: {url!r} is plain http, which would send the access key unencrypted; "
+        "use https:// (plain http is only for a local emulator on localhost, 127.0.0.1 or ::1)"
+    ]
+
+
+@pytest.mark.parametrize("url", ["ftp://example", "api.tenios.com", "https://", "http://[::1"])
+def test_a_url_that_is_not_http_is_refused(url: str) -> None:
+    assert problems(api_url=url) == [f"api_url: {url!r} is not an http(s) URL"]
+
+
+def test_the_api_time_zone_defaults_to_utc_and_takes_iana_names() -> None:
+    assert settings().api_timezone == ZoneInfo("UTC")
+    assert settings(api_timezone="Europe/Berlin").api_timezone == ZoneInfo("Europe/Berlin")
+    assert problems(api_timezone="CEST") == ["api_timezone: 'CEST' is not an IANA time zone name"]
+
+
+def test_every_problem_is_named_at_once() -> None:
+    found = problems(start_date="soon", page_size=0, api_url="http://api.tenios.com")
+    assert [p.split(":")[0] for p in found] == ["start_date", "api_url", "page_size"]
