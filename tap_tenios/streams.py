@@ -37,7 +37,7 @@ from typing_extensions import override
 
 from tap_tenios.client import TeniosStream
 from tap_tenios.planner import MAX_WINDOW_LEGS, Page, PageSize, can_split, fits, split
-from tap_tenios.records import RecordError, to_record
+from tap_tenios.records import RecordError, misplaced_stamps, to_record
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
@@ -380,12 +380,14 @@ class CdrsStream(TeniosStream):
     def _records(self, window: Window, legs: dict[str, Any]) -> list[Record]:
         """The window's own legs as records, sorted (the padding's legs are dropped)."""
         lower, upper = format_utc(window.start), format_utc(window.end)
+        zone = self.settings.api_timezone
         try:
-            records = [
-                r for r in map(to_record, legs.values()) if lower <= r["start_stamp"] < upper
-            ]
+            read = [to_record(item, zone) for item in legs.values()]
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
+        if problem := misplaced_stamps(read, window.padded(), utc_now(), zone.key):
+            raise self.fail(f"cdrs window {window.describe()}: {problem}")
+        records = [r for r in read if lower <= r["start_stamp"] < upper]
         records.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
         return records
 

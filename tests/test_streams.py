@@ -363,3 +363,27 @@ def test_one_tap_object_can_sync_twice(serve, legs, capsys):
 
 def records_in(out: str) -> list[dict]:
     return [m["record"] for m in parse_messages(out) if m["type"] == "RECORD"]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_stamps_in_the_api_zone_are_read_exactly_when_api_timezone_names_it(
+    serve, run_tap, legs, zone
+):
+    emulator = serve(legs, timestamp_style="space", stamp_zone=zone)
+    run = run_tap(make_config(emulator.url, api_timezone=zone))
+    truth = {leg.uuid: format_utc(leg.start) for leg in legs}
+    records = run.records()
+    assert {r["uuid"] for r in records} == in_range(legs)
+    assert all(r["start_stamp"] == truth[r["uuid"]] for r in records)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_stamps_in_another_zone_stop_the_run_naming_api_timezone(serve, run_tap, legs, zone):
+    emulator = serve(legs, timestamp_style="space", stamp_zone=zone)
+    run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
+    message = str(run.error)
+    assert message.startswith("cdrs window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z)")
+    assert "start outside the range asked for [2024-02-29T23:59:59.000Z, " in message
+    assert "reading stamps without a zone as UTC: the API's stamps look like another" in message
+    assert message.endswith("Set api_timezone to the zone the API writes its timestamps in.")
+    assert run.records() == [], "nothing read an hour off was emitted"
