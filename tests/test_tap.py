@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -19,10 +20,13 @@ from tap_tenios.tap import TapTenios
 from .helpers import (
     END,
     KEY,
+    MELTANO,
+    ROOT,
     dataset,
     in_range,
     load_script,
     make_config,
+    meltano,
     run_cli,
     run_until,
 )
@@ -280,3 +284,30 @@ def test_a_bookmark_of_today_in_a_zone_ahead_of_utc_is_fine(run_tap, serve, legs
     state = {"bookmarks": {"cdr_counts": {"replication_key_value": tomorrow}}}
     config = make_config(emulator.url, end_date=None, timezone="Pacific/Kiritimati")
     run_tap(config, state=state, streams=("cdr_counts",))
+
+
+def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
+    """Meltano shows only the last line a failing tap printed: it must hold the reasons."""
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    env = {
+        **os.environ,
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_ACCESS_KEY": KEY,
+        "TAP_TENIOS_START_DATE": "soon",
+        "TAP_TENIOS_API_URL": "http://api.tenios.com",
+    }
+    assert MELTANO is not None
+    done = subprocess.run(
+        [MELTANO, "config", "test", "tap-tenios"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "start_date: 'soon' is not a date" in output
+    assert "api_url: 'http://api.tenios.com' is plain http" in output
+    assert KEY not in output

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve repeated requests from memory (benchmarks measure the client)",
     )
+    parser.add_argument(
+        "--stamp-zone",
+        default=None,
+        help="IANA zone whose local time zone-less stamps are written in (default UTC)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
     parser.add_argument(
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         order=args.order,
         bounds=args.bounds,
         timestamp_style=args.timestamp_style,
+        stamp_zone=args.stamp_zone,
         latency_ms=args.latency_ms,
         page_cap=args.page_cap,
         cache_pages=args.cache_pages,
