@@ -133,9 +133,10 @@ class TapTenios(Tap):
             "max_retries",
             th.IntegerType,
             default=6,
-            description="Retries of a request after a 429, a 5xx, a dropped connection, "
-            "a timeout or a malformed body, with exponential back-off honouring "
-            "Retry-After; then the run fails naming the endpoint and window.",
+            description="Retries of a request after a 408, a 429, a 5xx, a dropped "
+            "connection, a timeout or a malformed body, with exponential back-off honouring "
+            "Retry-After; then the run fails naming the endpoint and window. A host name "
+            "that does not resolve is retried twice only.",
         ),
     ).to_dict()
 
