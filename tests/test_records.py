@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.records import FIELDS, RecordError, _convert, misplaced_stamps, to_record
@@ -156,7 +156,7 @@ ANY_FIELD_VALUE = st.one_of(
     changes=st.dictionaries(st.sampled_from(sorted(item())), ANY_FIELD_VALUE, max_size=3),
     zone=st.sampled_from([UTC, ZoneInfo("Europe/Berlin")]),
 )
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_fast_and_careful_record_paths_agree_on_every_item(changes, zone) -> None:
     def outcome(convert: Any) -> Any:
         try:

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.windows import (
@@ -244,7 +244,7 @@ ZONES = st.sampled_from([UTC, ZoneInfo("UTC"), ZoneInfo("Europe/Berlin"), ZoneIn
     text=st.one_of(VALID_STAMPS, near_stamps(), st.text(STAMP_CHARS, max_size=30), st.text()),
     zone=ZONES,
 )
-@settings(max_examples=1500)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_fast_and_careful_timestamp_paths_agree_on_every_input(text: str, zone) -> None:
     try:
         careful: str | None = format_utc(parse_timestamp(text, zone))
