@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.records import FIELDS, RecordError, _convert, misplaced_stamps, to_record
-from tap_tenios.windows import Window
+from tap_tenios.windows import Window, format_utc
 
 UTC = timezone.utc
 
@@ -191,10 +191,12 @@ def test_legs_inside_the_range_asked_for_and_not_in_the_future_pass() -> None:
 
 
 def test_legs_outside_the_range_asked_for_point_at_the_zone_setting() -> None:
-    legs = stamped("2024-03-01T10:00:00.000000Z", "2024-03-02T00:30:00.000000Z")
+    legs = stamped(
+        "2024-03-01T10:00:00.000000Z", "2024-03-02T00:30:00.000000Z", "2024-03-02T01:00:00.000000Z"
+    )
     message = misplaced_stamps(legs, ASKED, datetime(2024, 3, 9, tzinfo=UTC), "UTC")
     assert message == (
-        "1 leg(s) start outside the range asked for "
+        "2 leg(s) start outside the range asked for "
         "[2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z], e.g. leg-1 at "
         "2024-03-02T00:30:00.000000Z, reading stamps without a zone as UTC: the API's "
         "stamps look like another time zone's local time. Set api_timezone to the zone the "
@@ -203,11 +205,54 @@ def test_legs_outside_the_range_asked_for_point_at_the_zone_setting() -> None:
 
 
 def test_legs_later_than_now_point_at_the_zone_setting() -> None:
-    legs = stamped("2024-03-01T17:00:00.000000Z", "2024-03-01T19:00:00.000000Z")
+    legs = stamped(
+        "2024-03-01T17:00:00.000000Z", "2024-03-01T19:00:00.000000Z", "2024-03-01T18:30:00.000000Z"
+    )
     message = misplaced_stamps(legs, ASKED, NOW, "Europe/Berlin")
     assert message is not None
-    assert message.startswith(
-        "1 leg(s) start later than now (2024-03-01T18:00:00.000Z), e.g. leg-1 at "
+    assert message.startswith(  # the latest is the clearest example
+        "2 leg(s) start later than now (2024-03-01T18:00:00.000Z), e.g. leg-1 at "
         "2024-03-01T19:00:00.000000Z, reading stamps without a zone as Europe/Berlin"
     )
     assert "api_timezone" in message
+
+
+def test_the_edges_of_the_range_asked_for_belong_to_it() -> None:
+    """APIs may treat both bounds as inclusive: legs on either edge are in range."""
+    legs = stamped("2024-03-01T00:00:00.000000Z", "2024-03-02T00:00:00.000000Z")
+    assert misplaced_stamps(legs, ASKED, datetime(2024, 3, 9, tzinfo=UTC), "UTC") is None
+    before = stamped("2024-02-29T23:59:59.999999Z")
+    assert misplaced_stamps(before, ASKED, datetime(2024, 3, 9, tzinfo=UTC), "UTC")
+
+
+@pytest.mark.parametrize(
+    ("after_now", "misplaced"),
+    [
+        (timedelta(minutes=4, seconds=30), False),
+        (timedelta(minutes=5), False),  # clocks may disagree by up to five minutes
+        (timedelta(minutes=5, microseconds=1), True),
+        (timedelta(minutes=5, seconds=30), True),
+    ],
+)
+def test_a_leg_is_in_the_future_only_beyond_five_minutes_of_clock_skew(
+    after_now: timedelta, misplaced: bool
+) -> None:
+    legs = stamped(format_utc(NOW + after_now))
+    assert (misplaced_stamps(legs, ASKED, NOW, "UTC") is not None) is misplaced
+
+
+@pytest.mark.parametrize(("given", "expected"), [(1, True), (0, False), ("TRUE", True)])
+def test_booleans_are_read_exactly(given: Any, expected: bool) -> None:
+    assert to_record(item(prepaid=given))["prepaid"] is expected
+
+
+@pytest.mark.parametrize("given", [2, -1, "1", "yes"])
+def test_other_values_are_not_booleans(given: Any) -> None:
+    with pytest.raises(RecordError, match=r"CDR leg-1: field 'prepaid' is .* expected true or"):
+        to_record(item(prepaid=given))
+
+
+def test_a_timestamp_that_is_not_text_says_what_it_is() -> None:
+    with pytest.raises(RecordError) as caught:
+        to_record(item(end_stamp=1709294400))
+    assert str(caught.value) == "CDR leg-1: field 'end_stamp' is a int, expected an ISO-8601 string"
