@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from tap_tenios.records import FIELDS, RecordError, _convert, misplaced_stamps, to_record
 from tap_tenios.windows import Window, format_utc
 
-UTC = timezone.utc
-
 from .helpers import item
+
+UTC = timezone.utc
 
 
 def test_a_documented_item_becomes_a_canonical_record() -> None:
