@@ -378,3 +378,13 @@ def test_a_host_name_that_does_not_resolve_fails_within_seconds(run_tap):
     assert "Check api_url" in message
     assert len(run.waits) == 2, "two brief retries, not six growing ones"
     assert sum(run.waits) <= 3.0
+
+
+def test_an_api_that_never_answers_is_named_with_the_timeout(serve, run_tap, legs):
+    emulator = serve(legs, fault_rate=1.0, fault_kinds=("stall",), stall_seconds=1.5)
+    config = make_config(emulator.url, max_retries=1, request_timeout_seconds=1, end_date=ONE_DAY)
+    run = run_tap(config, fails=True)
+    assert str(run.error).endswith(
+        f"after 2 attempts: the Tenios API at {emulator.url.removeprefix('http://')} is "
+        "unreachable: no answer within request_timeout_seconds. Check api_url and the network."
+    )
