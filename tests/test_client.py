@@ -8,11 +8,13 @@ import logging
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
 from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, TeniosStream, Throttle, redact
 from tap_tenios.emulator import TRANSIENT_FAULTS
+from tap_tenios.settings import utc_now
 from tap_tenios.tap import TapTenios
 
 from .helpers import KEY, in_range, make_config
@@ -388,3 +390,67 @@ def test_an_api_that_never_answers_is_named_with_the_timeout(serve, run_tap, leg
         f"after 2 attempts: the Tenios API at {emulator.url.removeprefix('http://')} is "
         "unreachable: no answer within request_timeout_seconds. Check api_url and the network."
     )
+
+
+@pytest.mark.parametrize(
+    ("stream", "bookmark", "problem"),
+    [
+        ("cdrs", "2030-01-01T00:00:00.000000Z", "later than now"),
+        ("cdrs", "last tuesday", "which is not a date-time"),
+        ("cdrs", 17, "which is not a date-time"),
+        ("cdr_counts", "2030-01-01", "later than now"),
+        ("cdr_counts", "2024-02-31", "which is not a date-time"),
+    ],
+)
+def test_a_saved_bookmark_in_the_future_or_unreadable_is_an_error_naming_the_state(
+    run_tap, serve, legs, stream, bookmark, problem
+) -> None:
+    emulator = serve(legs)
+    state = {"bookmarks": {stream: {"replication_key_value": bookmark}}}
+    run = run_tap(make_config(emulator.url), state=state, streams=(stream,), fails=True)
+    message = str(run.error)
+    assert message.startswith(
+        f"The saved state of stream {stream!r} holds bookmark {bookmark!r}, {problem}"
+    )
+    assert "clear the saved state" in message
+    assert run.records(stream) == []
+    assert emulator.emulator.stats.requests == {}
+
+
+def test_a_bookmark_of_today_in_a_zone_ahead_of_utc_is_fine(run_tap, serve, legs) -> None:
+    tomorrow = (utc_now() + timedelta(hours=20)).date().isoformat()
+    emulator = serve(legs)
+    state = {"bookmarks": {"cdr_counts": {"replication_key_value": tomorrow}}}
+    config = make_config(emulator.url, end_date=None, timezone="Pacific/Kiritimati")
+    run_tap(config, state=state, streams=("cdr_counts",))
+
+
+def test_a_stream_that_fails_on_its_own_does_not_stop_the_other(run_tap, serve, legs) -> None:
+    # The first /cdrs/count request (cdr_counts runs first) is refused.
+    emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/count"}])
+    run = run_tap(make_config(emulator.url), streams=("cdrs", "cdr_counts"), fails=True)
+    assert str(run.error).startswith("The Tenios API refused /cdrs/count for day 2024-03-0")
+    assert sorted(r["uuid"] for r in run.records("cdrs")) == sorted(in_range(legs))
+    assert "cdrs" in run.final_state["bookmarks"]
+
+
+def test_a_rejected_key_stops_the_run_at_once(run_tap, serve, legs) -> None:
+    emulator = serve(legs, access_key="another-key")
+    run = run_tap(make_config(emulator.url), streams=("cdrs", "cdr_counts"), fails=True)
+    assert "rejected the access key" in str(run.error)
+    assert set(emulator.emulator.stats.requests) == {"/cdrs/count"}, "cdrs never started"
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422, 451])
+def test_other_client_errors_are_final_whatever_their_number(serve, run_tap, legs, status):
+    from tap_tenios.emulator.server import ApiError
+
+    emulator = serve(legs)
+
+    def retrieve(body):
+        raise ApiError(status, "no")
+
+    emulator.emulator.retrieve = retrieve  # type: ignore[method-assign]
+    run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
+    assert f"HTTP {status}: no" in str(run.error)
+    assert run.waits == []
