@@ -256,3 +256,16 @@ def test_a_timestamp_that_is_not_text_says_what_it_is() -> None:
     with pytest.raises(RecordError) as caught:
         to_record(item(end_stamp=1709294400))
     assert str(caught.value) == "CDR leg-1: field 'end_stamp' is a int, expected an ISO-8601 string"
+
+
+def test_an_exactly_typed_item_takes_the_fast_path(monkeypatch) -> None:
+    """The speed the README states depends on it; the careful converters are not called."""
+    import tap_tenios.records
+
+    def careful(*args: object) -> None:
+        raise AssertionError("the careful path was taken")
+
+    monkeypatch.setattr(tap_tenios.records, "_convert", careful)
+    record = to_record(item(answer_stamp="2024-03-01 12:00:05", callerid_name="x"))
+    assert record["answer_stamp"] == "2024-03-01T12:00:05.000000Z"
+    assert record["main_leg_uuid"] is None

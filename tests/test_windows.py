@@ -68,6 +68,8 @@ def test_fractions_are_kept_to_the_microsecond() -> None:
         "2024-02-30 10:00:00",
         "2024-03-01T25:00:00",
         "2024-03-01T12:00:00+25:00",
+        "2024-03-01T12:00:00+24:00",
+        "2024-03-01T12:00:00+01:60",
         "12:00:00",
         "2024-03-01T12:00:00 UTC",
         "2024-03-01T12:00:00.Z",
@@ -273,3 +275,23 @@ def test_the_fast_and_careful_timestamp_paths_agree_on_every_input(text: str, zo
 def test_stamps_without_a_zone_are_read_in_the_api_zone(spelling, zone, instant) -> None:
     assert canonical_timestamp(spelling, ZoneInfo(zone)) == instant
     assert format_utc(parse_timestamp(spelling, ZoneInfo(zone))) == instant
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-03-01 12:00:00",
+        "2024-03-01T12:00:00",
+        "2024-03-01T12:00:00Z",
+        "2024-03-01T12:00:00.000Z",
+    ],
+)
+def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str) -> None:
+    """The speed the README states depends on it; the careful parser is not called."""
+    import tap_tenios.windows
+
+    def careful(*args: object) -> None:
+        raise AssertionError("the careful path was taken")
+
+    monkeypatch.setattr(tap_tenios.windows, "parse_timestamp", careful)
+    assert canonical_timestamp(spelling) == "2024-03-01T12:00:00.000000Z"
