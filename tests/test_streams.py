@@ -382,8 +382,10 @@ def test_stamps_in_another_zone_stop_the_run_naming_api_timezone(serve, run_tap,
     emulator = serve(legs, timestamp_style="space", stamp_zone=zone)
     run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
     message = str(run.error)
-    assert message.startswith("cdrs window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z)")
-    assert "start outside the range asked for [2024-02-29T23:59:59.000Z, " in message
+    # Whichever window comes first: it has legs whose stamps fall outside it.
+    assert re.match(
+        r"cdrs window \[(\S+), \S+\): \d+ leg\(s\) start outside the range asked for \[", message
+    ), message
     assert "reading stamps without a zone as UTC: the API's stamps look like another" in message
     assert message.endswith("Set api_timezone to the zone the API writes its timestamps in.")
     assert run.records() == [], "nothing read an hour off was emitted"
