@@ -3,7 +3,9 @@
     python scripts/readme_tables.py           # print both tables
     python scripts/readme_tables.py --write   # put them into README.md
 
-``settings``: from ``tap-tenios --about --format=markdown``.
+``settings``: from ``tap-tenios --about --format=markdown``; the same settings, with
+their descriptions and defaults, are written into ``meltano.yml`` (the extractor's
+``settings:``), so the two never drift.
 ``column types``: what each declared loader would create per field, computed offline
 inside the loaders' own virtualenvs (``meltano install --plugin-type=loader`` first).
 """
@@ -16,9 +18,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+MELTANO_YML = ROOT / "meltano.yml"
+MELTANO_MARKERS = (
+    "    # settings: generated from `tap-tenios --about` by scripts/readme_tables.py\n",
+    "    # end of generated settings\n",
+)
+#: Labels Meltano shows, where the setting's name does not say it well enough.
+LABELS = {"api_url": "API URL", "use_singer_decimal": "Cost as a decimal string"}
 LOADERS = {
     "target-postgres": "postgres",
     "target-snowflake": "snowflake",
@@ -48,6 +58,41 @@ def settings_table() -> str:
     if not match:
         raise SystemExit("no settings table in --about output")
     return match.group(1).strip()
+
+
+def about() -> dict[str, Any]:
+    """The tap's settings as ``--about`` describes them: ``{name: JSON schema}``."""
+    settings: dict[str, Any] = json.loads(tap("--about", "--format=json"))["settings"]
+    return dict(settings["properties"])
+
+
+def meltano_kind(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "options"
+    return next(t for t in schema["type"] if t != "null")
+
+
+def meltano_settings() -> str:
+    """The extractor's ``settings:`` entries for ``meltano.yml``, from ``--about``."""
+    lines = []
+    for name, schema in about().items():
+        label = LABELS.get(name) or schema.get("title") or name.replace("_", " ").capitalize()
+        lines += [f"    - name: {name}", f"      kind: {meltano_kind(schema)}"]
+        if schema.get("default") is not None:
+            lines.append(f"      value: {json.dumps(schema['default'])}")
+        if schema.get("secret"):
+            lines.append("      sensitive: true")
+        lines += [f"      label: {label}", f"      description: {json.dumps(schema['description'])}"]
+        if "enum" in schema:
+            lines.append("      options:")
+            for option in schema["enum"]:
+                lines += [f"      - label: {option.capitalize()}", f"        value: {option}"]
+    return "\n".join(lines) + "\n"
+
+
+def meltano_section(text: str) -> str:
+    begin, end = MELTANO_MARKERS
+    return text[text.index(begin) + len(begin) : text.index(end)]
 
 
 def loader_python(loader: str) -> Path:
@@ -115,6 +160,9 @@ def main() -> None:
     for name, table in tables.items():
         text = replace(text, name, table)
     README.write_text(text)
+    text = MELTANO_YML.read_text()
+    old = meltano_section(text)
+    MELTANO_YML.write_text(text.replace(old, meltano_settings(), 1))
 
 
 if __name__ == "__main__":

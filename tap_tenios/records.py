@@ -77,6 +77,19 @@ def _decimal(value: Any) -> Decimal:
     return result
 
 
+def decimal_string(value: Decimal, precision: int, scale: int) -> str:
+    """``value``'s exact digits as text, if ``DECIMAL(precision, scale)`` holds it exactly.
+
+    The warehouse would round a longer fraction and reject a longer integer part; the
+    tap refuses both first, so the string form is never less exact than the number.
+    """
+    if value.adjusted() >= precision - scale:
+        raise TypeError(f"is {value}, which has more than {precision - scale} integer digits")
+    if value != round(value, scale):
+        raise TypeError(f"is {value}, which has more than {scale} decimals")
+    return format(value, "f")
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value

@@ -21,23 +21,26 @@ the pure part):
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context, Record
+from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
 from tap_tenios.client import TeniosStream
 from tap_tenios.planner import MAX_WINDOW_LEGS, Page, PageSize, can_split, fits, split
-from tap_tenios.records import RecordError, misplaced_stamps, to_record
+from tap_tenios.records import RecordError, decimal_string, misplaced_stamps, to_record
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
@@ -58,6 +61,16 @@ MISMATCH_REREADS = 2
 PAGED_ROUNDS = 10
 
 NULLABLE_STRING = th.StringType(nullable=True)
+
+#: ``cost`` with ``use_singer_decimal``: the SDK's SQL loaders make this DECIMAL(18, 6).
+COST_PRECISION, COST_SCALE = 18, 6
+DECIMAL_COST = {
+    "type": ["string", "null"],
+    "format": "x-singer.decimal",
+    "precision": COST_PRECISION,
+    "scale": COST_SCALE,
+    "description": "Cost in EUR, the API's exact digits as a decimal string.",
+}
 
 
 @lru_cache(maxsize=16)
@@ -201,6 +214,38 @@ class CdrsStream(TeniosStream):
             description="Null on success, else the billing error.",
         ),
     ).to_dict()
+
+    def __init__(self, tap: Tap) -> None:
+        self.decimal_cost = bool(tap.config.get("use_singer_decimal"))
+        if self.decimal_cost:
+            properties = {**self.schema["properties"], "cost": DECIMAL_COST}
+            self.schema = {**self.schema, "properties": properties}
+        super().__init__(tap)
+
+    @override
+    def _generate_schema_messages(self) -> Generator[SchemaMessage, None, None]:
+        """The SDK's SCHEMA messages, with ``cost``'s precision and scale put back.
+
+        The SDK rebuilds stream schemas from the catalog through an object that keeps
+        only standard JSON Schema keys, so ``precision`` and ``scale`` are lost; without
+        them a loader creates ``DECIMAL`` with its own defaults (``NUMBER(38, 0)`` in
+        Snowflake: no decimals at all).
+        """
+        for message in super()._generate_schema_messages():
+            cost = message.schema.get("properties", {}).get("cost")
+            if self.decimal_cost and cost and cost.get("format") == DECIMAL_COST["format"]:
+                cost.update(precision=COST_PRECISION, scale=COST_SCALE)
+            yield message
+
+    @override
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        """With ``use_singer_decimal``, ``cost`` as the string its schema declares."""
+        if self.decimal_cost:
+            try:
+                row["cost"] = decimal_string(row["cost"], COST_PRECISION, COST_SCALE)
+            except TypeError as exc:
+                raise self.fail(str(RecordError(row["uuid"], "cost", str(exc)))) from None
+        return row
 
     @override
     def bookmark_key(self, bookmark: str) -> str:
@@ -458,6 +503,43 @@ class Progress:
         return self.elapsed / share - self.elapsed if share > 0 else 0.0
 
 
+class CountProgress:
+    """``cdr_counts`` progress: a line every ``EVERY_DAYS`` days or ``EVERY_SECONDS``
+    seconds, whichever comes first, and one for the last day, so a long count (a year
+    of days) never looks hung.
+    """
+
+    EVERY_DAYS = 30
+    EVERY_SECONDS = 10.0
+
+    def __init__(
+        self, days: int, logger: logging.Logger, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.days, self.logger, self.clock = days, logger, clock
+        self.done = 0
+        self.started = self.last = clock()
+        self.last_done = 0
+
+    def day_done(self, day: str) -> None:
+        self.done += 1
+        now = self.clock()
+        due = self.done - self.last_done >= self.EVERY_DAYS or now - self.last >= self.EVERY_SECONDS
+        if not due and self.done < self.days:
+            return
+        self.last, self.last_done = now, self.done
+        elapsed = now - self.started
+        share = self.done / self.days
+        self.logger.info(
+            "cdr_counts: %d of %d day(s) counted, up to %s; %.0f%% after %s, about %s left",
+            self.done,
+            self.days,
+            day,
+            share * 100,
+            timedelta(seconds=round(elapsed)),
+            timedelta(seconds=round(elapsed / share - elapsed)),
+        )
+
+
 class CdrCountsStream(TeniosStream):
     """The API's own CDR count per calendar day in ``timezone``: a reconciliation aid."""
 
@@ -509,7 +591,9 @@ class CdrCountsStream(TeniosStream):
         self.stopping.clear()  # a tap object may sync more than once
         self.logger.info("cdr_counts: counting %d day(s) in %s", len(days), zone.key)
         totals = ordered_map(self.count_day, days, settings.max_concurrency, self.stopping)
+        progress = CountProgress(len(days), self.logger, self.clock)
         for day, total in zip(days, totals, strict=True):
+            progress.day_done(day.day.isoformat())
             yield {
                 "date": day.day.isoformat(),
                 "timezone": zone.key,

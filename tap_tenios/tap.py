@@ -138,6 +138,16 @@ class TapTenios(Tap):
             "Retry-After; then the run fails naming the endpoint and window. A host name "
             "that does not resolve is retried twice only.",
         ),
+        th.Property(
+            "use_singer_decimal",
+            th.BooleanType,
+            default=False,
+            description="Emit cdrs.cost as a string in the x-singer.decimal format "
+            "(precision 18, scale 6), which SQL loaders built on the Meltano SDK create as "
+            "DECIMAL(18, 6): exact in Snowflake too. Off: an exact JSON number (FLOAT in "
+            "Snowflake, DOUBLE in DuckDB). On, a cost with more than 6 decimals or 12 "
+            "integer digits stops the run instead of being rounded by the warehouse.",
+        ),
     ).to_dict()
 
     @override

@@ -9,6 +9,7 @@ import re
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
 from tap_tenios.emulator.harness import parse_messages, select
 from tap_tenios.planner import FILL
+from tap_tenios.streams import DECIMAL_COST, CountProgress
 from tap_tenios.tap import TapTenios
 from tap_tenios.windows import format_utc
 
@@ -389,3 +391,47 @@ def test_stamps_in_another_zone_stop_the_run_naming_api_timezone(serve, run_tap,
     assert "reading stamps without a zone as UTC: the API's stamps look like another" in message
     assert message.endswith("Set api_timezone to the zone the API writes its timestamps in.")
     assert run.records() == [], "nothing read an hour off was emitted"
+
+
+def test_cdr_counts_reports_progress_every_30_days_or_10_seconds_and_at_the_end():
+    lines: list[str] = []
+
+    class Logger:
+        def info(self, message: str, *args: object) -> None:
+            lines.append(message % args)
+
+    now = [0.0]
+    progress = CountProgress(65, Logger(), lambda: now[0])  # type: ignore[arg-type]
+    for day in range(1, 66):
+        now[0] += 0.1 if day != 40 else 10.0  # day 40 is slow: a line after 10 s
+        progress.day_done(f"day {day}")
+    assert [line.split(" day(s)")[0] for line in lines] == [
+        "cdr_counts: 30 of 65",
+        "cdr_counts: 40 of 65",
+        "cdr_counts: 65 of 65",
+    ]
+    assert lines[0] == (
+        "cdr_counts: 30 of 65 day(s) counted, up to day 30; 46% after 0:00:03, about 0:00:04 left"
+    )
+    assert lines[-1].endswith("100% after 0:00:16, about 0:00:00 left")
+
+
+def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs):
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, use_singer_decimal=True))
+    schema = next(m["schema"] for m in run.messages if m["type"] == "SCHEMA")
+    assert schema["properties"]["cost"] == {**DECIMAL_COST, "precision": 18, "scale": 6}
+    by_uuid = {leg.uuid: leg for leg in legs}
+    records = run.records()
+    assert records
+    for record in records:
+        assert record["cost"] == format(by_uuid[record["uuid"]].fields["cost"], "f")
+
+
+def test_a_cost_the_decimal_column_would_round_stops_the_run(serve, run_tap, legs):
+    legs[0].fields["cost"] = Decimal("0.0000001")
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, use_singer_decimal=True), fails=True)
+    assert f"CDR {legs[0].uuid}: field 'cost' is 1E-7, which has more than 6 decimals" in str(
+        run.error
+    )

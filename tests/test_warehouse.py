@@ -7,21 +7,28 @@ project's ``meltano.yml``, installed once per session into ``.meltano/``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import signal
+import socket
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tap_tenios.emulator import Leg, make_call
+from tap_tenios.emulator import Leg, generate, make_call
 
-from .helpers import END, dataset, in_range, meltano, pipeline_env
+from .helpers import END, MELTANO, ROOT, dataset, in_range, meltano, pipeline_env
+
+UTC = timezone.utc
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -58,18 +65,25 @@ def database(server: Any) -> Iterator[str]:
     server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def load(tmp_path: Path, api_url: str, database: str, **tap: str) -> str:
-    """``meltano run tap-tenios target-postgres`` into ``database``; its log."""
+def load(
+    tmp_path: Path,
+    api_url: str,
+    database: str,
+    extractor: str = "tap-tenios",
+    user: str | None = None,
+    **tap: str,
+) -> str:
+    """``meltano run EXTRACTOR target-postgres`` into ``database``; its log."""
     info = psycopg.conninfo.conninfo_to_dict(DSN)
     env = {
         **pipeline_env(tmp_path, api_url, **tap),
         "TARGET_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
         "TARGET_POSTGRES_PORT": str(info.get("port", 5432)),
-        "TARGET_POSTGRES_USER": str(info.get("user", "postgres")),
+        "TARGET_POSTGRES_USER": user or str(info.get("user", "postgres")),
         "TARGET_POSTGRES_PASSWORD": str(info.get("password", "")),
         "TARGET_POSTGRES_DATABASE": database,
     }
-    return meltano("run", "tap-tenios", "target-postgres", env=env).stderr
+    return meltano("run", extractor, "target-postgres", env=env).stderr
 
 
 def query(database: str, sql: str) -> list[tuple[Any, ...]]:
@@ -161,3 +175,162 @@ def test_instants_and_days_follow_the_configured_zone(installed, serve, database
     assert {d: n for d, _, n in counts if d != "2024-03-04"} == {
         d: n for d, n in local.items() if d != "2024-03-04"
     }
+
+
+# --- The README's Meltano steps, run as written --------------------------------------
+
+README = ROOT / "README.md"
+EMULATOR_PORT = "8766"  # the README's and meltano.yml's; tests use a free one instead
+
+
+def readme_commands(name: str) -> list[str]:
+    """The shell lines of the README block between ``<!-- NAME: ... -->`` markers."""
+    text = README.read_text()
+    begin = text.index(f"<!-- {name}: run as written by tests/test_warehouse.py -->")
+    block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
+    code = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in code.splitlines() if line.strip()]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def shell(lines: list[str], env: dict[str, str]) -> str:
+    """Run ``lines`` in one bash, as a user pastes them; stop anything they started."""
+    script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
+    process = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so its background jobs can be stopped with it
+    )
+    try:
+        output, _ = process.communicate(timeout=900)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def readme_env(tmp_path: Path, database: str, port: int) -> dict[str, str]:
+    """What a user's shell would hold: the venv on PATH, and this test's own server,
+    database, emulator port and Meltano system database (so tests can run side by side).
+    """
+    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TENIOS_", "MELTANO_"))}
+    return {
+        **env,
+        "PATH": f"{Path(MELTANO or 'meltano').parent}{os.pathsep}{env.get('PATH', '')}",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_API_URL": f"http://127.0.0.1:{port}",
+        "TARGET_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+        "TARGET_POSTGRES_PORT": str(info.get("port", 5432)),
+        "TARGET_POSTGRES_DATABASE": database,
+    }
+
+
+def bookmark(tmp_path: Path, env: dict[str, str], state_id: str) -> str:
+    state = json.loads(meltano("state", "get", state_id, env=env).stdout)
+    return str(state["singer_state"]["bookmarks"]["cdrs"]["replication_key_value"])
+
+
+def test_the_readme_meltano_steps_work_as_written_and_a_range_rerun_keeps_the_bookmark(
+    server, database, tmp_path
+):
+    port = free_port()
+    env = readme_env(tmp_path, database, port)
+    steps = [
+        line.replace(EMULATOR_PORT, str(port))
+        for line in readme_commands("meltano steps")
+        if not line.startswith("scripts/")  # the server: this test's own (CI starts it)
+    ]
+    assert any(line.startswith("meltano run") for line in steps)
+    rerun = readme_commands("meltano range re-run")
+    state_id = next(line.split()[-1] for line in steps if line.startswith("meltano state get"))
+
+    # The emulator keeps running in the background while the README's later steps run.
+    output = shell([*steps, *rerun, *[s for s in steps if s.startswith("meltano run")][-1:]], env)
+
+    legs = generate(
+        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 22, tzinfo=UTC), 400, seed=1
+    )
+    rows = query(database, "SELECT count(*), count(DISTINCT uuid) FROM tenios.cdrs")
+    assert rows == [(len(legs), len(legs))]
+    # Each plain run after the first resumed from the bookmark of the full load, the
+    # range re-run included: it read only its range and left the bookmark alone.
+    last_start = max(leg.start for leg in legs).strftime("%Y-%m-%dT%H:%M:%S")
+    resumed = f"Starting incremental sync of 'cdrs' with bookmark value: {last_start}"
+    assert output.count(resumed) == 2, output[-4000:]
+    assert "cdrs: reading 2024-01-05T00:00:00.000Z to 2024-01-08T00:00:00.000Z" in output
+    assert bookmark(tmp_path, env, state_id).startswith(last_start)
+
+
+# --- Instants and cost, exactly ------------------------------------------------------
+
+
+@pytest.fixture
+def berlin_role(server: Any, database: str) -> Iterator[str]:
+    """A login role whose sessions default to Europe/Berlin (UTC+1 in March)."""
+    role = f"berlin_{uuid.uuid4().hex[:8]}"
+    server.execute(f'CREATE ROLE "{role}" LOGIN')
+    server.execute(f"ALTER ROLE \"{role}\" SET timezone = 'Europe/Berlin'")
+    server.execute(f'GRANT ALL ON DATABASE "{database}" TO "{role}"')
+    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=database, user=role)
+    with psycopg.connect(dsn) as connection:
+        connection.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        assert connection.execute("SHOW timezone").fetchone() == ("Europe/Berlin",)
+    yield role
+    server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    server.execute(f'DROP ROLE "{role}"')
+
+
+def test_instants_land_unshifted_through_a_role_in_another_time_zone(
+    installed, serve, database, berlin_role, tmp_path
+):
+    legs = dataset(calls_per_day=10)
+    emulator = serve(legs)
+    load(tmp_path, emulator.url, database, user=berlin_role)
+    stamps = {
+        leg_uuid: (start, answer, end)
+        for leg_uuid, start, answer, end in query(
+            database, "SELECT uuid, start_stamp, answer_stamp, end_stamp FROM tenios.cdrs"
+        )
+    }
+    expected = in_range(legs)
+    assert set(stamps) == expected
+
+    def naive(value: object) -> datetime | None:
+        return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else None
+
+    for leg in legs:
+        if leg.uuid in expected:
+            wanted = tuple(
+                naive(leg.fields[f]) for f in ("start_stamp", "answer_stamp", "end_stamp")
+            )
+            assert stamps[leg.uuid] == wanted, leg.uuid
+
+
+def test_decimal_cost_lands_digit_for_digit_through_copy(installed, serve, database, tmp_path):
+    legs = dataset(calls_per_day=20)
+    emulator = serve(legs)
+    load(tmp_path, emulator.url, database, extractor="tap-tenios--decimal")
+    assert query(
+        database,
+        """
+        SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+        WHERE attrelid = 'tenios.cdrs'::regclass AND attname = 'cost'
+    """,
+    ) == [("numeric(18,6)",)]
+    costs = dict(query(database, "SELECT uuid, cost::text FROM tenios.cdrs"))
+    expected = in_range(legs)
+    assert set(costs) == expected
+    for leg in legs:
+        if leg.uuid in expected:
+            assert costs[leg.uuid] == format(leg.fields["cost"].quantize(Decimal("0.000001")), "f")
