@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit benchmark clean
+.PHONY: demo test lint typecheck unit benchmark test-pythons clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## tap-tenios against a raw requests+json floor, measured in the same run (a few minutes).
+## tap-tenios against a raw requests+json floor, then the whole pipeline into PostgreSQL
+## and DuckDB (needs scripts/postgres.sh start); a few minutes each.
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
+	$(BIN)/meltano install
+	$(BIN)/python scripts/benchmark_pipeline.py
 
 ## Lint, type-check, then the whole test suite.
 test: lint typecheck unit
@@ -33,5 +36,26 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+## The test suite on the other supported Pythons (3.10, 3.12, 3.13), each in its own
+## .venv-3.X with the light `test` extra: everything but the Meltano tests, which run
+## on the main venv's Python in `make test`.
+OTHER_PYTHONS ?= 3.10 3.12 3.13
+test-pythons: $(addprefix .venv-,$(addsuffix /.installed,$(OTHER_PYTHONS)))
+	@set -e; for v in $(OTHER_PYTHONS); do \
+	  echo "== Python $$v"; \
+	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider -m "not meltano"; \
+	done
+
+# python3.X from PATH, else the newest pyenv-installed 3.X (pyenv's shims only answer
+# for the versions currently selected).
+.venv-%/.installed: pyproject.toml
+	@py=python$*; $$py -c '' 2>/dev/null || \
+	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$*.*/bin/python$* 2>/dev/null | sort -V | tail -n 1); \
+	  test -n "$$py" || { echo "Python $* not found (install it, e.g. pyenv install $*)"; exit 1; }; \
+	  echo "$$py -m venv .venv-$*"; $$py -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -82,7 +82,10 @@ def meltano_settings() -> str:
             lines.append(f"      value: {json.dumps(schema['default'])}")
         if schema.get("secret"):
             lines.append("      sensitive: true")
-        lines += [f"      label: {label}", f"      description: {json.dumps(schema['description'])}"]
+        lines += [
+            f"      label: {label}",
+            f"      description: {json.dumps(schema['description'])}",
+        ]
         if "enum" in schema:
             lines.append("      options:")
             for option in schema["enum"]:

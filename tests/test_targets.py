@@ -22,6 +22,7 @@ def loaders() -> dict[str, dict[str, dict[str, str]]]:
     return readme_tables.column_types()
 
 
+@pytest.mark.meltano
 def test_readme_column_types_match_the_targets(loaders):
     readme = readme_tables.README.read_text()
     assert readme_tables.section(readme, "types") == readme_tables.types_table(), (
@@ -29,6 +30,7 @@ def test_readme_column_types_match_the_targets(loaders):
     )
 
 
+@pytest.mark.meltano
 def test_where_exactness_is_lost_and_where_it_is_kept(loaders):
     """The README's quirks section rests on these facts; if a target changes, so must it."""
     postgres, snowflake, duckdb = (loaders[name] for name in readme_tables.LOADERS)
@@ -52,6 +54,7 @@ def test_the_documented_stream_map_gives_snowflake_an_exact_text_copy(serve, run
         assert record["cost_text"] == format(by_uuid[record["uuid"]].fields["cost"], "f")
 
 
+@pytest.mark.meltano
 def test_target_duckdb_loads_every_row_and_the_documented_cast_is_exact(loaders, serve, tmp_path):
     legs = dataset(calls_per_day=40)
     emulator = serve(legs)

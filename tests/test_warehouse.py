@@ -14,6 +14,7 @@ import random
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ psycopg = pytest.importorskip("psycopg")
 
 DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
 
 
 @pytest.fixture(scope="module")
@@ -198,23 +199,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def shell(lines: list[str], env: dict[str, str]) -> str:
-    """Run ``lines`` in one bash, as a user pastes them; stop anything they started."""
+def stop_group(group: int) -> None:
+    """SIGTERM every process the steps started, then SIGKILL what is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+        for _ in range(100):
+            time.sleep(0.1)  # waiting for processes to exit, not for a retry
+            os.killpg(group, 0)
+        os.killpg(group, signal.SIGKILL)
+
+
+def shell(lines: list[str], env: dict[str, str], log: Path) -> str:
+    """Run ``lines`` in one bash, as a user pastes them; stop anything they started.
+
+    Output goes to a file, not a pipe: the emulator the steps start in the background
+    holds it open until it is stopped.
+    """
     script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
-    process = subprocess.Popen(
-        ["bash", "-c", script],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # so its background jobs can be stopped with it
-    )
-    try:
-        output, _ = process.communicate(timeout=900)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so its background jobs can be stopped with it
+        )
+        try:
+            process.wait(timeout=900)
+        finally:
+            stop_group(process.pid)
+    output = log.read_text()
     assert process.returncode == 0, output[-4000:]
     return output
 
@@ -256,7 +271,11 @@ def test_the_readme_meltano_steps_work_as_written_and_a_range_rerun_keeps_the_bo
     state_id = next(line.split()[-1] for line in steps if line.startswith("meltano state get"))
 
     # The emulator keeps running in the background while the README's later steps run.
-    output = shell([*steps, *rerun, *[s for s in steps if s.startswith("meltano run")][-1:]], env)
+    output = shell(
+        [*steps, *rerun, *[s for s in steps if s.startswith("meltano run")][-1:]],
+        env,
+        tmp_path / "steps.log",
+    )
 
     legs = generate(
         datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 22, tzinfo=UTC), 400, seed=1
@@ -287,7 +306,9 @@ def berlin_role(server: Any, database: str) -> Iterator[str]:
         connection.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
         assert connection.execute("SHOW timezone").fetchone() == ("Europe/Berlin",)
     yield role
-    server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with psycopg.connect(psycopg.conninfo.make_conninfo(DSN, dbname=database)) as connection:
+        connection.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+        connection.execute(f'DROP OWNED BY "{role}"')
     server.execute(f'DROP ROLE "{role}"')
 
 
