@@ -107,13 +107,24 @@ def loader_python(loader: str) -> Path:
     return python
 
 
-def column_types() -> dict[str, dict[str, dict[str, str]]]:
+def schemas(**settings: Any) -> dict[str, Any]:
+    """The streams' schemas as the tap's SCHEMA messages carry them, as a catalog.
+
+    Taken from the streams, not from ``--discover``: the SDK's catalog keeps only
+    standard JSON Schema keys, and would drop the decimal ``cost``'s precision and scale.
+    """
+    from tap_tenios.tap import TapTenios
+
+    config = {"access_key": "x", "start_date": "2024-01-01", **settings}
+    tap = TapTenios(config=config, validate_config=False, setup_mapper=False)
+    return {"streams": [{"stream": s.name, "schema": s.schema} for s in tap.streams.values()]}
+
+
+def column_types(**settings: Any) -> dict[str, dict[str, dict[str, str]]]:
     """``{loader: {stream: {field: type}}}`` for every loader in LOADERS."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.json"
-        config.write_text(json.dumps({"access_key": "x", "start_date": "2024-01-01"}))
         catalog = Path(tmp) / "catalog.json"
-        catalog.write_text(tap("--config", str(config), "--discover"))
+        catalog.write_text(json.dumps(schemas(**settings)))
         return {
             loader: json.loads(
                 subprocess.run(
@@ -134,12 +145,18 @@ def column_types() -> dict[str, dict[str, dict[str, str]]]:
 
 def types_table() -> str:
     types = column_types()
+    decimal = column_types(use_singer_decimal=True)
     first = next(iter(types.values()))
     lines = ["| field | " + " | ".join(LOADERS) + " |", "|---" * (len(LOADERS) + 1) + "|"]
     for stream, fields in first.items():
         for field in fields:
             cells = [types[loader][stream][field] for loader in LOADERS]
             lines.append(f"| `{stream}.{field}` | " + " | ".join(cells) + " |")
+            if field == "cost":
+                cells = [decimal[loader][stream][field] for loader in LOADERS]
+                lines.append(
+                    f"| `{stream}.{field}` with `use_singer_decimal` | " + " | ".join(cells) + " |"
+                )
     return "\n".join(lines)
 
 

@@ -37,6 +37,10 @@ def test_where_exactness_is_lost_and_where_it_is_kept(loaders):
     assert postgres["cdrs"]["cost"] == "DECIMAL"  # NUMERIC without limits: exact
     assert snowflake["cdrs"]["cost"] == "FLOAT"
     assert duckdb["cdrs"]["cost"] == "DOUBLE"
+    decimal = readme_tables.column_types(use_singer_decimal=True)
+    assert decimal["target-snowflake"]["cdrs"]["cost"] == "DECIMAL(18, 6)"
+    assert decimal["target-postgres"]["cdrs"]["cost"] == "DECIMAL(18, 6)"
+    assert decimal["target-duckdb"]["cdrs"]["cost"] == "VARCHAR"
     assert snowflake["cdrs"]["start_stamp"] == "TIMESTAMP_NTZ"  # UTC values, no zone
     assert postgres["cdrs"]["start_stamp"] == "TIMESTAMP WITHOUT TIME ZONE"
     assert duckdb["cdr_counts"]["date"] == "VARCHAR"
