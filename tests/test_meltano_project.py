@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import load_script, meltano
+from .helpers import load_script, meltano
 
 readme_tables = load_script("readme_tables")
 
