@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit benchmark clean
+.PHONY: demo test lint typecheck unit benchmark mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 ## tap-tenios against a raw requests+json floor, measured in the same run (a few minutes).
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
+
+## Mutation testing of the core modules against their tests (minutes; not in CI).
+## Arguments: make mutation MUTATION_ARGS="--sample 100 --seed 2 tap_tenios/windows.py"
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 ## Lint, type-check, then the whole test suite.
 test: lint typecheck unit
