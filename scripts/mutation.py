@@ -343,13 +343,22 @@ def _copy_repository(into: Path) -> None:
 
 
 def _environment(sandbox: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        # The copy's package comes before the installed (editable) one, here and in
-        # every subprocess the tests start; no stale bytecode from an earlier mutant.
-        "PYTHONPATH": str(sandbox),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    # The copy's package comes before the installed (editable) one, here and in every
+    # subprocess the tests start.
+    return {**os.environ, "PYTHONPATH": str(sandbox)}
+
+
+_stamp = iter(range(1_000_000_000, 2_000_000_000, 10))
+
+
+def _write(target: Path, text: str) -> None:
+    """Write ``target`` with a modification time it never had: cached bytecode is keyed
+    on whole-second mtime and size, so a same-size mutant written within the same
+    second as the last one would otherwise run as the last one.
+    """
+    target.write_text(text)
+    stamp = next(_stamp)
+    os.utime(target, (stamp, stamp))
 
 
 PYTEST_ARGS = (
@@ -374,14 +383,18 @@ def serve(sandbox: Path) -> None:
     request forks a child that runs pytest in ``sandbox`` (so it imports the mutated
     project code afresh) and reports the child's pid, then its exit code.
     """
+    import gc
+    import importlib
+
     import pytest
 
-    import tap_tenios.emulator.harness
-    import tap_tenios.tap  # noqa: F401  (brings in the SDK, requests, msgspec, ...)
-
+    # The project's modules bring in the SDK, requests, msgspec...; then they go again.
+    for module in ("hypothesis", "singer_sdk.testing", "tap_tenios.tap", "tap_tenios.emulator"):
+        importlib.import_module(module)
     for name in [n for n in sys.modules if n.split(".")[0] in ("tap_tenios", "tests")]:
         del sys.modules[name]  # each child imports the project (maybe mutated) anew
     os.chdir(sandbox)
+    gc.freeze()  # the children's collections skip what the server imported
     for line in sys.stdin:
         arguments = json.loads(line)
         pid = os.fork()
@@ -407,6 +420,7 @@ class Sandboxes:
         self._directory = tempfile.TemporaryDirectory(prefix="mutation-")
         self._free: queue.Queue[tuple[Path, subprocess.Popen[str]]] = queue.Queue()
         self._servers: list[subprocess.Popen[str]] = []
+        self._children: set[int] = set()  # pytest runs in progress (process groups)
         for n in range(jobs):
             sandbox = Path(self._directory.name) / f"copy{n}"
             _copy_repository(sandbox)
@@ -442,22 +456,22 @@ class Sandboxes:
         target = sandbox / path
         original = target.read_text()
         try:
-            target.write_text(source)
+            _write(target, source)
             shutil.rmtree(sandbox / ".hypothesis", ignore_errors=True)
             return self._pytest(server, [*PYTEST_ARGS, *_tests_for(path)], timeout)
         finally:
-            target.write_text(original)
+            _write(target, original)
             self._free.put((sandbox, server))
 
-    @staticmethod
     def _pytest(
-        server: subprocess.Popen[str], arguments: list[str], timeout: float
+        self, server: subprocess.Popen[str], arguments: list[str], timeout: float
     ) -> tuple[str, float]:
         assert server.stdin and server.stdout
         started = time.monotonic()
         server.stdin.write(json.dumps(arguments) + "\n")
         server.stdin.flush()
         pid = int(server.stdout.readline())
+        self._children.add(pid)
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -471,6 +485,7 @@ class Sandboxes:
             code = int(server.stdout.readline())
         finally:
             timer.cancel()
+            self._children.discard(pid)
         elapsed = time.monotonic() - started
         if timed_out.is_set():
             return "timeout", elapsed
@@ -481,10 +496,12 @@ class Sandboxes:
         return f"error (pytest exit {code})", elapsed
 
     def close(self) -> None:
+        for pid in list(self._children):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         for server in self._servers:
-            if server.stdin:
-                server.stdin.close()
-            server.wait(timeout=30)
+            server.kill()
+            server.wait()
         self._directory.cleanup()
 
 
@@ -567,18 +584,45 @@ def write_readme(section: str) -> None:
     README.write_text(readme[:start] + section + readme[end + len(MARKERS[1]) :])
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", default=list(TESTS), help="modules to mutate")
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     parser.add_argument("--sample", type=int, help="run this many mutants, drawn at random")
     parser.add_argument("--seed", type=int, default=1, help="seed of --sample's draw")
     parser.add_argument("--timeout-factor", type=float, default=4.0)
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="KEY", help="run only these mutants"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants, run none")
     parser.add_argument("--markdown", action="store_true", help="print the README section")
     parser.add_argument("--write", action="store_true", help="put that section in README.md")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def report(mutants: list[Mutant], elapsed: float, complete: bool) -> tuple[int, list[str]]:
+    """Print the score and the survivors; (survivors without a reason + errors, stale)."""
+    reasons = load_reasons()
+    survivors = [m for m in mutants if m.outcome == "survived"]
+    errors = [m for m in mutants if m.outcome.startswith("error")]
+    killed = sum(m.outcome in ("killed", "timeout") for m in mutants)
+    print(f"\n{killed} of {len(mutants)} mutants killed in {elapsed:.0f} s", flush=True)
+    for m in survivors:
+        reason = reasons.get(m.key, "NO REASON RECORDED")
+        print(f"survived {m.where} [{m.key}] {m.kind}: {_short(m.change)}\n    {reason}")
+    for m in errors:
+        print(f"{m.outcome} {m.where} [{m.key}] {_short(m.change)}")
+    stale = sorted(set(reasons) - {m.key for m in survivors}) if complete else []
+    if stale:
+        print(f"\n{len(stale)} reasons in {REASONS.name} match no survivor now:")
+        print("\n".join(f"    {key}" for key in stale))
+    unexplained = [m for m in survivors if m.key not in reasons]
+    return len(unexplained) + len(errors), stale
+
+
+def main() -> int:
+    args = _parser().parse_args()
     if args.serve:
         serve(Path(args.serve))
         return 0
@@ -588,6 +632,8 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"no tests mapped for {unknown}; known: {sorted(TESTS)}")
     mutants = [m for path in paths for m in mutants_of(path)]
+    if args.only:
+        mutants = [m for m in mutants if m.key in args.only]
     if args.sample is not None and args.sample < len(mutants):
         chosen = random.Random(args.seed).sample(  # noqa: S311 (a reproducible draw)
             range(len(mutants)), args.sample
@@ -601,33 +647,19 @@ def main() -> int:
 
     started = time.monotonic()
     run(mutants, args.jobs, args.timeout_factor)
-    elapsed = time.monotonic() - started
-    reasons = load_reasons()
-    survivors = [m for m in mutants if m.outcome == "survived"]
-    errors = [m for m in mutants if m.outcome.startswith("error")]
-    killed = sum(m.outcome in ("killed", "timeout") for m in mutants)
-    print(f"\n{killed} of {len(mutants)} mutants killed in {elapsed:.0f} s", flush=True)
-    unexplained = [m for m in survivors if m.key not in reasons]
-    for m in survivors:
-        reason = reasons.get(m.key, "NO REASON RECORDED")
-        print(f"survived {m.where} [{m.key}] {m.kind}: {_short(m.change)}\n    {reason}")
-    for m in errors:
-        print(f"{m.outcome} {m.where} [{m.key}] {_short(m.change)}")
-    stale = sorted(set(reasons) - {m.key for m in survivors})
-    if stale and not args.sample and set(args.paths) == set(TESTS):
-        print(f"\n{len(stale)} reasons in {REASONS.name} match no survivor now:")
-        print("\n".join(f"    {key}" for key in stale))
+    complete = not args.sample and not args.only and set(paths) == set(TESTS)
+    problems, _ = report(mutants, time.monotonic() - started, complete)
 
     arguments = [re.sub(r"^.*/(scripts/)", r"\1", a) for a in sys.argv[1:]]
     arguments = [a for a in arguments if a not in ("--markdown", "--write")]
     command = " ".join(["python scripts/mutation.py", *arguments])
     if args.markdown or args.write:
-        section = _markdown(mutants, reasons, command)
+        section = _markdown(mutants, load_reasons(), command)
         if args.markdown:
             print("\n" + section)
         if args.write:
             write_readme(section)
-    return 1 if unexplained or errors else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
