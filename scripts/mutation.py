@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,16 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/test_completeness.py",
         "tests/test_client.py",
         "tests/test_tap.py",
+    ),
+    "tap_tenios/planner.py": (
+        "tests/test_planner.py",
+        "tests/test_streams.py",
+        "tests/test_completeness.py",
+    ),
+    "tap_tenios/scheduler.py": (
+        "tests/test_scheduler.py",
+        "tests/test_streams.py",
+        "tests/test_completeness.py",
     ),
 }
 
@@ -190,7 +201,8 @@ def _kinds(node: ast.AST, parent: ast.AST | None) -> list[str]:
         node.value is None or (isinstance(node.value, ast.Constant) and node.value.value is None)
     ):
         kinds.append("return-none")
-    if isinstance(node, DELETABLE) and not _is_docstring(node, parent):  # type: ignore[arg-type]
+    bare_annotation = isinstance(node, ast.AnnAssign) and node.value is None  # a field
+    if isinstance(node, DELETABLE) and not bare_annotation and not _is_docstring(node, parent):
         kinds.append("delete")
     return kinds
 
@@ -200,6 +212,8 @@ def _walk(tree: ast.Module) -> Iterator[_Site]:
 
     def visit(node: ast.AST, parent: ast.AST | None, scope: str) -> Iterator[_Site]:
         if isinstance(node, ast.JoinedStr) or _is_logging(node):
+            return
+        if isinstance(node, ast.Expr) and _is_logging(node.value):
             return
         if isinstance(node, ast.stmt) and _is_docstring(node, parent):
             return
@@ -239,44 +253,36 @@ def _replace(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
     raise LookupError("node not found in its parent")
 
 
-def _apply(site: _Site, kind: str) -> tuple[str, str]:  # noqa: PLR0911
-    """Mutate the tree in place at ``site``; return (before, after) as source text."""
-    node, parent = site.node, site.parent
-    assert parent is not None
-    before = ast.unparse(node)
-    if kind.startswith("compare:"):
-        assert isinstance(node, ast.Compare)
+def _mutate(node: ast.AST, kind: str) -> ast.AST:
+    """Change ``node`` in place; return what should stand in its place."""
+    if isinstance(node, ast.Compare) and kind.startswith("compare:"):
         i = int(kind.split(":")[1])
         node.ops[i] = COMPARISONS[type(node.ops[i])]()
-        return before, ast.unparse(node)
-    if kind == "boolop":
-        assert isinstance(node, ast.BoolOp)
+    elif isinstance(node, ast.BoolOp) and kind == "boolop":
         node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
-        return before, ast.unparse(node)
-    if kind == "drop-not":
-        assert isinstance(node, ast.UnaryOp)
-        _replace(parent, node, node.operand)
-        return before, ast.unparse(node.operand)
-    if kind == "flip-bool":
-        assert isinstance(node, ast.Constant)
+    elif isinstance(node, ast.UnaryOp) and kind == "drop-not":
+        return node.operand
+    elif isinstance(node, ast.Constant) and kind == "flip-bool":
         node.value = not node.value
-        return before, ast.unparse(node)
-    if kind in ("int+1", "int-1"):
-        assert isinstance(node, ast.Constant)
-        node.value += 1 if kind == "int+1" else -1
-        return before, ast.unparse(node)
-    if kind == "min-max":
-        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    elif isinstance(node, ast.Constant) and isinstance(node.value, int) and kind[:3] == "int":
+        node.value = node.value + (1 if kind == "int+1" else -1)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and kind == "min-max":
         node.func.id = "max" if node.func.id == "min" else "min"
-        return before, ast.unparse(node)
-    if kind == "return-none":
-        assert isinstance(node, ast.Return)
+    elif isinstance(node, ast.Return) and kind == "return-none":
         node.value = ast.Constant(None)
-        return before, "return None"
+    elif kind == "delete":
+        return ast.Pass()
+    else:
+        raise ValueError(f"cannot apply {kind} to {ast.dump(node)[:60]}")
+    return node
+
+
+def _describe(node: ast.AST, kind: str) -> tuple[str, str]:
+    """The change as source text: (before, after)."""
+    before = ast.unparse(node)
     if kind == "delete":
-        _replace(parent, node, ast.Pass())
         return before.splitlines()[0], "(deleted)"
-    raise ValueError(kind)
+    return before, ast.unparse(_mutate(copy.deepcopy(node), kind))
 
 
 def _short(text: str, width: int = 70) -> str:
@@ -284,15 +290,16 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def mutants_of(path: str) -> list[Mutant]:
-    source = (ROOT / path).read_text()
+def mutants_of(path: str, source: str | None = None) -> list[Mutant]:
+    """The mutants of the module at ``path`` (or of ``source``, said to be at ``path``)."""
+    if source is None:
+        source = (ROOT / path).read_text()
     sites = list(_walk(ast.parse(source)))
     found: list[Mutant] = []
     seen: Counter[str] = Counter()
     for ordinal, site in enumerate(sites):
         for variant, kind in enumerate(site.kinds):
-            fresh = list(_walk(ast.parse(source)))[ordinal]
-            before, after = _apply(fresh, kind)
+            before, after = _describe(site.node, kind)
             line = getattr(site.node, "lineno", 0)
             mutant = Mutant(
                 path, ordinal, variant, line, site.scope or "<module>", kind, before, after
@@ -306,10 +313,13 @@ def mutants_of(path: str) -> list[Mutant]:
     return found
 
 
-def mutated_source(mutant: Mutant) -> str:
-    tree = ast.parse((ROOT / mutant.path).read_text())
+def mutated_source(mutant: Mutant, source: str | None = None) -> str:
+    tree = ast.parse((ROOT / mutant.path).read_text() if source is None else source)
     site = list(_walk(tree))[mutant.ordinal]
-    _apply(site, site.kinds[mutant.variant])
+    replacement = _mutate(site.node, site.kinds[mutant.variant])
+    if replacement is not site.node:
+        assert site.parent is not None
+        _replace(site.parent, site.node, replacement)
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
@@ -505,36 +515,48 @@ class Sandboxes:
         self._directory.cleanup()
 
 
+def _wait(futures: list[Future[None]]) -> None:
+    """Wait in short steps: a signal reaches the main thread only when it wakes."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()
+
+
 def run(mutants: list[Mutant], jobs: int, timeout_factor: float) -> None:
     sandboxes = Sandboxes(jobs)
+    pool = ThreadPoolExecutor(jobs)
     lock = threading.Lock()
-    try:
-        timeouts: dict[str, float] = {}
-        for path in sorted({m.path for m in mutants}):
-            outcome, seconds = sandboxes.run(path, (ROOT / path).read_text(), 900)
-            if outcome != "survived":
-                raise SystemExit(f"the tests of {path} do not pass unmutated ({outcome})")
-            timeouts[path] = max(30.0, timeout_factor * seconds)
-            print(f"baseline {path}: {seconds:.1f} s, timeout {timeouts[path]:.0f} s", flush=True)
-        done = 0
+    timeouts: dict[str, float] = {}
+    done = 0
 
-        def one(mutant: Mutant) -> None:
-            nonlocal done
-            mutant.outcome, mutant.seconds = sandboxes.run(
-                mutant.path, mutated_source(mutant), timeouts[mutant.path]
+    def baseline(path: str) -> None:
+        outcome, seconds = sandboxes.run(path, (ROOT / path).read_text(), 900)
+        if outcome != "survived":
+            raise SystemExit(f"the tests of {path} do not pass unmutated ({outcome})")
+        timeouts[path] = max(30.0, timeout_factor * seconds)
+        print(f"baseline {path}: {seconds:.1f} s, timeout {timeouts[path]:.0f} s", flush=True)
+
+    def one(mutant: Mutant) -> None:
+        nonlocal done
+        mutant.outcome, mutant.seconds = sandboxes.run(
+            mutant.path, mutated_source(mutant), timeouts[mutant.path]
+        )
+        with lock:
+            done += 1
+            print(
+                f"[{done}/{len(mutants)}] {mutant.outcome:<8} {mutant.where} "
+                f"{mutant.kind}: {_short(mutant.change)} ({mutant.seconds:.1f} s)",
+                flush=True,
             )
-            with lock:
-                done += 1
-                print(
-                    f"[{done}/{len(mutants)}] {mutant.outcome:<8} {mutant.where} "
-                    f"{mutant.kind}: {_short(mutant.change)} ({mutant.seconds:.1f} s)",
-                    flush=True,
-                )
 
-        with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(one, mutants))
+    try:
+        _wait([pool.submit(baseline, path) for path in sorted({m.path for m in mutants})])
+        _wait([pool.submit(one, mutant) for mutant in mutants])
     finally:
-        sandboxes.close()
+        sandboxes.close()  # also ends what is still running when the run is stopped
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- reporting --------------------------------------------------------------------------
@@ -586,7 +608,12 @@ def write_readme(section: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", default=list(TESTS), help="modules to mutate")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=[path for path in TESTS if (ROOT / path).exists()],
+        help="modules to mutate (default: every module in TESTS)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     parser.add_argument("--sample", type=int, help="run this many mutants, drawn at random")
     parser.add_argument("--seed", type=int, default=1, help="seed of --sample's draw")
@@ -622,6 +649,8 @@ def report(mutants: list[Mutant], elapsed: float, complete: bool) -> tuple[int, 
 
 
 def main() -> int:
+    # A stopped run (Ctrl-C, SIGTERM) still ends its fork servers and removes its copies.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = _parser().parse_args()
     if args.serve:
         serve(Path(args.serve))
@@ -647,7 +676,9 @@ def main() -> int:
 
     started = time.monotonic()
     run(mutants, args.jobs, args.timeout_factor)
-    complete = not args.sample and not args.only and set(paths) == set(TESTS)
+    complete = (
+        not args.sample and not args.only and set(paths) >= set(_parser().parse_args([]).paths)
+    )
     problems, _ = report(mutants, time.monotonic() - started, complete)
 
     arguments = [re.sub(r"^.*/(scripts/)", r"\1", a) for a in sys.argv[1:]]
