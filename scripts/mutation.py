@@ -34,6 +34,7 @@ import os
 import queue
 import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 REASONS = ROOT / "scripts" / "mutation_survivors.txt"
+#: Address space allowed to each mutant's test run (the tests need about 1 GiB).
+MEMORY_LIMIT = 4 * 1024**3
 #: Each mutant's last outcome, so that ``--survivors`` and ``--report`` need no full run.
 RESULTS = ROOT / ".mutation" / "results.json"
 MARKERS = (
@@ -414,6 +417,9 @@ def serve(sandbox: Path) -> None:
             code = 3
             try:
                 os.setsid()  # a group of its own, so a timeout kills its subprocesses too
+                # A mutant that loops while collecting (a window list that never ends)
+                # fails with MemoryError instead of filling the machine's memory.
+                resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
