@@ -570,16 +570,18 @@ def run(mutants: list[Mutant], jobs: int, timeout_factor: float) -> None:
 # --- reporting --------------------------------------------------------------------------
 
 
-def _markdown(mutants: list[Mutant], reasons: dict[str, str]) -> str:
+def _markdown(mutants: list[Mutant], reasons: dict[str, str], selection: str) -> str:
     survivors = [m for m in mutants if m.outcome == "survived"]
     killed = sum(m.outcome in ("killed", "timeout") for m in mutants)
+    not_run = sum(m.outcome == "not run" for m in mutants)
     per_module: dict[str, Counter[str]] = {}
     for m in mutants:
         per_module.setdefault(m.path, Counter())[m.outcome] += 1
     lines = [
         MARKERS[0],
-        f"Last full run: **{killed} of {len(mutants)} mutants killed "
-        f"({100 * killed / max(len(mutants), 1):.0f}%)**; {len(survivors)} survived.",
+        f"`python scripts/mutation.py{selection}`: **{killed} of {len(mutants)} mutants "
+        f"killed ({100 * killed / max(len(mutants), 1):.0f}%)**; {len(survivors)} survived"
+        + (f"; {not_run} not run yet." if not_run else "."),
         "",
         "| module | mutants | killed | survived |",
         "| --- | ---: | ---: | ---: |",
@@ -697,6 +699,14 @@ def _select(mutants: list[Mutant], args: argparse.Namespace) -> list[Mutant]:
     return mutants
 
 
+def _selection(args: argparse.Namespace, paths: list[str]) -> str:
+    """The options that chose the mutants, as the README quotes the command."""
+    text = f" --sample {args.sample} --seed {args.seed}" if args.sample else ""
+    if args.match or args.only or set(paths) != set(_parser().parse_args([]).paths):
+        text += " ..."  # a part of the code only
+    return text
+
+
 def main() -> int:
     # A stopped run (Ctrl-C, SIGTERM) still ends its fork servers and removes its copies.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -737,7 +747,7 @@ def main() -> int:
         print(f"{not_run} mutants have no result yet: run them first", flush=True)
 
     if args.markdown or args.write:
-        section = _markdown(mutants, load_reasons())
+        section = _markdown(mutants, load_reasons(), _selection(args, paths))
         if args.markdown:
             print("\n" + section)
         if args.write:
