@@ -509,7 +509,9 @@ class Sandboxes:
             return "timeout", elapsed
         if code == 0:
             return "survived", elapsed
-        if code in (1, 2):  # tests failed, or the mutant broke collection (an import)
+        # Tests failed (1), or the mutant broke collection (2), pytest itself (3) or the
+        # import of conftest.py (4); the same arguments passed unmutated (the baseline).
+        if code in (1, 2, 3, 4):
             return "killed", elapsed
         return f"error (pytest exit {code})", elapsed
 
