@@ -644,7 +644,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="run only mutants that survived the last run (after adding tests)",
+        help="run only mutants not killed in the last run (after adding tests)",
     )
     parser.add_argument(
         "--report", action="store_true", help="run nothing: report the saved outcomes"
@@ -734,7 +734,7 @@ def main() -> int:
     if args.report:
         to_run = []
     elif args.survivors:
-        to_run = [m for m in mutants if saved.get(m.key, "survived") == "survived"]
+        to_run = [m for m in mutants if saved.get(m.key) not in ("killed", "timeout")]
     started = time.monotonic()
     if to_run:
         run(to_run, args.jobs, args.timeout_factor)
