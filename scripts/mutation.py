@@ -143,6 +143,8 @@ class Mutant:
     key: str = ""
     outcome: str = ""
     seconds: float = 0.0
+    #: The module as it was read: edits made while a run goes on do not reach it.
+    source: str = field(default="", repr=False)
 
     @property
     def where(self) -> str:
@@ -309,6 +311,7 @@ def mutants_of(path: str, source: str | None = None) -> list[Mutant]:
             mutant = Mutant(
                 path, ordinal, variant, line, site.scope or "<module>", kind, before, after
             )
+            mutant.source = source
             # A key that survives edits elsewhere in the file: scope, change, occurrence.
             identity = f"{mutant.scope}|{kind}|{before}|{after}"
             seen[identity] += 1
@@ -319,7 +322,7 @@ def mutants_of(path: str, source: str | None = None) -> list[Mutant]:
 
 
 def mutated_source(mutant: Mutant, source: str | None = None) -> str:
-    tree = ast.parse((ROOT / mutant.path).read_text() if source is None else source)
+    tree = ast.parse(source or mutant.source or (ROOT / mutant.path).read_text())
     site = list(_walk(tree))[mutant.ordinal]
     replacement = _mutate(site.node, site.kinds[mutant.variant])
     if replacement is not site.node:
@@ -541,8 +544,10 @@ def run(mutants: list[Mutant], jobs: int, timeout_factor: float) -> None:
     timeouts: dict[str, float] = {}
     done = 0
 
+    originals = {m.path: m.source for m in mutants}
+
     def baseline(path: str) -> None:
-        outcome, seconds = sandboxes.run(path, (ROOT / path).read_text(), 900)
+        outcome, seconds = sandboxes.run(path, originals[path], 900)
         if outcome != "survived":
             raise SystemExit(f"the tests of {path} do not pass unmutated ({outcome})")
         timeouts[path] = max(30.0, timeout_factor * seconds)
