@@ -712,8 +712,12 @@ def _select(mutants: list[Mutant], args: argparse.Namespace) -> list[Mutant]:
 def _selection(args: argparse.Namespace, paths: list[str]) -> str:
     """The options that chose the mutants, as the README quotes the command."""
     text = f" --sample {args.sample} --seed {args.seed}" if args.sample else ""
-    if args.match or args.only or set(paths) != set(_parser().parse_args([]).paths):
-        text += " ..."  # a part of the code only
+    if args.match:
+        text += f" --match '{args.match}'"
+    if args.only:
+        text += " --only ..."
+    if set(paths) != set(_parser().parse_args([]).paths):
+        text += "".join(f" {path}" for path in paths)
     return text
 
 
