@@ -564,6 +564,8 @@ def run(mutants: list[Mutant], jobs: int, timeout_factor: float) -> None:
                 f"{mutant.kind}: {_short(mutant.change)} ({mutant.seconds:.1f} s)",
                 flush=True,
             )
+            if mutant.outcome in ("killed", "timeout", "survived"):
+                save_results([mutant])  # a stopped run keeps what it found
 
     try:
         _wait([pool.submit(baseline, path) for path in sorted({m.path for m in mutants})])
