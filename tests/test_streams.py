@@ -455,3 +455,23 @@ def test_windows_in_a_lookback_of_part_of_a_window_only_warn(serve, run_tap, leg
     run = run_tap(config)
     assert "the next run reads it again" in caplog.text
     assert {r["uuid"] for r in run.records()} == in_range(legs) - {victim.uuid}
+
+
+def test_a_second_that_counts_more_legs_than_a_window_may_hold_stops_the_run(serve, run_tap, legs):
+    """Counts that follow the dates, but one second counts 200,000 legs: the planner
+    cuts down to that second, which it cannot cut, and refuses to page through it.
+    """
+    emulator = serve(legs)
+    real = emulator.emulator.retrieve
+    busy = "2024-03-02T10:00:00.000Z"
+
+    def one_crowded_second(body):
+        answer = real(body)
+        if body["start_date_from"] <= busy < body["start_date_to"]:
+            answer = re.sub(rb'"total_items":\d+', b'"total_items":200000', answer)
+        return answer
+
+    emulator.emulator.retrieve = one_crowded_second
+    run = run_tap(make_config(emulator.url, page_size=50), fails=True)
+    assert "the window cannot be cut further" in str(run.error)
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 1000
