@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit benchmark test-pythons clean
+.PHONY: demo test lint typecheck unit benchmark test-pythons mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
 	$(BIN)/meltano install
 	$(BIN)/python scripts/benchmark_pipeline.py
+
+## Mutation testing of the core modules against their tests (minutes; not in CI).
+## Arguments: make mutation MUTATION_ARGS="--sample 100 --seed 2 tap_tenios/windows.py"
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 ## Lint, type-check, then the whole test suite.
 test: lint typecheck unit

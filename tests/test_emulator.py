@@ -1,14 +1,21 @@
-"""The emulator's switches for what the API leaves open really behave as described."""
+"""The emulator's switches for what the API leaves open really behave as described, and
+its HTTP layer: answers a client can parse, kept-alive connections, a stop that leaves
+nothing listening.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
+import socket
 from datetime import timedelta
 
-from tap_tenios.emulator import Behaviour, Emulator, make_call
+import pytest
 
-from .helpers import KEY, START
+from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, make_call
+
+from .helpers import KEY, START, dataset
 
 
 def crowd(calls: int = 15) -> list:
@@ -59,3 +66,61 @@ def test_cached_pages_are_served_as_first_rendered() -> None:
     assert page(api, 2, 4) == page(api, 2, 4)
     shuffled = Emulator(legs, Behaviour(access_key=KEY, order="ties_shuffled", cache_pages=True))
     assert page(shuffled, 1, 30) != page(shuffled, 1, 30), "never cached: ties must move"
+
+
+HTTP_BODY = {
+    "access_key": KEY,
+    "start_date_from": "2024-03-01T00:00:00.000Z",
+    "start_date_to": "2024-03-02T00:00:00.000Z",
+    "page": 1,
+    "page_size": 5,
+}
+
+
+def post(
+    connection: http.client.HTTPConnection, body: dict[str, object]
+) -> tuple[int, dict[str, str], bytes]:
+    connection.request(
+        "POST", "/cdrs/retrieve", json.dumps(body), {"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_one_kept_alive_connection_carries_many_whole_answers(serve) -> None:
+    api = serve(dataset(calls_per_day=20))
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    bodies = []
+    for page in (1, 2, 3):
+        status, headers, raw = post(connection, {**HTTP_BODY, "page": page})
+        assert status == 200
+        assert headers["Content-Type"] == "application/json"
+        assert int(headers["Content-Length"]) == len(raw)
+        bodies.append(json.loads(raw))
+    connection.close()
+    assert [len(b["items"]) for b in bodies] == [5, 5, 5]
+    assert api.emulator.stats.requests == {"/cdrs/retrieve": 3}
+
+
+def test_a_fault_answer_carries_its_status_line_and_headers(serve) -> None:
+    api = serve(dataset(calls_per_day=5), fault_queue=[{"kind": "429"}], retry_after_seconds=7)
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    status, headers, raw = post(connection, HTTP_BODY)
+    assert status == 429
+    assert connection.sock is not None  # kept alive after an error answer
+    assert headers["Retry-After"] == "7"
+    assert json.loads(raw) == {"error": "Too many requests"}
+    status, _, _ = post(connection, HTTP_BODY)
+    assert status == 200
+    connection.close()
+
+
+def test_after_stop_nothing_listens_and_the_serving_thread_is_gone() -> None:
+    api = RunningEmulator(Emulator(dataset(calls_per_day=1), Behaviour(access_key=KEY))).start()
+    host, port = api.url.removeprefix("http://").split(":")
+    api.stop()
+    assert not api._thread.is_alive()
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
+        pass

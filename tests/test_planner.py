@@ -52,6 +52,18 @@ def test_an_empty_answer_teaches_nothing() -> None:
     assert size.capacity == 50
 
 
+def test_a_short_page_that_lists_all_it_counts_teaches_nothing() -> None:
+    size = PageSize(50)
+    size.observe(Page(listed=7, total=7))  # a quiet window, read whole
+    assert size.capacity == 50 and not size.capped
+
+
+def test_a_page_of_one_leg_that_counts_more_is_a_cap_of_one() -> None:
+    size = PageSize(50)
+    size.observe(Page(listed=1, total=30))
+    assert size.capacity == 1 and size.capped
+
+
 @pytest.mark.parametrize(
     ("page", "capacity", "expected"),
     [

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -93,6 +93,57 @@ def test_ordered_plan_fails_at_the_first_failed_read_and_sets_stop() -> None:
     with pytest.raises(RuntimeError, match="part failed"):
         list(ordered_plan(read, [(0, 6), (6, 24), (24, 99)], 2, stop))
     assert stop.is_set()
+
+
+def test_ordered_plan_that_ends_normally_leaves_stop_alone() -> None:
+    stop = threading.Event()
+    assert len(list(ordered_plan(halves, [(0, 37), (37, 40)], 2, stop))) > 2
+    assert not stop.is_set(), "a tap that read its range must be able to sync again"
+
+
+def gated(gate: threading.Event, ran: list[int]) -> Callable[[int], list[int]]:
+    """A read that records each item it starts; items other than 0 wait for ``gate``."""
+
+    def read(n: int) -> list[int]:
+        ran.append(n)
+        if n:
+            gate.wait(5)
+        return [n]
+
+    return read
+
+
+@pytest.mark.parametrize("plan", [False, True])
+def test_reads_still_queued_when_the_consumer_stops_never_start(plan: bool) -> None:
+    # Two workers, four reads in hand: 0 returns, 1 and 2 hold both workers, 3 waits
+    # in the queue when the consumer stops after the first result.
+    gate, ran = threading.Event(), []
+    read = gated(gate, ran)
+    stop = threading.Event()
+    results = (
+        ordered_plan(read, range(10), 2, stop) if plan else ordered_map(read, range(10), 2, stop)
+    )
+    assert next(results) == [0]
+    results.close()
+    assert stop.is_set()
+    gate.set()
+    time.sleep(0.3)  # what a worker would need to start a read left in the queue
+    assert 3 not in ran and set(ran) <= {0, 1, 2}
+
+
+def test_a_pool_runs_as_many_calls_at_once_as_it_has_workers() -> None:
+    together = threading.Barrier(3, timeout=5)
+    with DaemonPool(3, "test") as pool:
+        futures = [pool.submit(together.wait) for _ in range(3)]
+        assert sorted(f.result(timeout=10) for f in futures) == [0, 1, 2]
+
+
+def test_a_pool_of_one_runs_one_call_at_a_time() -> None:
+    second_started = threading.Event()
+    with DaemonPool(1, "test") as pool:
+        first = pool.submit(second_started.wait, 0.3)
+        pool.submit(second_started.set)
+        assert first.result(timeout=10) is False, "the second call ran beside the first"
 
 
 def test_pool_threads_never_hold_up_the_exit() -> None:

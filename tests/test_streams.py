@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 import re
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import jsonschema
 import pytest
 
 from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
@@ -435,3 +437,87 @@ def test_a_cost_the_decimal_column_would_round_stops_the_run(serve, run_tap, leg
     assert f"CDR {legs[0].uuid}: field 'cost' is 1E-7, which has more than 6 decimals" in str(
         run.error
     )
+
+
+def test_every_record_matches_the_schema_its_stream_announces(serve, run_tap, legs):
+    """Loaders build columns from SCHEMA: a null where it says "not null" breaks them."""
+    run = run_tap(make_config(serve(legs).url), streams=("cdrs", "cdr_counts"))
+    schemas = {m["stream"]: m["schema"] for m in run.messages if m["type"] == "SCHEMA"}
+    for stream in ("cdrs", "cdr_counts"):
+        validator = jsonschema.Draft7Validator(schemas[stream])
+        records = run.records(stream)
+        assert records
+        for record in records:
+            assert not [e.message for e in validator.iter_errors(record)], record
+    nulls = {name for r in run.records() for name, value in r.items() if value is None}
+    assert {"main_leg_uuid", "bleg_uuid", "answer_stamp", "callerid_name"} <= nulls
+    # Loaders merge re-read legs on the key, and key and bookmark are never null.
+    cdrs = next(m for m in run.messages if m["type"] == "SCHEMA" and m["stream"] == "cdrs")
+    assert cdrs["key_properties"] == ["uuid"]
+    assert cdrs["bookmark_properties"] == ["start_stamp"]
+    assert {"uuid", "start_stamp"} <= set(cdrs["schema"]["required"])
+
+
+def test_parts_that_together_count_far_more_than_their_window_stop_the_run(serve, run_tap, legs):
+    """Every request counts 200 legs, whatever its dates: the first window is cut into
+    five parts, read at once, and the five count 1,000 between them, five times their
+    window's 200.
+    """
+    emulator = serve(legs)
+    real = emulator.emulator.retrieve
+
+    def always_200(body):
+        return re.sub(rb'"total_items":\d+', b'"total_items":200', real(body))
+
+    emulator.emulator.retrieve = always_200
+    run = run_tap(make_config(emulator.url, page_size=50, max_concurrency=5), fails=True)
+    assert "its counts do not follow the requested dates" in str(run.error)
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 30
+
+
+def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys):
+    """A failed read sets the stream's stop signal; the next sync must start afresh."""
+    emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/retrieve"}])
+    tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
+    select(tap, {"cdrs"})
+    with pytest.raises(Exception, match="400"):
+        tap.sync_all()
+    capsys.readouterr()
+    tap.state.clear()
+    tap.sync_all()
+    assert {r["uuid"] for r in records_in(capsys.readouterr().out)} == in_range(legs)
+
+
+def test_windows_in_a_lookback_of_part_of_a_window_only_warn(serve, run_tap, legs, caplog):
+    """Top windows are cut where the lookback begins, so a mismatch within it is the
+    next run's to settle, even when the lookback is no whole number of windows (and a
+    day fits one page, so nothing else cuts the last window).
+    """
+    caplog.set_level(logging.WARNING)
+    victim = max((leg for leg in legs if leg.start < END), key=lambda leg: leg.start)
+    assert victim.start >= END - timedelta(hours=6)
+    emulator = serve(legs, hidden_legs=frozenset({victim.uuid}))
+    config = make_config(emulator.url, lookback_minutes=6 * 60, window_size_hours=24, page_size=500)
+    run = run_tap(config)
+    assert "the next run reads it again" in caplog.text
+    assert {r["uuid"] for r in run.records()} == in_range(legs) - {victim.uuid}
+
+
+def test_a_second_that_counts_more_legs_than_a_window_may_hold_stops_the_run(serve, run_tap, legs):
+    """Counts that follow the dates, but one second counts 200,000 legs: the planner
+    cuts down to that second, which it cannot cut, and refuses to page through it.
+    """
+    emulator = serve(legs)
+    real = emulator.emulator.retrieve
+    busy = "2024-03-02T10:00:00.000Z"
+
+    def one_crowded_second(body):
+        answer = real(body)
+        if body["start_date_from"] <= busy < body["start_date_to"]:
+            answer = re.sub(rb'"total_items":\d+', b'"total_items":200000', answer)
+        return answer
+
+    emulator.emulator.retrieve = one_crowded_second
+    run = run_tap(make_config(emulator.url, page_size=50), fails=True)
+    assert "the window cannot be cut further" in str(run.error)
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 1000
