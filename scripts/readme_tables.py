@@ -28,7 +28,12 @@ MELTANO_MARKERS = (
     "    # end of generated settings\n",
 )
 #: Labels Meltano shows, where the setting's name does not say it well enough.
-LABELS = {"api_url": "API URL", "use_singer_decimal": "Cost as a decimal string"}
+LABELS = {
+    "api_url": "API URL",
+    "timezone": "Time zone",
+    "api_timezone": "API time zone",
+    "use_singer_decimal": "Cost as a decimal string",
+}
 LOADERS = {
     "target-postgres": "postgres",
     "target-snowflake": "snowflake",
