@@ -7,10 +7,12 @@ import random
 import re
 from datetime import datetime, timedelta
 
-from tap_tenios.emulator import make_call
+import pytest
+
+from tap_tenios.emulator import BOUNDS, make_call
 from tap_tenios.windows import format_utc
 
-from .helpers import START, in_range, make_config
+from .helpers import START, in_range, make_config, moved
 
 
 def emitted(run) -> list[str]:
@@ -110,6 +112,39 @@ def test_the_count_endpoint_is_a_second_opinion_on_paged_windows(serve, run_tap,
     assert "/cdrs/count counts" in message and "(difference +1)" in message
     lower, upper = named_window(message)
     assert upper - lower <= timedelta(seconds=2) and abs(lower - moment) <= timedelta(seconds=2)
+
+
+def crowded_in_milliseconds(legs):
+    """A crowded second whose legs carry milliseconds, two of them a millisecond from
+    the whole seconds the planner cuts on: on the bounds of the shifted count periods."""
+    moment, crowded = crowded_second(legs)
+    rng = random.Random(17)
+    crowd = [leg for leg in crowded if leg.start in (moment, moment + timedelta(seconds=1))]
+    offsets = [999, -1] + [rng.randrange(1000) for _ in crowd[2:]]
+    shifted = {
+        leg.uuid: moved(leg, leg.start + timedelta(milliseconds=ms))
+        for leg, ms in zip(crowd, offsets, strict=True)
+    }
+    return [shifted.get(leg.uuid, leg) for leg in crowded]
+
+
+@pytest.mark.parametrize("bounds", BOUNDS)
+def test_sub_second_stamps_on_the_count_bounds_do_not_fail_the_count_check(
+    serve, run_tap, legs, bounds
+):
+    """``/cdrs/count`` periods are shifted a millisecond: a leg at ``.999`` lies on one.
+    Whether the API counts it or not, the legs read agree with the count."""
+    crowded = crowded_in_milliseconds(legs)
+    emulator = serve(crowded, bounds=bounds, timestamp_style="millis_z")
+    run = run_tap(make_config(emulator.url, page_size=10))
+    assert sorted(emitted(run)) == sorted(in_range(crowded))
+    assert emulator.emulator.stats.requests.get("/cdrs/count"), "no paged window was checked"
+
+
+def test_the_count_check_still_catches_a_wrong_count_with_sub_second_stamps(serve, run_tap, legs):
+    emulator = serve(crowded_in_milliseconds(legs), count_offset=1, timestamp_style="millis_z")
+    run = run_tap(make_config(emulator.url, page_size=10, max_concurrency=1), fails=True)
+    assert "/cdrs/count counts" in str(run.error) and "(difference +1)" in str(run.error)
 
 
 def test_the_count_check_can_be_turned_off(serve, run_tap, legs):
