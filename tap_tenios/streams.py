@@ -39,7 +39,15 @@ from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
 from tap_tenios.client import TeniosStream
-from tap_tenios.planner import MAX_WINDOW_LEGS, Page, PageSize, can_split, fits, split
+from tap_tenios.planner import (
+    MAX_WINDOW_LEGS,
+    Page,
+    PageSize,
+    can_split,
+    fits,
+    plausible_recount,
+    split,
+)
 from tap_tenios.records import RecordError, decimal_string, misplaced_stamps, to_record
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.settings import utc_now
@@ -104,12 +112,8 @@ class Family:
     Each part's request lies inside its parent's (widened by the padding), so
     between them they cannot count many times more legs than the parent did. An API
     whose counts ignore the dates (or are made up) would otherwise make the planner
-    cut and cut: it is stopped after a few parts.
+    cut and cut: it is stopped after a few parts (``plausible_recount``).
     """
-
-    #: Parts may count this many times what their parent counted (each request
-    #: reaches a second past both edges, so narrow parts count their neighbours too).
-    SLACK = 4
 
     def __init__(self, parent: Window, total: int) -> None:
         self.parent = parent
@@ -121,7 +125,7 @@ class Family:
         """Record one part's count; False once the parts count implausibly many."""
         with self._lock:
             self._counted += total
-            return self._counted <= self.SLACK * self.total + 100
+            return plausible_recount(self.total, self._counted)
 
 
 class CdrsStream(TeniosStream):
@@ -366,12 +370,7 @@ class CdrsStream(TeniosStream):
         """
         where = f"cdrs window {window.describe()}"
         total = first["total_items"]
-        if total > MAX_WINDOW_LEGS:
-            raise self.fail(
-                f"{where}: the API counts {total} legs starting within a second or two of "
-                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
-                "be cut further"
-            )
+        self._check_paged_total(where, total, total)
         counted: Future[int] | None = None
         if self.settings.count_check:
             counted = self._page_pool.submit(self.count, window, f"{where} (completeness check)")
@@ -385,6 +384,7 @@ class CdrsStream(TeniosStream):
             for number, body in zip(numbers, bodies, strict=True):
                 self._collect(legs, body, window, number)
                 total = body["total_items"]
+                self._check_paged_total(where, first["total_items"], total)
             if len(legs) == total:
                 break
         everything = self._convert(window, legs)
@@ -411,6 +411,25 @@ class CdrsStream(TeniosStream):
         if problem:
             self.settle(window, problem)
         return WindowRead(window, records, requests, time.monotonic() - started)
+
+    def _check_paged_total(self, where: str, first: int, total: int) -> None:
+        """Stop a paged read whose pages count more than it may hold or page through.
+
+        Every page's ``total_items`` decides how many pages the next round reads: a
+        count that jumps (an API whose counts are inconsistent) would otherwise
+        cost thousands of requests for pages that hold nothing.
+        """
+        if total > MAX_WINDOW_LEGS:
+            raise self.fail(
+                f"{where}: the API counts {total} legs starting within a second or two of "
+                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
+                "be cut further"
+            )
+        if not plausible_recount(first, total):
+            raise self.fail(
+                f"{where}: page 1 counts {first} legs and a later page {total}: "
+                "the API's counts are inconsistent"
+            )
 
     def settle(self, window: Window, problem: str) -> None:
         """A window that still disagrees with the API's counts after every try.

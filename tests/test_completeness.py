@@ -188,3 +188,35 @@ def test_an_api_whose_counts_ignore_the_dates_is_stopped_not_followed(serve, run
         or "the window cannot be cut further" in message
     )
     assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 30
+
+
+@pytest.mark.parametrize(
+    ("claimed", "said"),
+    [
+        (100, "but the API counted 100 after"),
+        (20_000, "page 1 counts 12 legs and a later page 20000"),
+        (10**7, "more than one window may hold"),
+    ],
+)
+def test_a_paged_read_whose_later_pages_count_more_stops_with_few_requests(
+    serve, run_tap, legs, claimed, said
+):
+    """Each page's count decides how many pages the next round reads: a count that
+    jumps must not turn into thousands of requests for empty pages."""
+    moment, crowded = crowded_second(legs)
+    emulator = serve(crowded)
+    real = emulator.emulator.retrieve
+
+    def later_pages_count_more(body):
+        answer = real(body)
+        if body["page"] > 1:
+            answer = re.sub(rb'"total_items":\d+', b'"total_items":%d' % claimed, answer)
+        return answer
+
+    emulator.emulator.retrieve = later_pages_count_more
+    run = run_tap(make_config(emulator.url, page_size=10), fails=True)
+    message = str(run.error)
+    assert said in message
+    lower, _ = named_window(message)
+    assert abs(lower - moment) <= timedelta(seconds=2)
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 200
