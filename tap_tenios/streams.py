@@ -325,7 +325,11 @@ class CdrsStream(TeniosStream):
         ``total_items`` (one query cannot disagree with itself). More legs than a
         page holds: the window is cut into parts that should each fit a page. A
         window too narrow to cut is read page by page (``read_paged``). A page that
-        lists fewer legs than it counts, though they would fit, is read again, up to
+        lists fewer legs than it counts, though they would fit, was cut short (by a
+        cap the API applies to some answers only, say) or misses a leg the API counts
+        but never lists; the two look alike, so the window is cut into parts that fit
+        what the page did list. A short page then costs a few requests; a hidden leg
+        is narrowed down to a window that cannot be cut, which is read again, up to
         ``MISMATCH_REREADS`` times, and then settled (``settle``).
         """
         window = part.window
@@ -353,6 +357,10 @@ class CdrsStream(TeniosStream):
             records = self._records(window, legs)
             if len(legs) == page.total:
                 return WindowRead(window, records, attempt, time.monotonic() - started)
+            if len(legs) < page.total and can_split(window):
+                family = Family(window, page.total)
+                parts = split(window, page.total, max(1, len(legs)))
+                return Split([Part(w, family) for w in parts])
             problem = f"{where}: read {len(legs)} distinct legs but the API counted {page.total}"
             if attempt <= MISMATCH_REREADS:
                 self.logger.warning("%s; reading the window again", problem)
