@@ -44,6 +44,11 @@ MAX_PARTS = 512
 #: The most legs a part that cannot be cut may hold (it is held whole in memory).
 MAX_WINDOW_LEGS = 100_000
 
+#: How far a recount of the same legs may exceed the first count: this many times
+#: it, plus ``RECOUNT_MARGIN`` (see ``plausible_recount``).
+RECOUNT_SLACK = 4
+RECOUNT_MARGIN = 100
+
 _SECOND = timedelta(seconds=1)
 
 
@@ -94,6 +99,18 @@ class PageSize:
 def fits(page: Page, capacity: int) -> bool:
     """Whether page 1 was the whole read (or should have been: the count fits a page)."""
     return page.total <= max(page.listed, capacity)
+
+
+def plausible_recount(first: int, recount: int) -> bool:
+    """Whether the API may count ``recount`` legs where it first counted ``first``.
+
+    Used where the API counts the same legs again: the parts of a window between
+    them (each part's request reaches a second past both edges, so narrow parts
+    count their neighbours too: up to four times), or a later page of a paged read
+    (legs landing meanwhile). Counts beyond that do not follow the requested dates,
+    or are made up, and would make the planner cut, or page, without end.
+    """
+    return recount <= RECOUNT_SLACK * first + RECOUNT_MARGIN
 
 
 def can_split(window: Window) -> bool:

@@ -139,16 +139,17 @@ def ordered_plan(
     with DaemonPool(workers, "tenios") as pool:
         try:
             while _launch(slots, source, pool, read, limit):
-                futures = [slot.future for slot in slots if slot.future is not None]
-                if not any(future.done() for future in futures):
-                    wait(futures, return_when=FIRST_COMPLETED)
-                slots = _expand(slots)
+                slots, expanded = _expand(slots)
+                emitted = False
                 while slots and (head := slots[0].future) is not None and head.done():
                     result = head.result()
                     if isinstance(result, Split):
                         break  # finished since ``_expand`` looked: its parts come next
                     slots.popleft()
+                    emitted = True
                     yield result
+                if not (expanded or emitted):
+                    _wait_for_head(slots)
             finished = True
         finally:
             if not finished:
@@ -187,18 +188,35 @@ def _launch(
 _END: Any = object()
 
 
-def _expand(slots: deque[_Slot[T, R]]) -> deque[_Slot[T, R]]:
-    """Replace every finished read that split by its parts (not yet started).
+def _expand(slots: deque[_Slot[T, R]]) -> tuple[deque[_Slot[T, R]], bool]:
+    """Replace every finished read that split by its parts (not yet started); and
+    whether any did.
 
     A read that failed raises here, as soon as it is seen, whatever its place.
     """
     out: deque[_Slot[T, R]] = deque()
+    expanded = False
     for slot in slots:
         future = slot.future
         if future is not None and future.done():
             result = future.result()
             if isinstance(result, Split):
                 out.extend(_Slot[T, R](part) for part in result.parts)
+                expanded = True
                 continue
         out.append(slot)
-    return out
+    return out, expanded
+
+
+def _wait_for_head(slots: deque[_Slot[T, R]]) -> None:
+    """Sleep until a running read finishes, unless the first one already has.
+
+    Reads that finished behind a running first one change nothing until it does:
+    waiting for "any future done" would return at once for them, and the loop would
+    spin, taking the interpreter lock from the threads doing the work.
+    """
+    head = slots[0].future if slots else None
+    if head is None or head.done():
+        return
+    running = [slot.future for slot in slots if slot.future is not None and not slot.future.done()]
+    wait(running, return_when=FIRST_COMPLETED)

@@ -39,13 +39,22 @@ from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
 from tap_tenios.client import TeniosStream
-from tap_tenios.planner import MAX_WINDOW_LEGS, Page, PageSize, can_split, fits, split
+from tap_tenios.planner import (
+    MAX_WINDOW_LEGS,
+    Page,
+    PageSize,
+    can_split,
+    fits,
+    plausible_recount,
+    split,
+)
 from tap_tenios.records import RecordError, decimal_string, misplaced_stamps, to_record
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
     LocalDay,
     Window,
+    count_bounds,
     format_request,
     format_utc,
     iter_windows,
@@ -103,12 +112,8 @@ class Family:
     Each part's request lies inside its parent's (widened by the padding), so
     between them they cannot count many times more legs than the parent did. An API
     whose counts ignore the dates (or are made up) would otherwise make the planner
-    cut and cut: it is stopped after a few parts.
+    cut and cut: it is stopped after a few parts (``plausible_recount``).
     """
-
-    #: Parts may count this many times what their parent counted (each request
-    #: reaches a second past both edges, so narrow parts count their neighbours too).
-    SLACK = 4
 
     def __init__(self, parent: Window, total: int) -> None:
         self.parent = parent
@@ -120,7 +125,7 @@ class Family:
         """Record one part's count; False once the parts count implausibly many."""
         with self._lock:
             self._counted += total
-            return self._counted <= self.SLACK * self.total + 100
+            return plausible_recount(self.total, self._counted)
 
 
 class CdrsStream(TeniosStream):
@@ -320,7 +325,11 @@ class CdrsStream(TeniosStream):
         ``total_items`` (one query cannot disagree with itself). More legs than a
         page holds: the window is cut into parts that should each fit a page. A
         window too narrow to cut is read page by page (``read_paged``). A page that
-        lists fewer legs than it counts, though they would fit, is read again, up to
+        lists fewer legs than it counts, though they would fit, was cut short (by a
+        cap the API applies to some answers only, say) or misses a leg the API counts
+        but never lists; the two look alike, so the window is cut into parts that fit
+        what the page did list. A short page then costs a few requests; a hidden leg
+        is narrowed down to a window that cannot be cut, which is read again, up to
         ``MISMATCH_REREADS`` times, and then settled (``settle``).
         """
         window = part.window
@@ -348,6 +357,10 @@ class CdrsStream(TeniosStream):
             records = self._records(window, legs)
             if len(legs) == page.total:
                 return WindowRead(window, records, attempt, time.monotonic() - started)
+            if len(legs) < page.total and can_split(window):
+                family = Family(window, page.total)
+                parts = split(window, page.total, max(1, len(legs)))
+                return Split([Part(w, family) for w in parts])
             problem = f"{where}: read {len(legs)} distinct legs but the API counted {page.total}"
             if attempt <= MISMATCH_REREADS:
                 self.logger.warning("%s; reading the window again", problem)
@@ -361,16 +374,11 @@ class CdrsStream(TeniosStream):
         can repeat one leg and skip another. So every leg seen is kept across reads,
         and the pages are read again until the distinct legs reach the count (at most
         ``PAGED_ROUNDS`` rounds). With ``count_check``, ``/cdrs/count`` for the window
-        is asked at the same time, and the legs kept must match it too.
+        is asked at the same time, and must agree with the legs read.
         """
         where = f"cdrs window {window.describe()}"
         total = first["total_items"]
-        if total > MAX_WINDOW_LEGS:
-            raise self.fail(
-                f"{where}: the API counts {total} legs starting within a second or two of "
-                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
-                "be cut further"
-            )
+        self._check_paged_total(where, total, total)
         counted: Future[int] | None = None
         if self.settings.count_check:
             counted = self._page_pool.submit(self.count, window, f"{where} (completeness check)")
@@ -384,9 +392,11 @@ class CdrsStream(TeniosStream):
             for number, body in zip(numbers, bodies, strict=True):
                 self._collect(legs, body, window, number)
                 total = body["total_items"]
+                self._check_paged_total(where, first["total_items"], total)
             if len(legs) == total:
                 break
-        records = self._records(window, legs)
+        everything = self._convert(window, legs)
+        records = self._own(window, everything)
         problem = None
         if len(legs) != total:
             problem = (
@@ -396,14 +406,38 @@ class CdrsStream(TeniosStream):
         elif counted is not None:
             expected = counted.result()
             requests += 1
-            if expected != len(records):
+            # Compared with the legs read that lie in the counted period, not with the
+            # window's: the two differ by legs within a millisecond of an edge.
+            stamps = [r["start_stamp"] for r in everything]
+            fewest, most = count_bounds(stamps, window.count_requests())
+            if not fewest <= expected <= most:
+                nearest = most if expected > most else fewest
                 problem = (
-                    f"{where}: kept {len(records)} legs but /cdrs/count counts "
-                    f"{expected} (difference {expected - len(records):+d})"
+                    f"{where}: kept {len(records)} legs but /cdrs/count counts {expected} "
+                    f"where the legs read make {nearest} (difference {expected - nearest:+d})"
                 )
         if problem:
             self.settle(window, problem)
         return WindowRead(window, records, requests, time.monotonic() - started)
+
+    def _check_paged_total(self, where: str, first: int, total: int) -> None:
+        """Stop a paged read whose pages count more than it may hold or page through.
+
+        Every page's ``total_items`` decides how many pages the next round reads: a
+        count that jumps (an API whose counts are inconsistent) would otherwise
+        cost thousands of requests for pages that hold nothing.
+        """
+        if total > MAX_WINDOW_LEGS:
+            raise self.fail(
+                f"{where}: the API counts {total} legs starting within a second or two of "
+                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
+                "be cut further"
+            )
+        if not plausible_recount(first, total):
+            raise self.fail(
+                f"{where}: page 1 counts {first} legs and a later page {total}: "
+                "the API's counts are inconsistent"
+            )
 
     def settle(self, window: Window, problem: str) -> None:
         """A window that still disagrees with the API's counts after every try.
@@ -424,7 +458,10 @@ class CdrsStream(TeniosStream):
 
     def _records(self, window: Window, legs: dict[str, Any]) -> list[Record]:
         """The window's own legs as records, sorted (the padding's legs are dropped)."""
-        lower, upper = format_utc(window.start), format_utc(window.end)
+        return self._own(window, self._convert(window, legs))
+
+    def _convert(self, window: Window, legs: dict[str, Any]) -> list[Record]:
+        """Every leg read for ``window`` as a record, the padding's too."""
         zone = self.settings.api_timezone
         try:
             read = [to_record(item, zone) for item in legs.values()]
@@ -432,9 +469,15 @@ class CdrsStream(TeniosStream):
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         if problem := misplaced_stamps(read, window.padded(), utc_now(), zone.key):
             raise self.fail(f"cdrs window {window.describe()}: {problem}")
-        records = [r for r in read if lower <= r["start_stamp"] < upper]
-        records.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
-        return records
+        return read
+
+    @staticmethod
+    def _own(window: Window, records: list[Record]) -> list[Record]:
+        """The records that started inside ``window``, sorted as they are emitted."""
+        lower, upper = format_utc(window.start), format_utc(window.end)
+        own = [r for r in records if lower <= r["start_stamp"] < upper]
+        own.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
+        return own
 
     def _page(self, window: Window, page: int) -> dict[str, Any]:
         padded = window.padded()

@@ -191,6 +191,29 @@ class Window:
         return [(p.start - COUNT_SHIFT, p.end - COUNT_SHIFT) for p in pieces]
 
 
+def count_bounds(stamps: list[str], periods: list[tuple[datetime, datetime]]) -> tuple[int, int]:
+    """The fewest and the most of ``stamps`` that ``/cdrs/count`` over ``periods`` can count.
+
+    ``stamps`` are start instants as ``format_utc`` spells them. Which bounds the API
+    includes is unknown: a leg exactly on a bound may be counted or not. With
+    whole-second stamps no leg lies on a bound shifted by ``COUNT_SHIFT``, and the
+    two numbers agree; with finer stamps (milliseconds, say) a leg at ``.999`` does,
+    and a right count is anywhere between them.
+    """
+    fewest = most = 0
+    for lower, upper in periods:
+        # The instants as the API reads them: requests carry milliseconds.
+        low = format_utc(parse_timestamp(format_request(lower)))
+        high = format_utc(parse_timestamp(format_request(upper)))
+        for stamp in stamps:
+            if low < stamp < high:
+                fewest += 1
+                most += 1
+            elif stamp in (low, high):
+                most += 1
+    return fewest, most
+
+
 def iter_windows(
     start: datetime, end: datetime, size: timedelta, anchor: datetime | None = None
 ) -> Iterator[Window]:

@@ -47,6 +47,7 @@ __all__ = [
     "load_script",
     "make_config",
     "meltano",
+    "moved",
     "parse_messages",
     "pipeline_env",
     "run_cli",
@@ -77,6 +78,11 @@ def edge_legs() -> list[Leg]:
 def dataset(calls_per_day: int = 60, seed: int = 3) -> list[Leg]:
     """Three days of calls, plus the edge cases; a few legs start after END on purpose."""
     return generate(START, END, calls_per_day, seed=seed) + edge_legs()
+
+
+def moved(leg: Leg, start: datetime) -> Leg:
+    """``leg`` starting at ``start`` instead (e.g. off the whole second)."""
+    return Leg(leg.uuid, start, leg.visible_at, {**leg.fields, "start_stamp": start})
 
 
 def in_range(legs: list[Leg], start: datetime = START, end: datetime = END) -> set[str]:

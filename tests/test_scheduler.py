@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tap_tenios import scheduler
 from tap_tenios.emulator.harness import parse_messages
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.windows import format_utc
@@ -80,6 +81,34 @@ def test_ordered_plan_holds_at_most_its_limit(workers: int, ahead: int | None) -
     assert next(reads) == [0]
     assert items.taken == (ahead or 2 * workers)
     assert [r[0] for r in reads] == list(range(1, 200))
+
+
+def test_ordered_plan_sleeps_while_the_first_read_runs_behind_finished_ones(monkeypatch) -> None:
+    """Finished reads waiting behind a slow first one must not make the loop spin."""
+    looks = 0
+    expand = scheduler._expand
+
+    def counted(slots):  # type: ignore[no-untyped-def]
+        nonlocal looks
+        looks += 1
+        return expand(slots)
+
+    monkeypatch.setattr(scheduler, "_expand", counted)
+    release = threading.Event()
+
+    def read(n: int) -> list[int]:
+        if n == 0:
+            release.wait(10)
+        return [n]
+
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    try:
+        assert [r[0] for r in ordered_plan(read, range(6), 2, threading.Event())] == list(range(6))
+    finally:
+        timer.cancel()
+    # One look per read that finishes, give or take; a busy loop makes thousands.
+    assert looks <= 20
 
 
 def test_ordered_plan_fails_at_the_first_failed_read_and_sets_stop() -> None:

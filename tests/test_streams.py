@@ -15,15 +15,28 @@ from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tap_tenios.emulator import BOUNDS, ORDERS, TIMESTAMP_STYLES, Leg, generate, make_call
+from tap_tenios.emulator import (
+    BOUNDS,
+    ORDERS,
+    TIMESTAMP_STYLES,
+    Behaviour,
+    Emulator,
+    Leg,
+    RunningEmulator,
+    generate,
+    make_call,
+)
 from tap_tenios.emulator.harness import parse_messages, select
+from tap_tenios.emulator.harness import run_tap as run_in_process
 from tap_tenios.planner import FILL
 from tap_tenios.streams import DECIMAL_COST, CountProgress
 from tap_tenios.tap import TapTenios
 from tap_tenios.windows import format_utc
 
-from .helpers import END, START, UTC, dataset, in_range, make_config, run_cli
+from .helpers import END, KEY, START, UTC, dataset, in_range, make_config, moved, run_cli
 
 BEHAVIOURS = [
     (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])
@@ -521,3 +534,62 @@ def test_a_second_that_counts_more_legs_than_a_window_may_hold_stops_the_run(ser
     run = run_tap(make_config(emulator.url, page_size=50), fails=True)
     assert "the window cannot be cut further" in str(run.error)
     assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 1000
+
+
+def crowds(spots: list[tuple[int, int, str]]) -> list[Leg]:
+    """Calls crowding into single seconds, some on whole seconds (the planner's cut
+    points), some with milliseconds or microseconds, a few legs each."""
+    legs: list[Leg] = []
+    for spot, (second, calls, precision) in enumerate(spots):
+        rng = random.Random(f"{spot}-{second}")  # two spots may share a second, not uuids
+        moment = START + timedelta(seconds=second)
+        for _ in range(calls):
+            fraction = {
+                "whole": timedelta(0),
+                "ms": timedelta(milliseconds=rng.choice([0, 1, 999, rng.randrange(1000)])),
+                "us": timedelta(microseconds=rng.choice([1, 999_999, rng.randrange(10**6)])),
+            }[precision]
+            legs += [moved(leg, leg.start + fraction) for leg in make_call(rng, moment)]
+    return legs
+
+
+@given(
+    spots=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3 * 86_400 - 1),
+            st.integers(min_value=1, max_value=12),
+            st.sampled_from(["whole", "ms", "us"]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    order=st.sampled_from(ORDERS),
+    bounds=st.sampled_from(BOUNDS),
+    page_size=st.sampled_from([5, 13, 1000]),
+    cap=st.sampled_from([None, 4]),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_crowded_sub_second_instants_are_emitted_once_in_order_with_a_state_per_window(
+    spots, order, bounds, page_size, cap
+):
+    legs = generate(START, END, 15, seed=5) + crowds(spots)
+    behaviour = Behaviour(
+        access_key=KEY,
+        now=END + timedelta(days=1),
+        order=order,
+        bounds=bounds,
+        page_cap=cap,
+        timestamp_style="offset",  # keeps microseconds
+    )
+    with RunningEmulator(Emulator(legs, behaviour)) as api:
+        run = run_in_process(make_config(api.url, page_size=page_size))
+    assert run.error is None, run.error
+    keys = [(r["start_stamp"], r["uuid"]) for r in run.records()]
+    assert keys == sorted(keys), "emission must be sorted by (start_stamp, uuid)"
+    assert len({uuid for _, uuid in keys}) == len(keys) and {u for _, u in keys} == in_range(legs)
+    latest = ""
+    for message in run.messages:
+        if message["type"] == "RECORD":
+            latest = message["record"]["start_stamp"]
+        elif message["type"] == "STATE" and latest:
+            assert message["value"]["bookmarks"]["cdrs"]["replication_key_value"] == latest

@@ -16,6 +16,7 @@ from tap_tenios.windows import (
     TimestampError,
     Window,
     canonical_timestamp,
+    count_bounds,
     format_request,
     format_utc,
     iter_windows,
@@ -295,3 +296,42 @@ def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str) -> 
 
     monkeypatch.setattr(tap_tenios.windows, "parse_timestamp", careful)
     assert canonical_timestamp(spelling) == "2024-03-01T12:00:00.000000Z"
+
+
+def counted(stamps: list[datetime], lower: datetime, upper: datetime, bounds: str) -> int:
+    """What an API with ``bounds`` counts between the instants it reads from a request."""
+    low, high = (parse_timestamp(format_request(m)) for m in (lower, upper))
+    above = (lambda s: s >= low) if bounds in ("half_open", "inclusive") else (lambda s: s > low)
+    below = (lambda s: s <= high) if bounds in ("inclusive", "left_open") else (lambda s: s < high)
+    return sum(1 for s in stamps if above(s) and below(s))
+
+
+@given(
+    offsets_us=st.lists(
+        st.one_of(
+            st.integers(min_value=-3_000_000, max_value=5_000_000),  # microseconds
+            st.integers(min_value=-3_000, max_value=5_000).map(lambda ms: ms * 1000),
+            st.sampled_from([-1000, 0, 999_000, 1_000_000, 1_999_000, 2_000_000]),
+        ),
+        max_size=40,
+    ),
+    width_s=st.integers(min_value=1, max_value=3),
+)
+@settings(max_examples=200)
+def test_count_bounds_hold_any_count_an_api_may_give(offsets_us: list[int], width_s: int) -> None:
+    window = Window(NOON, NOON + timedelta(seconds=width_s))
+    stamps = [NOON + timedelta(microseconds=us) for us in offsets_us]
+    fewest, most = count_bounds([format_utc(s) for s in stamps], window.count_requests())
+    for bounds in ("half_open", "inclusive", "exclusive", "left_open"):
+        total = sum(counted(stamps, lo, hi, bounds) for lo, hi in window.count_requests())
+        assert fewest <= total <= most, bounds
+    if all(s.microsecond == 0 for s in stamps):
+        assert fewest == most == sum(window.start <= s < window.end for s in stamps)
+
+
+def test_a_leg_a_millisecond_before_an_edge_may_be_counted_or_not() -> None:
+    window = Window(NOON, NOON + timedelta(seconds=1))
+    stamps = [format_utc(NOON + timedelta(milliseconds=ms)) for ms in (-1, 0, 500, 999)]
+    # -1 ms: outside the window but on the count's lower bound; 999 ms: inside, on its
+    # upper bound. Either may be counted, whatever else the API does.
+    assert count_bounds(stamps, window.count_requests()) == (2, 4)
