@@ -591,18 +591,19 @@ def _markdown(mutants: list[Mutant], reasons: dict[str, str], selection: str) ->
         per_module.setdefault(m.path, Counter())[m.outcome] += 1
     lines = [
         MARKERS[0],
-        f"`python scripts/mutation.py{selection}`: **{killed} of {len(mutants)} mutants "
-        f"killed ({100 * killed / max(len(mutants), 1):.0f}%)**; {len(survivors)} survived"
-        + (f"; {not_run} not run yet." if not_run else "."),
+        f"`python scripts/mutation.py{selection}`: **{killed} of {killed + len(survivors)} "
+        f"mutants killed ({100 * killed / max(killed + len(survivors), 1):.0f}%)**, "
+        f"{len(survivors)} survived"
+        + (f"; {not_run} of {len(mutants)} not run yet." if not_run else "."),
         "",
-        "| module | mutants | killed | survived |",
-        "| --- | ---: | ---: | ---: |",
+        "| module | mutants | killed | survived | not run |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for path, counts in sorted(per_module.items()):
         total = sum(counts.values())
         lines.append(
             f"| `{path}` | {total} | {counts['killed'] + counts['timeout']} "
-            f"| {counts['survived']} |"
+            f"| {counts['survived']} | {counts['not run']} |"
         )
     if survivors:
         lines += [
