@@ -43,14 +43,16 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 ## The test suite on the other supported Pythons (3.10, 3.12, 3.13), each in its own
-## .venv-3.X with the light `test` extra: everything but the Meltano tests, which run
-## on the main venv's Python in `make test`.
+## .venv-3.X with the light `test` extra, side by side (`make -j3 -O test-pythons`):
+## everything but the Meltano tests (run on the main venv's Python in `make test`) and
+## the long kill-and-resume properties (`slow`: pure Python, run there too).
 OTHER_PYTHONS ?= 3.10 3.12 3.13
-test-pythons: $(addprefix .venv-,$(addsuffix /.installed,$(OTHER_PYTHONS)))
-	@set -e; for v in $(OTHER_PYTHONS); do \
-	  echo "== Python $$v"; \
-	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider -m "not meltano"; \
-	done
+.PHONY: $(addprefix test-python-,$(OTHER_PYTHONS))
+test-pythons: $(addprefix test-python-,$(OTHER_PYTHONS))
+
+test-python-%: .venv-%/.installed
+	@echo "== Python $*"
+	.venv-$*/bin/python -m pytest -q -p no:cacheprovider -m "not meltano and not slow"
 
 # python3.X from PATH, else the newest pyenv-installed 3.X (pyenv's shims only answer
 # for the versions currently selected).

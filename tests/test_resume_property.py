@@ -12,6 +12,7 @@ import bisect
 import signal
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,8 @@ from tap_tenios.emulator import BOUNDS, ORDERS, Behaviour, Emulator, RunningEmul
 from tap_tenios.emulator.harness import run_tap
 
 from .helpers import END, KEY, dataset, in_range, make_config, run_cli, run_until
+
+pytestmark = pytest.mark.slow
 
 LEGS = dataset(calls_per_day=30, seed=8)
 EXPECTED = in_range(LEGS)
