@@ -7,6 +7,8 @@ Plain helpers live in ``helpers.py``.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from tap_tenios.emulator import Behaviour, Emulator, Leg, RunningEmulator, harness
 from tap_tenios.emulator.harness import Run
 
-from .helpers import END, KEY, dataset
+from .helpers import END, KEY, PG_DSN, dataset
 
 
 @pytest.fixture
@@ -66,3 +68,32 @@ def run_tap() -> Callable[..., Run]:
         return result
 
     return run
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    """An autocommit connection to the test PostgreSQL server.
+
+    Skips, saying how to start one, when none answers; fails instead under
+    ``TENIOS_REQUIRE_POSTGRES`` (CI starts a server: a skip there would hide a failure).
+    """
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        return psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        reason = (
+            f"no PostgreSQL at {PG_DSN} ({exc.__class__.__name__}); "
+            "start one with: scripts/postgres.sh start"
+        )
+        if os.environ.get("TENIOS_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def database(server: Any) -> Iterator[str]:
+    """A database of this test's own on the test server, dropped afterwards."""
+    name = f"tenios_test_{uuid.uuid4().hex[:10]}"
+    server.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

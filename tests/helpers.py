@@ -30,6 +30,8 @@ KEY = "5b0c1f3e-7a2d-4c11-9e8f-secret-test-key"
 START = datetime(2024, 3, 1, tzinfo=UTC)
 END = datetime(2024, 3, 4, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
+#: The PostgreSQL server the warehouse tests load into (``scripts/postgres.sh start``).
+PG_DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
 MELTANO = shutil.which("meltano", path=str(Path(sys.executable).parent)) or shutil.which("meltano")
 
 __all__ = [
@@ -260,3 +262,13 @@ def pipeline_env(tmp_path: Path, api_url: str, **tap_settings: str) -> dict[str,
         "TAP_TENIOS_END_DATE": END.isoformat(),
         **{f"TAP_TENIOS_{name.upper()}": value for name, value in tap_settings.items()},
     }
+
+
+def query(database: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` in ``database`` on the test server; its rows (none for a command)."""
+    import psycopg
+
+    dsn = psycopg.conninfo.make_conninfo(PG_DSN, dbname=database)
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute(sql)
+        return cursor.fetchall() if cursor.description else []

@@ -12,9 +12,7 @@ import json
 import os
 import re
 import subprocess
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,45 +21,14 @@ import pytest
 
 from tap_tenios.emulator import Leg, generate
 
-from .helpers import END, MELTANO, ROOT, START, meltano, pipeline_env
+from .helpers import END, MELTANO, PG_DSN, ROOT, START, meltano, pipeline_env, query
 
 psycopg = pytest.importorskip("psycopg")
-
-DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
-
-
-@pytest.fixture(scope="module")
-def server() -> Any:
-    try:
-        return psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        reason = (
-            f"no PostgreSQL at {DSN} ({exc.__class__.__name__}); "
-            "start one with: scripts/postgres.sh start"
-        )
-        if os.environ.get("TENIOS_REQUIRE_POSTGRES"):
-            pytest.fail(reason)  # CI starts a server: a skip there would hide a failure
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def database(server: Any) -> Iterator[str]:
-    name = f"tenios_dbt_{uuid.uuid4().hex[:10]}"
-    server.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def query(database: str, sql: str) -> list[tuple[Any, ...]]:
-    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=database)
-    with psycopg.connect(dsn) as connection:
-        cursor = connection.execute(sql)
-        return cursor.fetchall() if cursor.description else []
 
 
 def warehouse_env(tmp_path: Path, api_url: str, database: str) -> dict[str, str]:
     """Loader and dbt pointed at ``database``; dbt's target/ and logs/ in ``tmp_path``."""
-    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    info = psycopg.conninfo.conninfo_to_dict(PG_DSN)
     server = {
         "HOST": str(info.get("host", "127.0.0.1")),
         "PORT": str(info.get("port", 5432)),

@@ -27,43 +27,20 @@ import pytest
 
 from tap_tenios.emulator import Leg, generate, make_call
 
-from .helpers import END, MELTANO, ROOT, dataset, in_range, meltano, pipeline_env
+from .helpers import END, MELTANO, PG_DSN, ROOT, dataset, in_range, meltano, pipeline_env, query
 
 UTC = timezone.utc
 
 psycopg = pytest.importorskip("psycopg")
 
-DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
 
 pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
-
-
-@pytest.fixture(scope="module")
-def server() -> Any:
-    try:
-        return psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        reason = (
-            f"no PostgreSQL at {DSN} ({exc.__class__.__name__}); "
-            "start one with: scripts/postgres.sh start"
-        )
-        if os.environ.get("TENIOS_REQUIRE_POSTGRES"):
-            pytest.fail(reason)  # CI starts a server: a skip there would hide a failure
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def installed() -> None:
     meltano("install", "--plugin-type=extractor", "tap-tenios")
     meltano("install", "--plugin-type=loader", "target-postgres")
-
-
-@pytest.fixture
-def database(server: Any) -> Iterator[str]:
-    name = f"tenios_test_{uuid.uuid4().hex[:10]}"
-    server.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def load(
@@ -75,7 +52,7 @@ def load(
     **tap: str,
 ) -> str:
     """``meltano run EXTRACTOR target-postgres`` into ``database``; its log."""
-    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    info = psycopg.conninfo.conninfo_to_dict(PG_DSN)
     env = {
         **pipeline_env(tmp_path, api_url, **tap),
         "TARGET_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
@@ -85,12 +62,6 @@ def load(
         "TARGET_POSTGRES_DATABASE": database,
     }
     return meltano("run", extractor, "target-postgres", env=env).stderr
-
-
-def query(database: str, sql: str) -> list[tuple[Any, ...]]:
-    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=database)
-    with psycopg.connect(dsn) as connection:
-        return connection.execute(sql).fetchall()
 
 
 def late_call() -> list[Leg]:
@@ -238,7 +209,7 @@ def readme_env(tmp_path: Path, database: str, port: int) -> dict[str, str]:
     """What a user's shell would hold: the venv on PATH, and this test's own server,
     database, emulator port and Meltano system database (so tests can run side by side).
     """
-    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    info = psycopg.conninfo.conninfo_to_dict(PG_DSN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TENIOS_", "MELTANO_"))}
     return {
         **env,
@@ -300,12 +271,12 @@ def berlin_role(server: Any, database: str) -> Iterator[str]:
     server.execute(f'CREATE ROLE "{role}" LOGIN')
     server.execute(f"ALTER ROLE \"{role}\" SET timezone = 'Europe/Berlin'")
     server.execute(f'GRANT ALL ON DATABASE "{database}" TO "{role}"')
-    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=database, user=role)
+    dsn = psycopg.conninfo.make_conninfo(PG_DSN, dbname=database, user=role)
     with psycopg.connect(dsn) as connection:
         connection.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
         assert connection.execute("SHOW timezone").fetchone() == ("Europe/Berlin",)
     yield role
-    with psycopg.connect(psycopg.conninfo.make_conninfo(DSN, dbname=database)) as connection:
+    with psycopg.connect(psycopg.conninfo.make_conninfo(PG_DSN, dbname=database)) as connection:
         connection.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
         connection.execute(f'DROP OWNED BY "{role}"')
     server.execute(f'DROP ROLE "{role}"')
