@@ -50,7 +50,7 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 .PHONY: $(addprefix test-python-,$(OTHER_PYTHONS))
 test-pythons: $(addprefix test-python-,$(OTHER_PYTHONS))
 
-test-python-%: .venv-%/.installed
+$(addprefix test-python-,$(OTHER_PYTHONS)): test-python-%: .venv-%/.installed
 	@echo "== Python $*"
 	.venv-$*/bin/python -m pytest -q -p no:cacheprovider -m "not meltano and not slow"
 
