@@ -440,6 +440,10 @@ class TeniosStream(RESTStream):
                     f"Giving up on {path} for {where} after {attempt} attempts; "
                     f"last problem: {problem}"
                 )
+            if self.stopping.is_set():
+                # The stream stopped while this request was out (another read failed
+                # for good, or the run is ending): no warning, no wait, no retry.
+                raise self.fail(f"{path} for {where}: abandoned, the stream is stopping")
             wait = self.retry_wait(attempt, retry.asked_wait)
             if retry.throttle_all:
                 self._throttle.pause(wait)

@@ -320,7 +320,13 @@ def test_the_retry_warning_never_quotes_the_key_the_api_echoes(serve, run_tap, l
 
 
 class _Redirector(http.server.BaseHTTPRequestHandler):
-    """Answers every POST with a redirect to ``target`` (set per server)."""
+    """Answers every POST with a redirect to ``target`` (set per server).
+
+    HTTP/1.1, so connections stay open as the emulator's do: an HTTP/1.0 server closes
+    each one after its answer, and a request racing that close would be retried.
+    """
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -25,6 +25,8 @@ from .helpers import END, MELTANO, PG_DSN, ROOT, START, meltano, pipeline_env, q
 
 psycopg = pytest.importorskip("psycopg")
 
+pytestmark = pytest.mark.meltano
+
 
 def warehouse_env(tmp_path: Path, api_url: str, database: str) -> dict[str, str]:
     """Loader and dbt pointed at ``database``; dbt's target/ and logs/ in ``tmp_path``."""
