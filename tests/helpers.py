@@ -54,6 +54,7 @@ __all__ = [
     "pipeline_env",
     "run_cli",
     "run_until",
+    "tap_command",
     "write_json",
 ]
 
@@ -149,7 +150,10 @@ def write_json(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
     return path
 
 
-def _tap_command(tmp_path: Path, config: dict[str, Any], state: dict[str, Any] | None) -> list[str]:
+def tap_command(
+    tmp_path: Path, config: dict[str, Any], state: dict[str, Any] | None = None
+) -> list[str]:
+    """The console script's command line, with ``config`` (and ``state``) as files."""
     command = [
         sys.executable,
         "-m",
@@ -157,7 +161,7 @@ def _tap_command(tmp_path: Path, config: dict[str, Any], state: dict[str, Any] |
         "--config",
         str(write_json(tmp_path, "config.json", config)),
     ]
-    if state:
+    if state is not None:
         command += ["--state", str(write_json(tmp_path, "state.json", state))]
     return command
 
@@ -171,18 +175,8 @@ def run_cli(
     timeout: float = 60,
 ) -> CliResult:
     """The console script as a user runs it."""
-    command = [
-        sys.executable,
-        "-m",
-        "tap_tenios",
-        "--config",
-        str(write_json(tmp_path, "config.json", config)),
-        *args,
-    ]
-    if state is not None:
-        command += ["--state", str(write_json(tmp_path, "state.json", state))]
     done = subprocess.run(
-        command,
+        [*tap_command(tmp_path, config, state), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -201,7 +195,7 @@ def run_until(
 ) -> list[dict[str, Any]]:
     """Run the CLI and send ``sig`` once it has written that many cdrs records."""
     process = subprocess.Popen(
-        _tap_command(tmp_path, config, state),
+        tap_command(tmp_path, config, state or None),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from tap_tenios.emulator.harness import parse_messages
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.windows import format_utc
 
-from .helpers import in_range, make_config, write_json
+from .helpers import in_range, make_config, tap_command, write_json
 
 
 class Drawn:
@@ -191,13 +190,7 @@ def test_sigterm_ends_a_run_with_a_hanging_request_at_once_and_a_safe_state(
     and the last STATE never passes a leg that was not emitted."""
     emulator = serve(legs, latency_ms=5)
     config = make_config(emulator.url, page_size=10, max_concurrency=2, request_timeout_seconds=120)
-    command = [
-        sys.executable,
-        "-m",
-        "tap_tenios",
-        "--config",
-        str(write_json(tmp_path, "config.json", config)),
-    ]
+    command = tap_command(tmp_path, config)
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
