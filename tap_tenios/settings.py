@@ -10,14 +10,21 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tap_tenios.windows import TimestampError, parse_setting
+from tap_tenios.windows import UTC, TimestampError, parse_setting
 
 ON_MISMATCH = ("fail", "warn")
+
+#: IANA names of UTC itself. A zone-less stamp read in one of them is read as
+#: ``windows.UTC``, which the timestamp parser's fast path recognises by identity:
+#: three stamps a leg, about a third of the tap's CPU per leg on the careful path.
+UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}
+)
 
 
 class SettingsError(ValueError):
@@ -55,7 +62,7 @@ class Settings:
     start: datetime
     end: datetime | None
     timezone: ZoneInfo
-    api_timezone: ZoneInfo
+    api_timezone: tzinfo
     page_size: int
     window: timedelta
     lookback: timedelta
@@ -138,7 +145,7 @@ class Settings:
             start=start,
             end=end,
             timezone=zone,
-            api_timezone=api_zone,
+            api_timezone=UTC if api_zone.key in UTC_NAMES else api_zone,
             page_size=sizes["page_size"],
             window=timedelta(hours=sizes["window_size_hours"]),
             lookback=timedelta(minutes=sizes["lookback_minutes"]),

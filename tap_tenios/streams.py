@@ -467,7 +467,7 @@ class CdrsStream(TeniosStream):
             read = [to_record(item, zone) for item in legs.values()]
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
-        if problem := misplaced_stamps(read, window.padded(), utc_now(), zone.key):
+        if problem := misplaced_stamps(read, window.padded(), utc_now(), str(zone)):
             raise self.fail(f"cdrs window {window.describe()}: {problem}")
         return read
 

@@ -181,8 +181,15 @@ class TapTenios(Tap):
         each failure. A failure every request would meet (a rejected key, an
         unreachable API) stops the run at once. The SDK marks this method final; it
         is extended, not replaced.
+
+        Records the writer still holds (a stream whose bookmark did not move ends
+        without a STATE) are written before this returns, whatever happened.
         """
-        super().sync_all()
+        try:
+            super().sync_all()
+        finally:
+            if isinstance(self.message_writer, SingerWriter):
+                self.message_writer.drain()
         failures = [
             (stream.name, stream.failure)
             for stream in self.streams.values()

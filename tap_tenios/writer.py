@@ -1,26 +1,56 @@
-"""Singer output: msgspec-encoded lines, flushed at every message but RECORD.
+"""Singer output: msgspec-encoded lines, written in blocks, flushed at every message
+but RECORD.
 
 The SDK's writers flush stdout after each message, a system call per record. Here
-RECORD lines stay in the buffer until the next STATE (or SCHEMA) message flushes
-them, which is the only moment a target can act on them anyway: state is what it
-commits. If the process dies before that flush, the lost records were not covered
-by any emitted state either, so the next run reads them again.
+RECORD lines collect in memory until the next STATE (or SCHEMA) message, or until
+``BLOCK`` bytes have collected, and go out in one write: a STATE is the only moment
+a target can act on them anyway, since state is what it commits. If the process
+dies before that write, the lost records were not covered by any emitted state
+either, so the next run reads them again.
+
+Fewer writes matter beyond the system calls: every write releases the interpreter
+lock, and the thread writing records then waits behind the threads decoding pages
+to get it back.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from typing_extensions import override
 
+#: Bytes of RECORD lines held before they are written without waiting for a STATE.
+BLOCK = 1 << 20
+
 
 class SingerWriter(MsgSpecWriter):
-    """The SDK's msgspec writer (exact decimals as JSON numbers), fewer flushes."""
+    """The SDK's msgspec writer (exact decimals as JSON numbers), written in blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._block = bytearray()
+        atexit.register(self._drain_at_exit)
 
     @override
     def write_message(self, message: Message) -> None:
-        sys.stdout.buffer.write(self.format_message(message))
+        self._block += self.format_message(message)
         if not isinstance(message, RecordMessage):
-            sys.stdout.flush()
+            self.drain()
+        elif len(self._block) >= BLOCK:
+            sys.stdout.buffer.write(self._block)
+            self._block.clear()
+
+    def drain(self) -> None:
+        """Write and flush what is held."""
+        if self._block:
+            sys.stdout.buffer.write(self._block)
+            self._block.clear()
+        sys.stdout.flush()
+
+    def _drain_at_exit(self) -> None:
+        """Records emitted by a run that ended without a STATE still reach the target."""
+        if self._block:
+            self.drain()

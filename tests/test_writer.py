@@ -12,7 +12,7 @@ from tap_tenios import records
 from tap_tenios.client import TeniosStream
 from tap_tenios.emulator import TIMESTAMP_STYLES
 from tap_tenios.tap import TapTenios
-from tap_tenios.writer import SingerWriter
+from tap_tenios.writer import BLOCK, SingerWriter
 
 from .helpers import make_config, parse_messages
 
@@ -56,8 +56,53 @@ def test_costs_are_written_with_the_api_digits_by_both_writers(capsysbinary):
     from singer_sdk.singerlib.messages import RecordMessage
 
     message = RecordMessage(stream="cdrs", record={"cost": Decimal("0.054400")})
-    SingerWriter().write_message(message)
+    writer = SingerWriter()
+    writer.write_message(message)
+    writer.drain()
     PlainWriter().write_message(message)
     out = capsysbinary.readouterr().out.decode()
     assert out.count('"cost":0.054400') == 2, out
     assert str(parse_messages(out)[0]["record"]["cost"]) == "0.054400"
+
+
+def test_records_are_held_until_a_state_and_then_written_before_it(capsysbinary):
+    from singer_sdk.singerlib.messages import RecordMessage, StateMessage
+
+    writer = SingerWriter()
+    for n in range(3):
+        writer.write_message(RecordMessage(stream="cdrs", record={"n": n}))
+    assert capsysbinary.readouterr().out == b""  # one write per window, not per record
+    writer.write_message(StateMessage(value={"bookmarks": {}}))
+    lines = parse_messages(capsysbinary.readouterr().out.decode())
+    assert [m["type"] for m in lines] == ["RECORD", "RECORD", "RECORD", "STATE"]
+    assert [m["record"]["n"] for m in lines[:3]] == [0, 1, 2]
+
+
+def test_a_long_run_of_records_is_written_in_blocks_without_a_state(capsysbinary):
+    from singer_sdk.singerlib.messages import RecordMessage
+
+    writer = SingerWriter()
+    line = len(writer.format_message(RecordMessage(stream="cdrs", record={"pad": "x" * 1000})))
+    count = BLOCK // line + 2
+    for _ in range(count):
+        writer.write_message(RecordMessage(stream="cdrs", record={"pad": "x" * 1000}))
+    written = capsysbinary.readouterr().out
+    assert 0 < len(written) < count * line  # memory stays bounded between states
+    assert written.count(b"\n") == len(written) // line  # whole lines only
+    writer.drain()
+    assert len(written) + len(capsysbinary.readouterr().out) == count * line
+
+
+def test_records_held_when_the_process_exits_are_written():
+    import subprocess
+    import sys
+
+    program = (
+        "from singer_sdk.singerlib.messages import RecordMessage\n"
+        "from tap_tenios.writer import SingerWriter\n"
+        "SingerWriter().write_message(RecordMessage(stream='cdrs', record={'n': 1}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, check=True, text=True
+    ).stdout
+    assert [m["record"] for m in parse_messages(out)] == [{"n": 1}]
