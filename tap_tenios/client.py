@@ -15,8 +15,10 @@ retriable errors, a bounded number of tries).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -62,6 +64,8 @@ MAX_RETRY_WAIT_SECONDS = 120.0
 BASE_RETRY_WAIT_SECONDS = 1.0
 #: Longest API message quoted in an error.
 MAX_QUOTED = 300
+#: How the SDK's ``Stream.sync`` starts the line it logs for any exception.
+SDK_UNHANDLED = "An unhandled error occurred"
 
 
 class TapRunError(FatalSyncError):
@@ -236,6 +240,16 @@ class TeniosStream(RESTStream):
         self._semaphore: threading.BoundedSemaphore | None = None
         # Late-bound on purpose, so a clock or sleep set after construction is used.
         self._throttle = Throttle(lambda: self.clock(), self._wait)  # noqa: PLW0108
+
+    @override
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        """The SDK's log, without its "An unhandled error occurred" line for a failure
+        of ours: that failure is handled, and reported once, as one line that says
+        what to do (``sync``, ``TapTenios.invoke``).
+        """
+        if message.startswith(SDK_UNHANDLED) and isinstance(sys.exc_info()[1], TapRunError):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     @override  # type: ignore[misc]  # final in the SDK: extended, not replaced
     def sync(self, context: Context | None = None) -> None:

@@ -214,6 +214,33 @@ def test_a_refused_request_ends_in_one_line_and_a_traceback_only_at_debug(
     assert "Traceback (most recent call last)" in debug.stderr
 
 
+def test_a_rejected_key_ends_in_exactly_one_error_line(tmp_path, serve, legs) -> None:
+    emulator = serve(legs)
+    config = make_config(emulator.url, access_key="not-the-key")
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 1
+    errors = [message for level, message in log_lines(result.stderr) if level == "ERROR"]
+    assert len(errors) == 1, errors
+    assert "rejected the access key" in errors[0]
+    assert "not-the-key" not in result.stderr
+
+
+def test_the_sdk_still_logs_its_line_for_an_unexpected_failure(caplog) -> None:
+    """The line hidden above is matched by its text: this fails if the SDK changes it."""
+    from tap_tenios.client import SDK_UNHANDLED
+
+    tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
+    stream = tap.streams["cdrs"]
+
+    def broken(context: object) -> Iterator[dict[str, object]]:
+        raise KeyError("a bug")
+
+    stream.get_records = broken  # type: ignore[method-assign]
+    with pytest.raises(KeyError):
+        stream.sync()
+    assert any(r.getMessage().startswith(SDK_UNHANDLED) for r in caplog.records)
+
+
 def test_an_unreachable_api_ends_in_one_line_naming_host_and_cause(tmp_path) -> None:
     config = make_config("https://no-such-host.invalid", end_date="2024-03-02")
     result = run_cli(tmp_path, config)
