@@ -197,7 +197,7 @@ def test_an_api_whose_counts_ignore_the_dates_is_stopped_not_followed(serve, run
     ("claimed", "said"),
     [
         (100, "but the API counted 100 after"),
-        (20_000, "page 1 counts 12 legs and a later page 20000"),
+        (20_000, "legs and a later page 20000"),
         (10**7, "more than one window may hold"),
     ],
 )
@@ -222,7 +222,9 @@ def test_a_paged_read_whose_later_pages_count_more_stops_with_few_requests(
     assert said in message
     lower, _ = named_window(message)
     assert abs(lower - moment) <= timedelta(seconds=2)
-    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 200
+    # At most PAGED_ROUNDS rounds of ten pages for each paged window near the moment,
+    # plus what the other threads read before the run stopped: hundreds, not thousands.
+    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 300
 
 
 def test_a_page_cut_short_after_full_ones_is_read_by_cutting_the_window(serve, run_tap, legs):
