@@ -1,8 +1,8 @@
 """``make demo``: a whole pipeline on this machine, no Tenios account needed.
 
 1. starts the bundled API emulator with three weeks of synthetic calls;
-2. runs ``meltano run tap-tenios target-duckdb`` (a full load), then
-   ``meltano run tap-tenios target-duckdb dbt-duckdb:build`` (incremental: it resumes
+2. runs ``meltano run tap-tenios--number target-duckdb`` (a full load), then
+   ``meltano run tap-tenios--number target-duckdb dbt-duckdb:build`` (incremental: it resumes
    from the state Meltano saved, then builds and tests the dbt models in transform/);
 3. reports from the models: calls, answer rate, abandonment, service level, ACD, wait
    and cost per local day, and each day's loaded legs against the API's own count.
@@ -96,15 +96,17 @@ def main() -> int:
                 "DBT_USE_COLORS": "false",
             }
         )
-        step("meltano run tap-tenios target-duckdb  (full load)")
+        step("meltano run tap-tenios--number target-duckdb  (full load)")
         began = time.monotonic()
-        meltano("run", "--full-refresh", "tap-tenios", "target-duckdb", env=env, show=True)
+        meltano("run", "--full-refresh", "tap-tenios--number", "target-duckdb", env=env, show=True)
         print(f"    done in {time.monotonic() - began:.1f} s")
         step(
-            "meltano run tap-tenios target-duckdb dbt-duckdb:build"
+            "meltano run tap-tenios--number target-duckdb dbt-duckdb:build"
             "  (incremental, then the dbt models and their tests)"
         )
-        meltano("run", "tap-tenios", "target-duckdb", "dbt-duckdb:build", env=env, show=True)
+        meltano(
+            "run", "tap-tenios--number", "target-duckdb", "dbt-duckdb:build", env=env, show=True
+        )
     return report()
 
 

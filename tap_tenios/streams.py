@@ -76,8 +76,11 @@ SPARE_THREADS = 2
 
 NULLABLE_STRING = th.StringType(nullable=True)
 
-#: ``cost`` with ``use_singer_decimal``: the SDK's SQL loaders make this DECIMAL(18, 6).
-COST_PRECISION, COST_SCALE = 18, 6
+#: ``cost`` with ``use_singer_decimal``: the SDK's SQL loaders make this DECIMAL(15, 6).
+#: Fifteen digits are the most that every decimal keeps through a binary float (which
+#: target-postgres's COPY path converts each numeric value to), so the loaders that
+#: take this shortcut still land the API's exact digits; a longer cost stops the run.
+COST_PRECISION, COST_SCALE = 15, 6
 DECIMAL_COST = {
     "type": ["string", "null"],
     "format": "x-singer.decimal",

@@ -149,10 +149,11 @@ class TapTenios(Tap):
             th.BooleanType,
             default=False,
             description="Emit cdrs.cost as a string in the x-singer.decimal format "
-            "(precision 18, scale 6), which SQL loaders built on the Meltano SDK create as "
-            "DECIMAL(18, 6): exact in Snowflake too. Off: an exact JSON number (FLOAT in "
-            "Snowflake, DOUBLE in DuckDB). On, a cost with more than 6 decimals or 12 "
-            "integer digits stops the run instead of being rounded by the warehouse.",
+            "(precision 15, scale 6), which SQL loaders built on the Meltano SDK create as "
+            "DECIMAL(15, 6): exact in Snowflake too, and through target-postgres's COPY. "
+            "Off: an exact JSON number (FLOAT in Snowflake, DOUBLE in DuckDB). On, a cost "
+            "with more than 6 decimals or 9 integer digits stops the run instead of being "
+            "rounded on its way into the warehouse.",
         ),
     ).to_dict()
 

@@ -23,7 +23,8 @@ def test_jobs_and_the_schedule_resolve_to_declared_plugins():
     jobs = json.loads(meltano("job", "list", "--format=json").stdout)["jobs"]
     tasks = {job["job_name"]: job["tasks"] for job in jobs}
     assert tasks["tenios-to-postgres"] == ["tap-tenios target-postgres"]
-    assert tasks["tenios-to-snowflake"] == ["tap-tenios--decimal target-snowflake"]
+    assert tasks["tenios-to-snowflake"] == ["tap-tenios target-snowflake"]
+    assert tasks["tenios-to-duckdb"] == ["tap-tenios--number target-duckdb"]
     schedules = json.loads(meltano("schedule", "list", "--format=json").stdout)["schedules"]
     hourly = {s["name"]: s for s in schedules["job"]}["tenios-hourly"]
     assert hourly["interval"] == "@hourly"

@@ -436,7 +436,7 @@ def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs)
     emulator = serve(legs)
     run = run_tap(make_config(emulator.url, use_singer_decimal=True))
     schema = next(m["schema"] for m in run.messages if m["type"] == "SCHEMA")
-    assert schema["properties"]["cost"] == {**DECIMAL_COST, "precision": 18, "scale": 6}
+    assert schema["properties"]["cost"] == {**DECIMAL_COST, "precision": 15, "scale": 6}
     by_uuid = {leg.uuid: leg for leg in legs}
     records = run.records()
     assert records
@@ -444,13 +444,22 @@ def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs)
         assert record["cost"] == format(by_uuid[record["uuid"]].fields["cost"], "f")
 
 
-def test_a_cost_the_decimal_column_would_round_stops_the_run(serve, run_tap, legs):
-    legs[0].fields["cost"] = Decimal("0.0000001")
+@pytest.mark.parametrize(
+    ("cost", "problem"),
+    [
+        ("0.0000001", "is 1E-7, which has more than 6 decimals"),
+        # Ten integer digits: more than DECIMAL(15, 6) holds, or a float keeps exactly.
+        ("1000000000", "is 1000000000, which has more than 9 integer digits"),
+        ("-1000000000.5", "is -1000000000.5, which has more than 9 integer digits"),
+    ],
+)
+def test_a_cost_the_decimal_column_would_round_stops_the_run(
+    serve, run_tap, legs, cost: str, problem: str
+):
+    legs[0].fields["cost"] = Decimal(cost)
     emulator = serve(legs)
     run = run_tap(make_config(emulator.url, use_singer_decimal=True), fails=True)
-    assert f"CDR {legs[0].uuid}: field 'cost' is 1E-7, which has more than 6 decimals" in str(
-        run.error
-    )
+    assert f"CDR {legs[0].uuid}: field 'cost' {problem}" in str(run.error)
 
 
 def test_every_record_matches_the_schema_its_stream_announces(serve, run_tap, legs):

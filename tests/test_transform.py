@@ -197,7 +197,7 @@ def test_dbt_build_on_the_duckdb_file_target_duckdb_loads(serve, tmp_path):
         "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
     }
 
-    done = meltano("run", "tap-tenios", "target-duckdb", "dbt-duckdb:build", env=env)
+    done = meltano("run", "tap-tenios--number", "target-duckdb", "dbt-duckdb:build", env=env)
 
     assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", done.stderr), done.stderr[-3000:]
     _, complete = complete_calls(legs)

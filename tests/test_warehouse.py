@@ -308,20 +308,40 @@ def test_instants_land_unshifted_through_a_role_in_another_time_zone(
             assert stamps[leg.uuid] == wanted, leg.uuid
 
 
+#: Costs at the edges of DECIMAL(15, 6) and of what a float keeps: target-postgres's
+#: COPY path (``use_copy``, as meltano.yml ships it) sends every numeric through a float.
+EDGE_COSTS = [
+    "999999999.999999",  # the largest the column holds: 15 significant digits
+    "-999999999.999999",
+    "123456789.123456",
+    "987654321.000001",
+    "0.000001",  # a float prints this as 1e-06
+    "0.000050",
+    "0.000000",
+    "100000000",  # and this as 100000000.0
+    "0.1",
+    "0.3618",
+    "1.10",
+]
+
+
 def test_decimal_cost_lands_digit_for_digit_through_copy(installed, serve, database, tmp_path):
     legs = dataset(calls_per_day=20)
+    owned = [leg for leg in legs if leg.uuid in in_range(legs)]
+    for leg, cost in zip(owned, EDGE_COSTS, strict=False):
+        leg.fields["cost"] = Decimal(cost)
     emulator = serve(legs)
-    load(tmp_path, emulator.url, database, extractor="tap-tenios--decimal")
+    log = load(tmp_path, emulator.url, database)  # meltano.yml: decimal cost, use_copy
+    assert 'COPY "' in log  # the loader took the COPY path
     assert query(
         database,
         """
         SELECT format_type(atttypid, atttypmod) FROM pg_attribute
         WHERE attrelid = 'tenios.cdrs'::regclass AND attname = 'cost'
     """,
-    ) == [("numeric(18,6)",)]
+    ) == [("numeric(15,6)",)]
     costs = dict(query(database, "SELECT uuid, cost::text FROM tenios.cdrs"))
-    expected = in_range(legs)
-    assert set(costs) == expected
-    for leg in legs:
-        if leg.uuid in expected:
-            assert costs[leg.uuid] == format(leg.fields["cost"].quantize(Decimal("0.000001")), "f")
+    assert set(costs) == {leg.uuid for leg in owned}
+    for leg in owned:
+        assert costs[leg.uuid] == format(leg.fields["cost"].quantize(Decimal("0.000001")), "f")
+    assert [costs[leg.uuid] for leg in owned[:3]] == EDGE_COSTS[:3]
