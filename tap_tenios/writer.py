@@ -40,15 +40,25 @@ class SingerWriter(MsgSpecWriter):
         if not isinstance(message, RecordMessage):
             self.drain()
         elif len(self._block) >= BLOCK:
-            sys.stdout.buffer.write(self._block)
-            self._block.clear()
+            self._write()
 
     def drain(self) -> None:
         """Write and flush what is held."""
         if self._block:
-            sys.stdout.buffer.write(self._block)
-            self._block.clear()
+            self._write()
         sys.stdout.flush()
+
+    def _write(self) -> None:
+        """Write the whole block. An unbuffered stdout (``PYTHONUNBUFFERED``, set in
+        many container images) is the raw file, whose one write may take only part of
+        a block (a signal during a write to a full pipe): the rest is written after.
+        """
+        out = sys.stdout.buffer
+        with memoryview(self._block) as block:
+            done = 0
+            while done < len(block):
+                done += out.write(block[done:]) or 0
+        self._block.clear()
 
     def _drain_at_exit(self) -> None:
         """Records emitted by a run that ended without a STATE still reach the target."""

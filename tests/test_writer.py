@@ -106,3 +106,35 @@ def test_records_held_when_the_process_exits_are_written():
         [sys.executable, "-c", program], capture_output=True, check=True, text=True
     ).stdout
     assert [m["record"] for m in parse_messages(out)] == [{"n": 1}]
+
+
+class ShortWrites:
+    """An unbuffered stdout (``PYTHONUNBUFFERED``) whose writes take at most 1000 bytes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffer = self
+
+    def write(self, data: memoryview) -> int:
+        self.writes.append(bytes(data[:1000]))
+        return len(self.writes[-1])
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stdout_that_takes_part_of_a_block_per_write_still_gets_all_of_it(monkeypatch):
+    from singer_sdk.singerlib.messages import RecordMessage, StateMessage
+
+    out = ShortWrites()
+    monkeypatch.setattr("sys.stdout", out)
+    writer = SingerWriter()
+    for number in range(2000):
+        writer.write_message(RecordMessage(stream="cdrs", record={"n": number, "pad": "x" * 40}))
+    writer.write_message(StateMessage(value={"bookmarks": {"cdrs": {"n": 1999}}}))
+
+    text = b"".join(out.writes)
+    messages = parse_messages(text.decode())
+    assert [m["record"]["n"] for m in messages[:-1]] == list(range(2000))
+    assert messages[-1] == {"type": "STATE", "value": {"bookmarks": {"cdrs": {"n": 1999}}}}
+    assert len(out.writes) == -(-len(text) // 1000)  # full 1000-byte writes, none per record
