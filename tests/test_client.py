@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -92,7 +93,9 @@ def test_state_never_passes_the_last_complete_window_when_a_run_fails(serve, run
     bookmark = run.states[-1]["bookmarks"]["cdrs"]["replication_key_value"]
     assert bookmark == max(r["start_stamp"] for r in emitted)
     assert bookmark < "2024-03-02"
-    assert "Giving up on /cdrs/retrieve for window [2024-03-02" in str(run.error)
+    # Windows after the first are read side by side (threads beyond max_concurrency
+    # wait for the request slot), so either of the next two may fail first.
+    assert re.search(r"Giving up on /cdrs/retrieve for window \[2024-03-0[23]", str(run.error))
 
 
 def test_a_failed_window_does_not_wait_out_the_other_windows_retries(serve, run_tap, legs):
