@@ -603,3 +603,20 @@ def test_crowded_sub_second_instants_are_emitted_once_in_order_with_a_state_per_
             latest = message["record"]["start_stamp"]
         elif message["type"] == "STATE" and latest:
             assert message["value"]["bookmarks"]["cdrs"]["replication_key_value"] == latest
+
+
+def test_a_crowded_second_is_paged_through_one_leg_per_page(serve, run_tap):
+    """Pages of one leg: a second that cannot be cut is read page by page, and every
+    page up to its count is asked for (pages of one leg number as many as its legs).
+    """
+    rng = random.Random(11)
+    moment = START + timedelta(hours=5)
+    crowded = [leg for _ in range(3) for leg in make_call(rng, moment)]
+    legs = crowded + make_call(rng, START + timedelta(hours=9))
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, page_size=1, end_date="2024-03-02"))
+    uuids = [r["uuid"] for r in run.records()]
+    assert sorted(uuids) == sorted(in_range(legs, START, START + timedelta(days=1)))
+    assert len(crowded) >= 3
+    pages = {b["page"] for b in emulator.emulator.stats.bodies if "page" in b}
+    assert pages >= set(range(1, len(crowded) + 1))
