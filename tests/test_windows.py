@@ -282,15 +282,18 @@ def test_stamps_without_a_zone_are_read_in_the_api_zone(spelling, zone, instant)
 
 
 @pytest.mark.parametrize(
-    "spelling",
+    ("spelling", "zone"),
     [
-        "2024-03-01 12:00:00",
-        "2024-03-01T12:00:00",
-        "2024-03-01T12:00:00Z",
-        "2024-03-01T12:00:00.000Z",
+        ("2024-03-01 12:00:00", UTC),
+        ("2024-03-01T12:00:00", UTC),
+        ("2024-03-01T12:00:00Z", UTC),
+        ("2024-03-01T12:00:00.000Z", UTC),
+        # With api_timezone set, stamps that name UTC still take it.
+        ("2024-03-01T12:00:00Z", ZoneInfo("Europe/Berlin")),
+        ("2024-03-01T12:00:00.000z", ZoneInfo("Europe/Berlin")),
     ],
 )
-def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str) -> None:
+def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str, zone) -> None:
     """The speed the README states depends on it; the careful parser is not called."""
     import tap_tenios.windows
 
@@ -298,7 +301,7 @@ def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str) -> 
         raise AssertionError("the careful path was taken")
 
     monkeypatch.setattr(tap_tenios.windows, "parse_timestamp", careful)
-    assert canonical_timestamp(spelling) == "2024-03-01T12:00:00.000000Z"
+    assert canonical_timestamp(spelling, zone) == "2024-03-01T12:00:00.000000Z"
 
 
 def counted(stamps: list[datetime], lower: datetime, upper: datetime, bounds: str) -> int:
