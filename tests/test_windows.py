@@ -288,6 +288,7 @@ def test_stamps_without_a_zone_are_read_in_the_api_zone(spelling, zone, instant)
         ("2024-03-01T12:00:00", UTC),
         ("2024-03-01T12:00:00Z", UTC),
         ("2024-03-01T12:00:00.000Z", UTC),
+        ("2024-03-01 12:00:00.000", UTC),
         # With api_timezone set, stamps that name UTC still take it.
         ("2024-03-01T12:00:00Z", ZoneInfo("Europe/Berlin")),
         ("2024-03-01T12:00:00.000z", ZoneInfo("Europe/Berlin")),
