@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.windows import (
@@ -251,6 +251,11 @@ ZONES = st.sampled_from([UTC, ZoneInfo("UTC"), ZoneInfo("Europe/Berlin"), ZoneIn
     zone=ZONES,
 )
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(text="2024-03-01T12:00:00.1234", zone=UTC)  # a fraction past the fast path's
+@example(text="2024-03-01T12:00:00.12345", zone=UTC)
+@example(text="2024-03-01T12:00:00.1234Z", zone=UTC)
+@example(text="2024-03-01T12:00:00.12Z", zone=UTC)
+@example(text="2024-03-01T12:00:00.123z", zone=ZoneInfo("Europe/Berlin"))
 def test_the_fast_and_careful_timestamp_paths_agree_on_every_input(text: str, zone) -> None:
     try:
         careful: str | None = format_utc(parse_timestamp(text, zone))
