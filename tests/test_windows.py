@@ -92,7 +92,8 @@ def test_non_strings_are_refused() -> None:
 def test_settings_accept_dates_and_date_times() -> None:
     assert parse_setting("2024-03-01") == datetime(2024, 3, 1, tzinfo=UTC)
     assert parse_setting("2024-03-01T12:00:00") == NOON
-    with pytest.raises(TimestampError):
+    # A date that does not exist says so (not that it is no ISO-8601 spelling).
+    with pytest.raises(TimestampError, match="invalid date '2024-02-30': day is out of range"):
         parse_setting("2024-02-30")
 
 
