@@ -11,7 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_tenios.records import FIELDS, RecordError, _convert, misplaced_stamps, to_record
+from tap_tenios.records import (
+    FIELDS,
+    RecordError,
+    _convert,
+    decimal_string,
+    misplaced_stamps,
+    to_record,
+)
 from tap_tenios.windows import Window, format_utc
 
 from .helpers import item
@@ -139,6 +146,34 @@ def test_a_cost_that_is_not_a_finite_number_is_an_error(cost: str) -> None:
     finite = r"CDR leg-1: field 'cost' is .* expected a finite number"
     with pytest.raises(RecordError, match=finite):
         to_record(fast_path_item)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("99999999.999999", "99999999.999999"),  # the most DECIMAL(14, 6) holds
+        ("-99999999.999999", "-99999999.999999"),
+        ("0.000001", "0.000001"),
+        ("12.50", "12.50"),
+        ("1E+2", "100"),
+    ],
+)
+def test_a_cost_the_decimal_column_holds_is_written_with_its_exact_digits(value, text) -> None:
+    assert decimal_string(Decimal(value), 14, 6) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("100000000", "more than 8 integer digits"),  # one digit too many: rejected
+        ("-100000000.5", "more than 8 integer digits"),
+        ("0.0000001", "more than 6 decimals"),  # the column would round it away
+        ("1.0000005", "more than 6 decimals"),
+    ],
+)
+def test_a_cost_the_decimal_column_would_change_is_refused(value, problem) -> None:
+    with pytest.raises(TypeError, match=problem):
+        decimal_string(Decimal(value), 14, 6)
 
 
 ANY_FIELD_VALUE = st.one_of(
