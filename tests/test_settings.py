@@ -81,3 +81,17 @@ def test_the_api_time_zone_defaults_to_utc_and_takes_iana_names() -> None:
 def test_every_problem_is_named_at_once() -> None:
     found = problems(start_date="soon", page_size=0, api_url="http://api.tenios.com")
     assert [p.split(":")[0] for p in found] == ["start_date", "api_url", "page_size"]
+
+
+def test_the_error_text_names_every_problem() -> None:
+    """What a caller that shows only the exception's text (not ``problems``) sees."""
+    with pytest.raises(SettingsError) as caught:
+        settings(page_size=0, max_retries=-1)
+    assert str(caught.value) == "page_size: 0 must be positive; max_retries: -1 must be 0 or more"
+
+
+@pytest.mark.parametrize("value", [True, "4", 2.5, None])
+def test_a_size_that_is_not_a_whole_number_is_refused_naming_it(value: Any) -> None:
+    """Checked here too, for callers that build settings without the SDK's schema check:
+    ``True`` would otherwise pass as 1, and a string would fail with a TypeError."""
+    assert problems(max_concurrency=value) == [f"max_concurrency: {value!r} is not a whole number"]
