@@ -95,3 +95,8 @@ def test_a_size_that_is_not_a_whole_number_is_refused_naming_it(value: Any) -> N
     """Checked here too, for callers that build settings without the SDK's schema check:
     ``True`` would otherwise pass as 1, and a string would fail with a TypeError."""
     assert problems(max_concurrency=value) == [f"max_concurrency: {value!r} is not a whole number"]
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_missing_start_date_is_named(value: Any) -> None:
+    assert problems(start_date=value) == ["start_date: required"]
