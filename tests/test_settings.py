@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tap_tenios.settings import Settings, SettingsError
+from tap_tenios.settings import Settings, SettingsError, utc_now
 from tap_tenios.windows import UTC
 
 BASE: dict[str, Any] = {
@@ -100,3 +101,30 @@ def test_a_size_that_is_not_a_whole_number_is_refused_naming_it(value: Any) -> N
 @pytest.mark.parametrize("value", [None, ""])
 def test_a_missing_start_date_is_named(value: Any) -> None:
     assert problems(start_date=value) == ["start_date: required"]
+
+
+def test_an_end_date_equal_to_start_date_is_refused() -> None:
+    assert problems(end_date="2024-03-01") == ["end_date: '2024-03-01' is not after start_date"]
+    assert settings(end_date="2024-03-01T00:00:00.001Z").end
+
+
+def test_on_count_mismatch_is_one_of_fail_and_warn() -> None:
+    assert problems(on_count_mismatch="ignore") == [
+        "on_count_mismatch: 'ignore' is not one of ('fail', 'warn')"
+    ]
+    assert settings(on_count_mismatch="warn").on_count_mismatch == "warn"
+    assert settings().on_count_mismatch == "fail"
+
+
+def test_the_completeness_check_is_on_unless_turned_off() -> None:
+    assert settings().count_check is True
+    assert settings(count_check=False).count_check is False
+
+
+def test_now_is_taken_to_the_millisecond() -> None:
+    """The API's requests are spelled to the millisecond: a run's end is one of them."""
+    for _ in range(5):
+        before = datetime.now(timezone.utc)
+        now = utc_now()
+        assert now.microsecond % 1000 == 0
+        assert before - timedelta(milliseconds=1) < now <= datetime.now(timezone.utc)
