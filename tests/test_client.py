@@ -189,6 +189,10 @@ def test_one_429_pauses_every_thread_not_just_its_own():
 
 def test_redact_hides_every_spelling():
     assert redact(f'key={KEY} json="{KEY}"', KEY) == 'key=[redacted] json="[redacted]"'
+    # A key that JSON escapes: an echoed request body spells it differently.
+    odd = 'k"e\\y-\u00fc'
+    assert redact(json.dumps({"access_key": odd}), odd) == '{"access_key": "[redacted]"}'
+    assert redact(f"key={odd}", odd) == "key=[redacted]"
     assert redact("nothing here", KEY) == "nothing here"
     assert redact("x", None) == "x"
 
@@ -360,6 +364,35 @@ def test_a_redirect_is_an_error_and_the_key_never_follows_it(serve, run_tap, leg
     message = str(run.error)
     assert f"with a redirect (HTTP {status}) to '{elsewhere.url}/cdrs/" in message
     assert "Set api_url to the address the API answers at." in message
+    assert run.waits == []
+
+
+class _Bodiless(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with HTTP 400 and no body at all."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_an_error_without_a_body_is_named_by_its_status_and_reason(run_tap):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Bodiless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run = run_tap(make_config(url, max_concurrency=1), fails=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(run.error).endswith("HTTP 400: Bad Request")
     assert run.waits == []
 
 
