@@ -121,6 +121,8 @@ def body(**overrides: Any) -> bytes:
     [
         (body(total_items=-1), "'total_items' is -1"),
         (body(total_items="12"), "'total_items' is '12'"),
+        (body(total_items=True), "'total_items' is True"),
+        (body(total_items=None), "'total_items' is None"),
         (body(items={"uuid": "x"}), "'items' is not a list"),
         (b'{"items": [], "total_items": 0' + b"\xff\xfe", "not valid JSON"),
         (b'{"items": ["\xff"], "total_items": 1}', "not valid JSON"),
