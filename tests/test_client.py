@@ -396,6 +396,47 @@ def test_an_error_without_a_body_is_named_by_its_status_and_reason(run_tap):
     assert run.waits == []
 
 
+class _NotHttp(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a line that is not HTTP, then closes; counts the POSTs."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.posts += 1  # type: ignore[attr-defined]
+        self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_an_answer_that_is_not_http_is_retried_max_retries_times_then_named(run_tap):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotHttp)
+    server.posts = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run = run_tap(make_config(url, max_concurrency=1, max_retries=4), fails=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "after 5 attempts" in str(run.error)
+    assert "ConnectionError (no usable answer)" in str(run.error)
+    assert server.posts == 5  # type: ignore[attr-defined]
+    assert len(run.waits) == 4
+
+
+def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, legs):
+    """Only a host name that does not resolve cuts the retries short."""
+    emulator = serve(
+        legs, fault_queue=retrieve_faults("stall", "stall", "stall"), stall_seconds=1.5
+    )
+    run = run_tap(make_config(emulator.url, request_timeout_seconds=1, max_retries=4))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
+    assert emulator.emulator.stats.faults == {"stall": 3}
+    assert len(run.waits) == 3
+
+
 ONE_DAY = "2024-03-02T00:00:00Z"  # a single window: one request, retried
 
 
