@@ -41,6 +41,17 @@ def test_retry_after_is_honoured_exactly(serve, run_tap, legs):
     assert run.waits == [7.0]
 
 
+def test_retry_after_zero_means_at_once(serve, run_tap, legs):
+    emulator = serve(legs, fault_queue=retrieve_faults("429"), retry_after_seconds=0)
+    assert run_tap(make_config(emulator.url, max_concurrency=1)).waits == [0.0]
+
+
+def test_a_negative_retry_after_is_ignored(serve, run_tap, legs):
+    emulator = serve(legs, fault_queue=retrieve_faults("429"), retry_after_seconds=-1)
+    waits = run_tap(make_config(emulator.url, max_concurrency=1)).waits
+    assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0  # the first exponential wait
+
+
 def test_retry_after_is_capped(serve, run_tap, legs):
     emulator = serve(legs, fault_queue=retrieve_faults("429"), retry_after_seconds=86_400)
     assert run_tap(make_config(emulator.url, max_concurrency=1)).waits == [MAX_RETRY_WAIT_SECONDS]
