@@ -731,6 +731,11 @@ def _parser() -> argparse.ArgumentParser:
         help="run only mutants not killed in the last run (after adding tests)",
     )
     parser.add_argument(
+        "--unexplained",
+        action="store_true",
+        help="like --survivors, but skip survivors already listed with a reason",
+    )
+    parser.add_argument(
         "--report", action="store_true", help="run nothing: report the saved outcomes"
     )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -785,6 +790,19 @@ def _select(mutants: list[Mutant], args: argparse.Namespace) -> list[Mutant]:
     return mutants
 
 
+def _to_run(mutants: list[Mutant], saved: dict[str, str], args: argparse.Namespace) -> list[Mutant]:
+    """What ``--report``, ``--survivors`` and ``--unexplained`` leave to run."""
+    if args.report:
+        return []
+    if not (args.survivors or args.unexplained):
+        return mutants
+    to_run = [m for m in mutants if saved.get(m.key) not in ("killed", "timeout")]
+    if args.unexplained:
+        reasons = load_reasons()
+        to_run = [m for m in to_run if not (saved.get(m.key) == "survived" and m.key in reasons)]
+    return to_run
+
+
 def _selection(args: argparse.Namespace, paths: list[str]) -> str:
     """The options that chose the mutants, as the README quotes the command."""
     text = f" --sample {args.sample} --seed {args.seed}" if args.sample else ""
@@ -818,11 +836,7 @@ def main() -> int:
         return 0
 
     saved = load_results()
-    to_run = mutants
-    if args.report:
-        to_run = []
-    elif args.survivors:
-        to_run = [m for m in mutants if saved.get(m.key) not in ("killed", "timeout")]
+    to_run = _to_run(mutants, saved, args)
     started = time.monotonic()
     if to_run:
         run(to_run, args.jobs, args.timeout_factor)
