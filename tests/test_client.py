@@ -519,6 +519,17 @@ def test_a_bookmark_of_today_in_a_zone_ahead_of_utc_is_fine(run_tap, serve, legs
     run_tap(config, state=state, streams=("cdr_counts",))
 
 
+def test_a_date_bookmark_two_days_ahead_is_in_the_future_in_every_zone(run_tap, serve, legs):
+    """No zone is a whole day ahead of UTC: the day after tomorrow has not begun anywhere."""
+    later = (utc_now() + timedelta(days=2)).date().isoformat()
+    emulator = serve(legs)
+    state = {"bookmarks": {"cdr_counts": {"replication_key_value": later}}}
+    config = make_config(emulator.url, end_date=None, timezone="Pacific/Kiritimati")
+    run = run_tap(config, state=state, streams=("cdr_counts",), fails=True)
+    assert "later than now" in str(run.error)
+    assert emulator.emulator.stats.requests == {}
+
+
 def test_a_stream_that_fails_on_its_own_does_not_stop_the_other(run_tap, serve, legs) -> None:
     # The first /cdrs/count request (cdr_counts runs first) is refused.
     emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/count"}])
