@@ -13,7 +13,13 @@ from datetime import timedelta
 
 import pytest
 
-from tap_tenios.client import MAX_RETRY_WAIT_SECONDS, TeniosStream, Throttle, redact
+from tap_tenios.client import (
+    MAX_RETRY_WAIT_SECONDS,
+    TeniosAPIError,
+    TeniosStream,
+    Throttle,
+    redact,
+)
 from tap_tenios.emulator import TRANSIENT_FAULTS
 from tap_tenios.settings import utc_now
 from tap_tenios.tap import TapTenios
@@ -446,6 +452,51 @@ def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, leg
     assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
     assert emulator.emulator.stats.faults == {"stall": 3}
     assert len(run.waits) == 3
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Keeps each POST's headers, and refuses it (HTTP 400, a JSON error)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.headers.append(dict(self.headers))  # type: ignore[attr-defined]
+        answer = b'{"error": "no"}'
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_requests_say_they_carry_json_and_who_sends_them(run_tap):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.headers = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run_tap(make_config(url, max_concurrency=1), fails=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.headers  # type: ignore[attr-defined]
+    for headers in server.headers:  # type: ignore[attr-defined]
+        assert headers["Content-Type"] == "application/json"
+        assert headers["User-Agent"].startswith("singer-sdk/")  # not the HTTP library's
+
+
+def test_a_stopping_stream_sends_no_new_request(serve, legs):
+    emulator = serve(legs)
+    stream = stream_for(emulator.url)
+    stream.stopping.set()
+    with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
+        stream.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    assert emulator.emulator.stats.requests == {}
 
 
 ONE_DAY = "2024-03-02T00:00:00Z"  # a single window: one request, retried
