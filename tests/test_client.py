@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -354,6 +355,7 @@ class _Redirector(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.paths.add(self.path)  # type: ignore[attr-defined]
         self.send_response(self.server.status)  # type: ignore[attr-defined]
         self.send_header("Location", self.server.target + self.path)  # type: ignore[attr-defined]
         self.send_header("Content-Length", "0")
@@ -369,6 +371,7 @@ def test_a_redirect_is_an_error_and_the_key_never_follows_it(serve, run_tap, leg
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
     server.status = status  # type: ignore[attr-defined]
     server.target = elsewhere.url  # type: ignore[attr-defined]
+    server.paths = set()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -382,6 +385,8 @@ def test_a_redirect_is_an_error_and_the_key_never_follows_it(serve, run_tap, leg
     assert f"with a redirect (HTTP {status}) to '{elsewhere.url}/cdrs/" in message
     assert "Set api_url to the address the API answers at." in message
     assert run.waits == []
+    # Every request would meet it: the run stops at once, cdrs never starts.
+    assert server.paths == {"/cdrs/count"}  # type: ignore[attr-defined]
 
 
 class _Bodiless(http.server.BaseHTTPRequestHandler):
@@ -455,7 +460,7 @@ def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, leg
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Keeps each POST's headers, and refuses it (HTTP 400, a JSON error)."""
+    """Keeps each POST's headers, and refuses it (HTTP ``status``, a JSON error)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -463,7 +468,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.headers.append(dict(self.headers))  # type: ignore[attr-defined]
         answer = b'{"error": "no"}'
-        self.send_response(400)
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
@@ -473,21 +478,37 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
-def test_requests_say_they_carry_json_and_who_sends_them(run_tap):
+def refused_by(status: int, run_tap) -> tuple[Any, list[dict[str, str]]]:
+    """A run against a server that answers every request with ``status``: the run,
+    and each request's headers.
+    """
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.headers = []  # type: ignore[attr-defined]
+    server.status = status  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        run_tap(make_config(url, max_concurrency=1), fails=True)
+        run = run_tap(make_config(url, max_concurrency=1), fails=True)
     finally:
         server.shutdown()
         server.server_close()
-    assert server.headers  # type: ignore[attr-defined]
-    for headers in server.headers:  # type: ignore[attr-defined]
+    return run, server.headers  # type: ignore[attr-defined]
+
+
+def test_requests_say_they_carry_json_and_who_sends_them(run_tap):
+    _, sent = refused_by(400, run_tap)
+    assert sent
+    for headers in sent:
         assert headers["Content-Type"] == "application/json"
         assert headers["User-Agent"].startswith("singer-sdk/")  # not the HTTP library's
+
+
+def test_a_status_below_500_outside_the_retriable_ones_is_final(run_tap):
+    """499 (a proxy's "client closed request") is not a server failure."""
+    run, sent = refused_by(499, run_tap)
+    assert "HTTP 499: no" in str(run.error)
+    assert len(sent) == 1 and run.waits == []
 
 
 def test_a_stopping_stream_sends_no_new_request(serve, legs):
@@ -497,6 +518,30 @@ def test_a_stopping_stream_sends_no_new_request(serve, legs):
     with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
         stream.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
     assert emulator.emulator.stats.requests == {}
+
+
+def test_a_request_that_fails_after_its_stream_stopped_is_not_retried(serve, legs, caplog):
+    """No wait and no retry warning: the stream is stopping (another read failed for good)."""
+    from tap_tenios.emulator.server import ApiError
+
+    emulator = serve(legs)
+    stream = stream_for(emulator.url)
+    waits: list[float] = []
+    stream.sleep = waits.append
+
+    def count(body):
+        stream.stopping.set()  # while this request is out
+        raise ApiError(500, "Internal error")
+
+    emulator.emulator.count = count  # type: ignore[method-assign]
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"),
+    ):
+        stream.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    assert waits == []
+    assert "retry" not in caplog.text
+    assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
 
 
 ONE_DAY = "2024-03-02T00:00:00Z"  # a single window: one request, retried
