@@ -560,6 +560,16 @@ def test_a_refused_connection_names_host_and_cause(run_tap):
     assert len(run.waits) == 2
 
 
+def test_an_unreachable_api_stops_the_run_before_the_other_stream(run_tap):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = make_config(f"http://127.0.0.1:{port}", max_retries=1, end_date=ONE_DAY)
+    run = run_tap(config, streams=("cdrs", "cdr_counts"), fails=True)
+    assert str(run.error).startswith("Giving up on /cdrs/count"), "cdr_counts runs first"
+    assert len(run.waits) == 1, "one stream's retries: the other never started"
+
+
 def test_a_host_name_that_does_not_resolve_fails_within_seconds(run_tap):
     config = make_config("https://no-such-host.invalid", max_retries=6, end_date=ONE_DAY)
     run = run_tap(config, fails=True)
