@@ -128,7 +128,7 @@ def test_now_is_taken_to_the_millisecond(monkeypatch) -> None:
     class Clock(datetime):
         @classmethod
         def now(cls, tz=None):  # type: ignore[override]
-            return datetime(2024, 3, 1, 12, 0, 0, 500_250, tzinfo=tz)
+            return datetime(2024, 3, 1, 12, 0, 0, 800_500, tzinfo=tz)
 
     monkeypatch.setattr(tap_tenios.settings, "datetime", Clock)
-    assert utc_now() == datetime(2024, 3, 1, 12, 0, 0, 500_000, tzinfo=timezone.utc)
+    assert utc_now() == datetime(2024, 3, 1, 12, 0, 0, 800_000, tzinfo=timezone.utc)
