@@ -448,14 +448,13 @@ def test_an_answer_that_is_not_http_is_retried_max_retries_times_then_named(run_
     assert len(run.waits) == 4
 
 
-def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, legs):
+@pytest.mark.parametrize("kind", ["stall", "reset"])
+def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, legs, kind):
     """Only a host name that does not resolve cuts the retries short."""
-    emulator = serve(
-        legs, fault_queue=retrieve_faults("stall", "stall", "stall"), stall_seconds=1.5
-    )
+    emulator = serve(legs, fault_queue=retrieve_faults(kind, kind, kind), stall_seconds=1.5)
     run = run_tap(make_config(emulator.url, request_timeout_seconds=1, max_retries=4))
     assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
-    assert emulator.emulator.stats.faults == {"stall": 3}
+    assert emulator.emulator.stats.faults == {kind: 3}
     assert len(run.waits) == 3
 
 
@@ -551,13 +550,13 @@ def test_a_refused_connection_names_host_and_cause(run_tap):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = make_config(f"http://127.0.0.1:{port}", max_retries=2, end_date=ONE_DAY)
+    config = make_config(f"http://127.0.0.1:{port}", max_retries=3, end_date=ONE_DAY)
     run = run_tap(config, fails=True)
     assert str(run.error).endswith(
-        f"after 3 attempts: the Tenios API at 127.0.0.1:{port} is unreachable: the connection "
+        f"after 4 attempts: the Tenios API at 127.0.0.1:{port} is unreachable: the connection "
         "was refused (nothing listens there). Check api_url and the network."
     )
-    assert len(run.waits) == 2
+    assert len(run.waits) == 3  # all of max_retries: only a name that does not resolve cuts them
 
 
 def test_an_unreachable_api_stops_the_run_before_the_other_stream(run_tap):
