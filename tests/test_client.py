@@ -664,3 +664,31 @@ def test_other_client_errors_are_final_whatever_their_number(serve, run_tap, leg
     run = run_tap(make_config(emulator.url, max_concurrency=1), fails=True)
     assert f"HTTP {status}: no" in str(run.error)
     assert run.waits == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_max_concurrency_caps_the_requests_in_flight(serve, run_tap, legs, workers):
+    """However many threads read, no more than ``max_concurrency`` requests are out."""
+    emulator = serve(legs)
+    answer = emulator.emulator.retrieve
+    lock = threading.Lock()
+    out = [0]
+    most = [0]
+
+    def retrieve(body):
+        with lock:
+            out[0] += 1
+            most[0] = max(most[0], out[0])
+        try:
+            time.sleep(0.02)  # long enough for other threads' requests to overlap
+            return answer(body)
+        finally:
+            with lock:
+                out[0] -= 1
+
+    emulator.emulator.retrieve = retrieve  # type: ignore[method-assign]
+    run = run_tap(make_config(emulator.url, page_size=10, max_concurrency=workers))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
+    assert most[0] <= workers
+    if workers > 1:
+        assert most[0] > 1, "no requests overlapped: the test shows nothing"
