@@ -444,6 +444,17 @@ def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs)
         assert record["cost"] == format(by_uuid[record["uuid"]].fields["cost"], "f")
 
 
+def test_without_use_singer_decimal_cost_is_a_plain_number(serve, run_tap, legs):
+    """No precision or scale on it: a loader makes it its usual numeric column."""
+    emulator = serve(legs)
+    run = run_tap(make_config(emulator.url, end_date="2024-03-02"))
+    schema = next(m["schema"] for m in run.messages if m["type"] == "SCHEMA")
+    cost = schema["properties"]["cost"]
+    assert "number" in cost["type"]
+    assert "precision" not in cost and "scale" not in cost
+    assert all(isinstance(r["cost"], Decimal) for r in run.records())
+
+
 @pytest.mark.parametrize(
     ("cost", "problem"),
     [
