@@ -631,3 +631,35 @@ def test_a_crowded_second_is_paged_through_one_leg_per_page(serve, run_tap):
     assert len(crowded) >= 3
     pages = {b["page"] for b in emulator.emulator.stats.bodies if "page" in b}
     assert pages >= set(range(1, len(crowded) + 1))
+
+
+def test_pages_are_read_again_from_page_1_until_every_leg_shows(serve, run_tap):
+    """Pages are separate queries: here the legs of the last page show only on page 1,
+    and only from its third query on (ties ordered differently each time). Every
+    round after the first reads page 1 again, so they are found."""
+    rng = random.Random(5)
+    moment = START + timedelta(hours=5)
+    crowded = [moved(leg, moment) for _ in range(3) for leg in make_call(rng, moment)]
+    emulator = serve(crowded)
+    real = emulator.emulator.retrieve
+    last = math.ceil(len(crowded) / 2)
+    page_1_queries: Counter[str] = Counter()
+
+    def shifting(body):
+        lower, upper = body["start_date_from"], body["start_date_to"]
+        narrow = datetime.fromisoformat(upper[:-1]) - datetime.fromisoformat(lower[:-1])
+        if narrow > timedelta(seconds=3):  # not yet the second that cannot be cut
+            return real(body)
+        page = body["page"]
+        if page == 1:
+            page_1_queries[lower] += 1
+            if page_1_queries[lower] >= 3:
+                page = last
+        elif page == last:
+            page = 1
+        return real({**body, "page": page})
+
+    emulator.emulator.retrieve = shifting  # type: ignore[method-assign]
+    run = run_tap(make_config(emulator.url, page_size=2, end_date="2024-03-02"))
+    assert sorted(r["uuid"] for r in run.records()) == sorted(leg.uuid for leg in crowded)
+    assert last > 2 and max(page_1_queries.values()) >= 3
