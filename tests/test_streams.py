@@ -537,6 +537,20 @@ def test_windows_in_a_lookback_of_part_of_a_window_only_warn(serve, run_tap, leg
     assert {r["uuid"] for r in run.records()} == in_range(legs) - {victim.uuid}
 
 
+def test_a_window_that_starts_where_the_lookback_starts_is_within_it(serve, run_tap, legs, caplog):
+    """A leg the API counts but never lists, a second after the lookback's start: the
+    narrowest window that sees it (its request reaches a second past each edge) starts
+    exactly where the lookback does, and is the next run's to settle."""
+    caplog.set_level(logging.WARNING)
+    settling = END - timedelta(hours=6)
+    victim = moved(legs[0], settling + timedelta(seconds=1))
+    emulator = serve([*legs[1:], victim], hidden_legs=frozenset({victim.uuid}))
+    config = make_config(emulator.url, lookback_minutes=6 * 60, window_size_hours=24, page_size=500)
+    run = run_tap(config)
+    assert "the next run reads it again" in caplog.text
+    assert {r["uuid"] for r in run.records()} == in_range(legs[1:])
+
+
 def test_a_second_that_counts_more_legs_than_a_window_may_hold_stops_the_run(serve, run_tap, legs):
     """Counts that follow the dates, but one second counts 200,000 legs: the planner
     cuts down to that second, which it cannot cut, and refuses to page through it.
