@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import jsonschema
@@ -32,9 +33,9 @@ from tap_tenios.emulator import (
 from tap_tenios.emulator.harness import parse_messages, select
 from tap_tenios.emulator.harness import run_tap as run_in_process
 from tap_tenios.planner import FILL
-from tap_tenios.streams import DECIMAL_COST, SPARE_THREADS, CountProgress
+from tap_tenios.streams import DECIMAL_COST, SPARE_THREADS, CountProgress, Progress, WindowRead
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import format_utc
+from tap_tenios.windows import Window, format_utc
 
 from .helpers import END, KEY, START, UTC, dataset, in_range, make_config, moved, run_cli
 
@@ -430,6 +431,29 @@ def test_cdr_counts_reports_progress_every_30_days_or_10_seconds_and_at_the_end(
         "cdr_counts: 30 of 65 day(s) counted, up to day 30; 46% after 0:00:03, about 0:00:04 left"
     )
     assert lines[-1].endswith("100% after 0:00:16, about 0:00:00 left")
+
+
+def test_cdrs_progress_tells_the_share_read_and_the_time_left_every_5_seconds(monkeypatch):
+    import tap_tenios.streams
+
+    now = [100.0]
+    monkeypatch.setattr(tap_tenios.streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    progress = Progress(START, START + timedelta(days=4))
+    assert (progress.share, progress.left) == (0.0, 0.0)
+    now[0] += 4.9
+    assert not progress.due()
+    now[0] += 0.2
+    assert progress.due() and not progress.due(), "due once per 5 seconds"
+    day = Window(START, START + timedelta(days=1))
+    progress.done(WindowRead(day, [{}] * 7, 3, 0.5))
+    progress.done(WindowRead(Window(day.end, day.end + timedelta(hours=12)), [{}] * 2, 1, 0.1))
+    assert progress.upto == START + timedelta(days=1, hours=12)
+    assert (progress.legs, progress.windows, progress.requests) == (9, 2, 4)
+    assert progress.share == 1.5 / 4
+    now[0] += 4.9
+    assert progress.elapsed == pytest.approx(10.0)
+    assert progress.left == pytest.approx(10.0 / 0.375 - 10.0)
+    assert Progress(START, START).share == 1.0  # an empty range is all read
 
 
 def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs):
