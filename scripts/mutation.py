@@ -479,7 +479,9 @@ class Sandboxes:
     """Private copies of the repository, each with its pytest fork server."""
 
     def __init__(self, jobs: int) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="mutation-")
+        self._directory = tempfile.TemporaryDirectory(
+            prefix="mutation-", ignore_cleanup_errors=True
+        )
         self._free: queue.Queue[tuple[Path, subprocess.Popen[str]]] = queue.Queue()
         self._servers: list[subprocess.Popen[str]] = []
         self._children: set[int] = set()  # pytest runs in progress (process groups)
