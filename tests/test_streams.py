@@ -254,13 +254,26 @@ def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
     assert len(count_bodies) == 2
 
 
-def test_counts_recount_recent_days_on_the_next_run(serve, run_tap, legs):
+@pytest.mark.parametrize(
+    ("minutes", "dates"),
+    [(1440, ["2024-03-02", "2024-03-03"]), (2880, ["2024-03-01", "2024-03-02", "2024-03-03"])],
+)
+def test_counts_recount_recent_days_on_the_next_run(serve, run_tap, legs, minutes, dates):
+    """As many days before the bookmark as the lookback spans."""
     emulator = serve(legs)
-    config = make_config(emulator.url, lookback_minutes=1440)
+    config = make_config(emulator.url, lookback_minutes=minutes)
     first = run_tap(config, streams=("cdr_counts",))
     assert first.final_state["bookmarks"]["cdr_counts"]["replication_key_value"] == "2024-03-03"
     second = run_tap(config, state=first.final_state, streams=("cdr_counts",))
-    assert [r["date"] for r in second.records("cdr_counts")] == ["2024-03-02", "2024-03-03"]
+    assert [r["date"] for r in second.records("cdr_counts")] == dates
+
+
+def test_cdr_counts_are_keyed_by_their_date_so_a_recount_replaces_the_row(serve, run_tap, legs):
+    run = run_tap(make_config(serve(legs).url, end_date="2024-03-02"), streams=("cdr_counts",))
+    schema = next(m for m in run.messages if m["type"] == "SCHEMA")
+    assert schema["key_properties"] == ["date"]
+    assert "date" in schema["schema"]["required"]
+    assert "null" not in schema["schema"]["properties"]["date"]["type"]
 
 
 def test_both_streams_in_one_run(serve, run_tap):
@@ -372,11 +385,13 @@ def test_reads_run_ahead_of_what_is_emitted_by_a_bounded_number(serve, legs):
 def test_one_tap_object_can_sync_twice(serve, legs, capsys):
     emulator = serve(legs)
     tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
-    select(tap, {"cdrs"})
+    select(tap, {"cdrs", "cdr_counts"})
     for _ in range(2):
         tap.sync_all()
         out = capsys.readouterr().out
-        assert {r["uuid"] for r in records_in(out)} == in_range(legs)
+        assert {r["uuid"] for r in records_in(out) if "uuid" in r} == in_range(legs)
+        days = [r["date"] for r in records_in(out) if "date" in r]
+        assert days == ["2024-03-01", "2024-03-02", "2024-03-03"]
         tap.state.clear()  # a full run again, as from a fresh state
 
 
@@ -533,17 +548,24 @@ def test_parts_that_together_count_far_more_than_their_window_stop_the_run(serve
     assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 30
 
 
-def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys):
+@pytest.mark.parametrize(
+    ("stream", "path"), [("cdrs", "/cdrs/retrieve"), ("cdr_counts", "/cdrs/count")]
+)
+def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stream, path):
     """A failed read sets the stream's stop signal; the next sync must start afresh."""
-    emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/retrieve"}])
+    emulator = serve(legs, fault_queue=[{"kind": "400", "path": path}])
     tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
-    select(tap, {"cdrs"})
+    select(tap, {stream})
     with pytest.raises(Exception, match="400"):
         tap.sync_all()
     capsys.readouterr()
     tap.state.clear()
     tap.sync_all()
-    assert {r["uuid"] for r in records_in(capsys.readouterr().out)} == in_range(legs)
+    records = records_in(capsys.readouterr().out)
+    if stream == "cdrs":
+        assert {r["uuid"] for r in records} == in_range(legs)
+    else:
+        assert [r["date"] for r in records] == ["2024-03-01", "2024-03-02", "2024-03-03"]
 
 
 def test_windows_in_a_lookback_of_part_of_a_window_only_warn(serve, run_tap, legs, caplog):
