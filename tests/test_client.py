@@ -680,7 +680,7 @@ def test_max_concurrency_caps_the_requests_in_flight(serve, run_tap, legs, worke
             out[0] += 1
             most[0] = max(most[0], out[0])
         try:
-            time.sleep(0.02)  # long enough for other threads' requests to overlap
+            time.sleep(0.05)  # long enough for other threads' requests to overlap
             return answer(body)
         finally:
             with lock:
