@@ -688,7 +688,7 @@ def _markdown(mutants: list[Mutant], reasons: dict[str, str], selection: str) ->
     if survivors:
         lines += [
             "",
-            "Surviving mutants, each with the reason it cannot matter:",
+            'Surviving mutants, each with the reason it is left ("not shown" where no test settles it yet):',
             "",
             "| where | change | why it cannot matter |",
             "| --- | --- | --- |",
