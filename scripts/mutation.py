@@ -688,9 +688,9 @@ def _markdown(mutants: list[Mutant], reasons: dict[str, str], selection: str) ->
     if survivors:
         lines += [
             "",
-            'Surviving mutants, each with the reason it is left ("not shown" where no test settles it yet):',
+            "Surviving mutants, each with the reason it is left:",
             "",
-            "| where | change | why it cannot matter |",
+            "| where | change | why it is left |",
             "| --- | --- | --- |",
         ]
         for m in survivors:
