@@ -73,6 +73,34 @@ def test_ordered_plan_reads_the_parts_of_a_split_in_its_place() -> None:
     assert all(len(chunk) <= 4 for chunk in chunks)
 
 
+def test_a_read_that_splits_just_after_the_loop_looked_is_read_as_its_parts(
+    monkeypatch,
+) -> None:
+    """The race: the first read finishes, as a split, between the look for splits and
+    the emitting of results. Its parts must be read, never the split emitted."""
+    expand = scheduler._expand
+    looked, finish = threading.Event(), threading.Event()
+
+    def look_then_let_it_finish(slots):  # type: ignore[no-untyped-def]
+        out = expand(slots)
+        if not looked.is_set():
+            looked.set()
+            finish.set()
+            head = out[0][0].future
+            assert head is not None
+            head.result(10)  # it finishes now, after the look
+        return out
+
+    def read(item: tuple[int, int]) -> list[int] | Split[tuple[int, int]]:
+        if item == (0, 8):
+            finish.wait(10)
+        return halves(item)
+
+    monkeypatch.setattr(scheduler, "_expand", look_then_let_it_finish)
+    chunks = list(ordered_plan(read, [(0, 8)], 1, threading.Event()))
+    assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
 @pytest.mark.parametrize(("workers", "ahead"), [(2, None), (3, 5)])
 def test_ordered_plan_holds_at_most_its_limit(workers: int, ahead: int | None) -> None:
     items = Drawn(range(200))
