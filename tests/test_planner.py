@@ -18,6 +18,7 @@ from tap_tenios.planner import (
     PageSize,
     can_split,
     fits,
+    plausible_recount,
     split,
 )
 from tap_tenios.windows import Window
@@ -146,3 +147,24 @@ def test_any_split_covers_its_window_in_order_with_parts_of_a_second_or_more(
     for before, after in itertools.pairwise(parts):
         assert before.end == after.start
     assert all(part.end - part.start >= MIN_PART for part in parts)
+
+
+def test_honest_counts_of_one_second_parts_are_never_refused() -> None:
+    """An API with inclusive bounds and whole-second stamps counts every leg in four
+    parts' padded requests (a part's second, the one before, the one after, and the
+    instant a second further): the parts together count almost four times their
+    window, and the recount guard must let that through."""
+    start = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    window = Window(start, start + timedelta(seconds=60))
+    stamps = [start + timedelta(seconds=s) for s in range(-5, 66) for _ in range(10)]
+
+    def count(w: Window) -> int:
+        padded = w.padded()
+        return sum(padded.start <= t <= padded.end for t in stamps)  # inclusive
+
+    first = count(window)
+    parts = split(window, first, capacity=10)
+    assert max(p.end - p.start for p in parts) < 2 * MIN_PART  # one-second parts
+    recount = sum(count(p) for p in parts)
+    assert recount > 3.5 * first
+    assert plausible_recount(first, recount)
