@@ -301,14 +301,17 @@ def memory(workdir: Path) -> list[str]:
     ]
 
 
-def machine() -> str:
-    model = "unknown CPU"
+def cpu_model() -> str:
+    """The processor's name, as Linux gives it (also used by ``benchmark_pipeline``)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text()) if cpuinfo.exists() else None
+    return found.group(1).strip() if found else "unknown CPU"
+
+
+def machine() -> str:
     return (
-        f"Measured on {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Measured on {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}, {time.strftime('%Y-%m-%d')}."
     )
 

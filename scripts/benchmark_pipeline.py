@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from benchmark import cpu_model, free_port  # the same directory
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -61,12 +61,6 @@ class Process:
     wall: float
     cpu: float
     peak_mib: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -363,13 +357,9 @@ def run(runs: int) -> list[str]:
 
 
 def machine(runs: int) -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
     return (
-        f"Measured on {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Measured on {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}; median of {runs} run(s)."
     )
 

@@ -6,6 +6,7 @@ holds the fixtures). Nothing here starts a server or touches the network on impo
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
 import os
@@ -14,6 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -266,3 +270,20 @@ def query(database: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as connection:
         cursor = connection.execute(sql)
         return cursor.fetchall() if cursor.description else []
+
+
+@contextmanager
+def http_server(
+    handler: type[http.server.BaseHTTPRequestHandler], **attributes: Any
+) -> Iterator[tuple[str, http.server.ThreadingHTTPServer]]:
+    """A stand-in API on 127.0.0.1 answering with ``handler`` (for answers the
+    emulator never gives); ``attributes`` are set on the server for the handler."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()

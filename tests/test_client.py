@@ -25,7 +25,7 @@ from tap_tenios.emulator import TRANSIENT_FAULTS
 from tap_tenios.settings import utc_now
 from tap_tenios.tap import TapTenios
 
-from .helpers import KEY, in_range, make_config
+from .helpers import KEY, http_server, in_range, make_config
 
 
 def retrieve_faults(*kinds: str) -> list[dict[str, str]]:
@@ -368,18 +368,9 @@ class _Redirector(http.server.BaseHTTPRequestHandler):
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_an_error_and_the_key_never_follows_it(serve, run_tap, legs, status):
     elsewhere = serve(legs)  # another host, as far as the tap can tell: another port
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
-    server.status = status  # type: ignore[attr-defined]
-    server.target = elsewhere.url  # type: ignore[attr-defined]
-    server.paths = set()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    stand_in = http_server(_Redirector, status=status, target=elsewhere.url, paths=set())
+    with stand_in as (url, server):
         run = run_tap(make_config(url), streams=("cdrs", "cdr_counts"), fails=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert elsewhere.emulator.stats.requests == {}, "the key went to the redirect target"
     message = str(run.error)
     assert f"with a redirect (HTTP {status}) to '{elsewhere.url}/cdrs/" in message
@@ -405,15 +396,8 @@ class _Bodiless(http.server.BaseHTTPRequestHandler):
 
 
 def test_an_error_without_a_body_is_named_by_its_status_and_reason(run_tap):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Bodiless)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with http_server(_Bodiless) as (url, _):
         run = run_tap(make_config(url, max_concurrency=1), fails=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert str(run.error).endswith("HTTP 400: Bad Request")
     assert run.waits == []
 
@@ -432,16 +416,8 @@ class _NotHttp(http.server.BaseHTTPRequestHandler):
 
 
 def test_an_answer_that_is_not_http_is_retried_max_retries_times_then_named(run_tap):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotHttp)
-    server.posts = 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with http_server(_NotHttp, posts=0) as (url, server):
         run = run_tap(make_config(url, max_concurrency=1, max_retries=4), fails=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert "after 5 attempts" in str(run.error)
     assert "ConnectionError (no usable answer)" in str(run.error)
     assert server.posts == 5  # type: ignore[attr-defined]
@@ -481,17 +457,8 @@ def refused_by(status: int, run_tap) -> tuple[Any, list[dict[str, str]]]:
     """A run against a server that answers every request with ``status``: the run,
     and each request's headers.
     """
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.headers = []  # type: ignore[attr-defined]
-    server.status = status  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with http_server(_Recorder, headers=[], status=status) as (url, server):
         run = run_tap(make_config(url, max_concurrency=1), fails=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     return run, server.headers  # type: ignore[attr-defined]
 
 
