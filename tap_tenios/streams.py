@@ -71,7 +71,8 @@ PAGED_ROUNDS = 10
 #: Threads reading parts beyond ``max_concurrency``: while one turns its page into
 #: records, another's request takes the free slot (``post`` caps requests in flight
 #: at ``max_concurrency`` however many threads ask). 50k CDRs / 60 days at 100 ms:
-#: 15% less wall time.
+#: 15% less wall time. None at ``max_concurrency`` 1, which reads windows strictly
+#: one after another, in order.
 SPARE_THREADS = 2
 
 NULLABLE_STRING = th.StringType(nullable=True)
@@ -301,13 +302,10 @@ class CdrsStream(TeniosStream):
         # Part threads fetch page 1; more pages (of parts that cannot be cut) and
         # count requests go to this pool. Both share the limit on requests in flight
         # that ``post`` enforces.
+        spare = SPARE_THREADS if workers > 1 else 0
         with DaemonPool(workers, "tenios-page") as self._page_pool:
             for read in ordered_plan(
-                self.read_part,
-                tops,
-                workers + SPARE_THREADS,
-                self.stopping,
-                ahead=2 * workers + SPARE_THREADS,
+                self.read_part, tops, workers + spare, self.stopping, ahead=2 * workers + spare
             ):
                 yield from read.records
                 if not self.config.get("batch_config"):
