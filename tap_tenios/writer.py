@@ -1,5 +1,4 @@
-"""Singer output: msgspec-encoded lines, written in blocks, flushed at every message
-but RECORD.
+"""Singer output: RECORD messages built cheaply, msgspec-encoded lines written in blocks.
 
 The SDK's writers flush stdout after each message, a system call per record. Here
 RECORD lines collect in memory until the next STATE (or SCHEMA) message, or until
@@ -17,13 +16,61 @@ from __future__ import annotations
 
 import atexit
 import sys
+from collections.abc import Generator
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
 
+from singer_sdk import Stream
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from typing_extensions import override
 
 #: Bytes of RECORD lines held before they are written without waiting for a STATE.
 BLOCK = 1 << 20
+
+
+class RecordOutput(Stream):
+    """A stream whose records already carry exactly the schema's types.
+
+    Records are built field by field with the declared types (``records``), so the
+    SDK's per-record type conformance (a third of its CPU) has nothing to do, and its
+    walk over every field to drop deselected ones is skipped when none is.
+    """
+
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    @cached_property
+    def every_field_selected(self) -> bool:
+        """Whether the catalog keeps every field (the usual case)."""
+        mask = self.mask
+        return all(mask.get(("properties", name), True) for name in self.schema["properties"])
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """The SDK's RECORD generation, minus its walk over every field of every record
+        to drop deselected ones when none is deselected: a fifth of the tap's CPU
+        (100k CDRs, ``make benchmark``'s CPU-bound case: 4.4 against 5.5 CPU seconds).
+        Whenever fields are deselected (or conformance is on), the SDK's own code runs
+        unchanged. (Private in the SDK, as is ``_stream_version``: guarded by a test.)
+        """
+        if not self.every_field_selected or (
+            self.TYPE_CONFORMANCE_LEVEL is not TypeConformanceLevel.NONE
+        ):
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=datetime.now(timezone.utc),
+                )
 
 
 class SingerWriter(MsgSpecWriter):

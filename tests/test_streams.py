@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import jsonschema
@@ -30,14 +29,26 @@ from tap_tenios.emulator import (
     generate,
     make_call,
 )
-from tap_tenios.emulator.harness import parse_messages, select
-from tap_tenios.emulator.harness import run_tap as run_in_process
 from tap_tenios.planner import FILL
-from tap_tenios.streams import DECIMAL_COST, SPARE_THREADS, CountProgress, Progress, WindowRead
+from tap_tenios.reader import SPARE_THREADS
+from tap_tenios.streams import DECIMAL_COST
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import Window, format_utc
+from tap_tenios.windows import format_utc
 
-from .helpers import END, KEY, START, UTC, dataset, in_range, make_config, moved, run_cli
+from .helpers import (
+    END,
+    KEY,
+    START,
+    UTC,
+    dataset,
+    in_range,
+    make_config,
+    moved,
+    parse_messages,
+    run_cli,
+    select,
+)
+from .helpers import run_tap as run_in_process
 
 BEHAVIOURS = [
     (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])
@@ -425,52 +436,6 @@ def test_stamps_in_another_zone_stop_the_run_naming_api_timezone(serve, run_tap,
     assert run.records() == [], "nothing read an hour off was emitted"
 
 
-def test_cdr_counts_reports_progress_every_30_days_or_10_seconds_and_at_the_end():
-    lines: list[str] = []
-
-    class Logger:
-        def info(self, message: str, *args: object) -> None:
-            lines.append(message % args)
-
-    now = [0.0]
-    progress = CountProgress(65, Logger(), lambda: now[0])  # type: ignore[arg-type]
-    for day in range(1, 66):
-        now[0] += 0.1 if day != 40 else 10.0  # day 40 is slow: a line after 10 s
-        progress.day_done(f"day {day}")
-    assert [line.split(" day(s)")[0] for line in lines] == [
-        "cdr_counts: 30 of 65",
-        "cdr_counts: 40 of 65",
-        "cdr_counts: 65 of 65",
-    ]
-    assert lines[0] == (
-        "cdr_counts: 30 of 65 day(s) counted, up to day 30; 46% after 0:00:03, about 0:00:04 left"
-    )
-    assert lines[-1].endswith("100% after 0:00:16, about 0:00:00 left")
-
-
-def test_cdrs_progress_tells_the_share_read_and_the_time_left_every_5_seconds(monkeypatch):
-    import tap_tenios.streams
-
-    now = [100.0]
-    monkeypatch.setattr(tap_tenios.streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    progress = Progress(START, START + timedelta(days=4))
-    assert (progress.share, progress.left) == (0.0, 0.0)
-    now[0] += 4.9
-    assert not progress.due()
-    now[0] += 0.2
-    assert progress.due() and not progress.due(), "due once per 5 seconds"
-    day = Window(START, START + timedelta(days=1))
-    progress.done(WindowRead(day, [{}] * 7, 3, 0.5))
-    progress.done(WindowRead(Window(day.end, day.end + timedelta(hours=12)), [{}] * 2, 1, 0.1))
-    assert progress.upto == START + timedelta(days=1, hours=12)
-    assert (progress.legs, progress.windows, progress.requests) == (9, 2, 4)
-    assert progress.share == 1.5 / 4
-    now[0] += 4.9
-    assert progress.elapsed == pytest.approx(10.0)
-    assert progress.left == pytest.approx(10.0 / 0.375 - 10.0)
-    assert Progress(START, START).share == 1.0  # an empty range is all read
-
-
 def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs):
     emulator = serve(legs)
     run = run_tap(make_config(emulator.url, use_singer_decimal=True))
@@ -556,11 +521,13 @@ def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stre
     emulator = serve(legs, fault_queue=[{"kind": "400", "path": path}])
     tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
     select(tap, {stream})
+    tap.sync_all()
     with pytest.raises(Exception, match="400"):
-        tap.sync_all()
+        tap.report.raise_failures()
     capsys.readouterr()
     tap.state.clear()
     tap.sync_all()
+    tap.report.raise_failures()
     records = records_in(capsys.readouterr().out)
     if stream == "cdrs":
         assert {r["uuid"] for r in records} == in_range(legs)

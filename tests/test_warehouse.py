@@ -149,15 +149,16 @@ def test_instants_and_days_follow_the_configured_zone(installed, serve, database
     }
 
 
-# --- The README's Meltano steps, run as written --------------------------------------
+# --- The documented Meltano steps, run as written --------------------------------------
 
 README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 EMULATOR_PORT = "8766"  # the README's and meltano.yml's; tests use a free one instead
 
 
-def readme_commands(name: str) -> list[str]:
-    """The shell lines of the README block between ``<!-- NAME: ... -->`` markers."""
-    text = README.read_text()
+def readme_commands(name: str, document: Path = README) -> list[str]:
+    """The shell lines of the block between ``<!-- NAME: ... -->`` markers."""
+    text = document.read_text()
     begin = text.index(f"<!-- {name}: run as written by tests/test_warehouse.py -->")
     block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
     code = block.split("```sh\n", 1)[1].split("```", 1)[0]
@@ -238,7 +239,7 @@ def test_the_readme_meltano_steps_work_as_written_and_a_range_rerun_keeps_the_bo
         if not line.startswith("scripts/")  # the server: this test's own (CI starts it)
     ]
     assert any(line.startswith("meltano run") for line in steps)
-    rerun = readme_commands("meltano range re-run")
+    rerun = readme_commands("meltano range re-run", OPERATIONS)
     state_id = next(line.split()[-1] for line in steps if line.startswith("meltano state get"))
 
     # The emulator keeps running in the background while the README's later steps run.

@@ -8,11 +8,10 @@ import pytest
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.io_base import SingerWriter as PlainWriter
 
-from tap_tenios import records
-from tap_tenios.client import TeniosStream
+from tap_tenios import reader, records
 from tap_tenios.emulator import TIMESTAMP_STYLES
 from tap_tenios.tap import TapTenios
-from tap_tenios.writer import BLOCK, SingerWriter
+from tap_tenios.writer import BLOCK, RecordOutput, SingerWriter
 
 from .helpers import make_config, parse_messages
 
@@ -42,8 +41,8 @@ def test_fast_and_plain_paths_write_the_same_messages(
         assert not set(deselect) & set(fast.records()[0])
 
     monkeypatch.setattr(TapTenios, "message_writer_class", PlainWriter)
-    monkeypatch.setattr(TeniosStream, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
-    monkeypatch.setattr(records, "to_record", records._convert)
+    monkeypatch.setattr(RecordOutput, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
+    monkeypatch.setattr(reader, "to_record", records._convert)
     plain = run_tap(config, streams=("cdrs", "cdr_counts"), deselect=deselect)
 
     assert comparable(fast) == comparable(plain)
