@@ -6,6 +6,7 @@ No SDK imports, so the transport (which raises most of them) stays free of the S
 from __future__ import annotations
 
 import json
+import signal
 
 
 class TapRunError(Exception):
@@ -28,6 +29,23 @@ class RunWideAPIError(TeniosAPIError):
     """A failure every request would meet: no point in running the other stream."""
 
     stops_run = True
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: the run stops where its output is whole, and exits non-zero.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` on the
+    way out may take it for a failure to handle.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number (143 for SIGTERM, 130 for SIGINT), as shells do."""
+        return 128 + self.signum
 
 
 class RunReport:

@@ -10,9 +10,12 @@ traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from singer_sdk import Stream, Tap
@@ -20,7 +23,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_tenios.errors import RunReport, TapRunError, redact
+from tap_tenios.errors import Interrupted, RunReport, TapRunError, redact
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.streams import CdrCountsStream, CdrsStream
 from tap_tenios.writer import SingerWriter
@@ -169,6 +172,19 @@ class TapTenios(Tap):
         super().__init__(*args, **kwargs)
         if (invoked := _INVOKED.get()) is not None:
             invoked.append(self)
+        if threading.current_thread() is threading.main_thread():
+            # In place of the SDK's handlers, which write the tap's state from inside
+            # the handler (after records still held, or in the middle of a block being
+            # written) and exit 0, as if the run had finished.
+            for stopping in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(stopping, self._stop)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop where the output is whole (see ``writer``)."""
+        if isinstance(self.message_writer, SingerWriter):
+            self.message_writer.stop(signum)  # at once, or once the block in hand is out
+            return
+        raise Interrupted(signum)
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -194,6 +210,13 @@ class TapTenios(Tap):
             debug = cls.logger.isEnabledFor(logging.DEBUG)
             cls.logger.error("%s", exc, exc_info=exc if debug else None)
             sys.exit(1)
+        except Interrupted as stop:
+            cls.logger.warning(
+                "The run was %s: the last STATE written covers every record before it; "
+                "the next run resumes from there.",
+                stop,
+            )
+            sys.exit(stop.exit_code)
         finally:
             _INVOKED.reset(token)
             for tap in invoked:

@@ -10,6 +10,13 @@ either, so the next run reads them again.
 Fewer writes matter beyond the system calls: every write releases the interpreter
 lock, and the thread writing records then waits behind the threads decoding pages
 to get it back.
+
+Stopping (SIGTERM, SIGINT): a block goes out whole or not at all, and never twice.
+A signal that arrives while a block is being written lets that write finish (to a
+slow reader, that is when the reader has taken it) and stops the run right after;
+any other moment, at once. Nothing is written after it: the last STATE on stdout
+was written after every record it covers, so the next run, resuming from it, loses
+nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from typing_extensions import override
+
+from tap_tenios.errors import Interrupted
 
 #: Bytes of RECORD lines held before they are written without waiting for a STATE.
 BLOCK = 1 << 20
@@ -79,10 +88,23 @@ class SingerWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self._block = bytearray()
+        self._writing = False
+        #: The signal that stopped the run, if one did: nothing is written after it.
+        self.stopped_by: int | None = None
         atexit.register(self._drain_at_exit)
+
+    def stop(self, signum: int) -> None:
+        """Stop the run for a signal (called by the handler, on the main thread):
+        at once, or, in the middle of a block, as soon as the block is written.
+        """
+        self.stopped_by = signum
+        if not self._writing:
+            raise Interrupted(signum)
 
     @override
     def write_message(self, message: Message) -> None:
+        if self.stopped_by is not None:
+            return
         self._block += self.format_message(message)
         if not isinstance(message, RecordMessage):
             self.drain()
@@ -90,22 +112,33 @@ class SingerWriter(MsgSpecWriter):
             self._write()
 
     def drain(self) -> None:
-        """Write and flush what is held."""
+        """Write and flush what is held (nothing, once a signal stopped the run)."""
+        if self.stopped_by is not None:
+            return
         if self._block:
             self._write()
         sys.stdout.flush()
 
     def _write(self) -> None:
-        """Write the whole block. An unbuffered stdout (``PYTHONUNBUFFERED``, set in
-        many container images) is the raw file, whose one write may take only part of
-        a block (a signal during a write to a full pipe): the rest is written after.
+        """Write the whole block and flush it, then stop if a signal came meanwhile.
+
+        An unbuffered stdout (``PYTHONUNBUFFERED``, set in many container images) is
+        the raw file, whose one write may take only part of a block (a signal during a
+        write to a full pipe): the rest is written after.
         """
         out = sys.stdout.buffer
-        with memoryview(self._block) as block:
-            done = 0
-            while done < len(block):
-                done += out.write(block[done:]) or 0
-        self._block.clear()
+        self._writing = True
+        try:
+            with memoryview(self._block) as block:
+                done = 0
+                while done < len(block):
+                    done += out.write(block[done:]) or 0
+            out.flush()
+        finally:
+            self._block.clear()
+            self._writing = False
+        if self.stopped_by is not None:
+            raise Interrupted(self.stopped_by)
 
     def _drain_at_exit(self) -> None:
         """Records emitted by a run that ended without a STATE still reach the target."""
