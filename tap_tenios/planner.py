@@ -224,14 +224,41 @@ def top_windows(settings: Settings, begin: datetime, end: datetime) -> Iterator[
         yield from iter_windows(lower, upper, settings.window, settings.start)
 
 
-def count_days(settings: Settings, bookmark: str | None, now: datetime) -> list[LocalDay]:
+@dataclass(frozen=True)
+class CountedDay:
+    """A local day as ``cdr_counts`` counts it: the day, and the part of it counted."""
+
+    day: LocalDay
+    counted: Window
+
+    @property
+    def date(self) -> str:
+        """The local date, ``YYYY-MM-DD``."""
+        return self.day.day.isoformat()
+
+    @property
+    def whole(self) -> bool:
+        return self.counted == self.day.window
+
+
+def count_days(settings: Settings, bookmark: str | None, now: datetime) -> list[CountedDay]:
     """The local days a ``cdr_counts`` run counts: from ``start_date``'s day, or as
     many days before the bookmark as the lookback spans, to the run's end.
+
+    Each day is counted over the part of it that ``cdrs`` extracts: from
+    ``start_date`` where the extraction begins within the day, to ``end_date`` or now
+    where it ends within the day. A count over the whole local day would include
+    calls outside the extracted range (every real account has calls before and after
+    any range), and those days would never reconcile with the loaded legs.
     """
     zone = settings.timezone
+    end = settings.run_end(now)
     first = local_date(settings.start, zone)
     if bookmark:
         recount = math.ceil(settings.lookback / timedelta(days=1))
         first = max(first, parse_setting(bookmark).date() - timedelta(days=recount))
-    last = local_date(settings.run_end(now) - timedelta(microseconds=1), zone)
-    return list(local_days(first, last, zone))
+    last = local_date(end - timedelta(microseconds=1), zone)
+    return [
+        CountedDay(day, Window(max(day.window.start, settings.start), min(day.window.end, end)))
+        for day in local_days(first, last, zone)
+    ]

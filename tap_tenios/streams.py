@@ -38,7 +38,13 @@ from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
 from tap_tenios.errors import RunReport, TapRunError, api_error
-from tap_tenios.planner import bookmark_problem, cdrs_range, count_days, top_windows
+from tap_tenios.planner import (
+    CountedDay,
+    bookmark_problem,
+    cdrs_range,
+    count_days,
+    top_windows,
+)
 from tap_tenios.progress import Progress
 from tap_tenios.reader import WindowRead, count_window, read_windows
 from tap_tenios.records import RecordError, decimal_string
@@ -46,7 +52,6 @@ from tap_tenios.scheduler import ordered_map
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
 from tap_tenios.windows import (
-    LocalDay,
     format_request,
     format_utc,
     parse_setting,
@@ -368,18 +373,28 @@ class CdrCountsStream(TeniosStream):
         th.Property(
             "start_date_from",
             th.DateTimeType,
-            description="The day's first instant, UTC (inclusive).",
+            description="The first instant counted, UTC (inclusive): the day's start, or "
+            "start_date where the extraction begins within the day.",
         ),
         th.Property(
             "start_date_to",
             th.DateTimeType,
-            description="The next day's first instant, UTC (exclusive).",
+            description="The end of the counted period, UTC (exclusive): the next day's "
+            "start, or the run's end (end_date or now) where the extraction ends within "
+            "the day.",
+        ),
+        th.Property(
+            "whole_day",
+            th.BooleanType,
+            description="Whether the whole local day was counted: false for the days the "
+            "extraction begins or ends within (start_date, end_date, today), whose count "
+            "covers only [start_date_from, start_date_to), as the loaded legs do.",
         ),
         th.Property(
             "total_items",
             th.IntegerType,
-            description="CDRs (legs) that started that day, as the API counts them; "
-            "today's is partial and recounted next run.",
+            description="CDRs (legs) that started in the counted period, as the API counts "
+            "them; today's is partial and recounted next run.",
         ),
     ).to_dict()
 
@@ -402,14 +417,15 @@ class CdrCountsStream(TeniosStream):
             if progress.advance(done):
                 self.log_progress(day, progress)
             yield {
-                "date": day.day.isoformat(),
+                "date": day.date,
                 "timezone": zone.key,
-                "start_date_from": format_utc(day.window.start),
-                "start_date_to": format_utc(day.window.end),
+                "start_date_from": format_utc(day.counted.start),
+                "start_date_to": format_utc(day.counted.end),
+                "whole_day": day.whole,
                 "total_items": total,
             }
 
-    def log_progress(self, day: LocalDay, progress: Progress) -> None:
+    def log_progress(self, day: CountedDay, progress: Progress) -> None:
         """A line every ``EVERY_DAYS`` days or ``EVERY_SECONDS`` seconds, and at the end,
         so a long count (a year of days) never looks hung.
         """
@@ -417,11 +433,11 @@ class CdrCountsStream(TeniosStream):
             "cdr_counts: %d of %d day(s) counted, up to %s; %s",
             progress.done,
             progress.total,
-            day.day.isoformat(),
+            day.date,
             progress.timing(),
         )
 
-    def count_day(self, day: LocalDay) -> int:
-        """The whole local day's count (two requests on a 25-hour day)."""
-        where = f"day {day.day.isoformat()} {day.window.describe()}"
-        return count_window(self.transport, day.window, where)
+    def count_day(self, day: CountedDay) -> int:
+        """The day's count, over the part of it counted (two requests on a 25-hour day)."""
+        where = f"day {day.date} {day.counted.describe()}"
+        return count_window(self.transport, day.counted, where)

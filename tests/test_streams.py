@@ -21,12 +21,14 @@ from tap_tenios.emulator import (
     generate,
     make_call,
 )
+from tap_tenios.settings import utc_now
 from tap_tenios.streams import DECIMAL_COST
 from tap_tenios.tap import TapTenios
 from tap_tenios.windows import format_utc
 
 from .helpers import (
     END,
+    START,
     UTC,
     dataset,
     in_range,
@@ -187,12 +189,23 @@ def test_an_incremental_run_with_nothing_new_keeps_the_bookmark(serve, run_tap, 
     assert second.final_state["bookmarks"]["cdrs"] == first.final_state["bookmarks"]["cdrs"]
 
 
-def local_counts(legs, zone: ZoneInfo) -> Counter[str]:
-    return Counter(leg.start.astimezone(zone).date().isoformat() for leg in legs)
+def local_counts(
+    legs, zone: ZoneInfo, start: datetime = START, end: datetime = END
+) -> Counter[str]:
+    """Legs per local day, of those that start in ``[start, end)`` (the extracted range)."""
+    return Counter(
+        leg.start.astimezone(zone).date().isoformat() for leg in legs if start <= leg.start < end
+    )
+
+
+def around(days_before: int = 2, days_after: int = 2) -> list[Leg]:
+    """The test range's calls, and calls before and after it, as a real account has."""
+    return generate(START - timedelta(days=days_before), END + timedelta(days=days_after), 40)
 
 
 @pytest.mark.parametrize("bounds", BOUNDS)
-def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, legs, bounds):
+def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, bounds):
+    legs = around()
     emulator = serve(legs, bounds=bounds)
     run = run_tap(make_config(emulator.url, timezone="Europe/Berlin"), streams=("cdr_counts",))
     rows = run.records("cdr_counts")
@@ -201,8 +214,68 @@ def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, legs, bou
     for row in rows:
         assert row["total_items"] == expected[row["date"]], row
         assert row["timezone"] == "Europe/Berlin"
-    assert rows[0]["start_date_from"] == "2024-02-29T23:00:00.000000Z"
-    assert rows[0]["start_date_to"] == rows[1]["start_date_from"]
+    assert rows[1]["start_date_from"] == "2024-03-01T23:00:00.000000Z"
+    assert rows[1]["start_date_to"] == rows[2]["start_date_from"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "last"),
+    [
+        # The extraction [2024-03-01T00:00Z, 2024-03-04T00:00Z) in local days.
+        (
+            "UTC",
+            ("2024-03-01", "00:00", "2024-03-02T00:00"),
+            ("2024-03-03", "00:00", "2024-03-04T00:00"),
+        ),
+        (
+            "Europe/Berlin",
+            ("2024-03-01", "00:00", "2024-03-01T23:00"),
+            ("2024-03-04", "23:00", "2024-03-04T00:00"),
+        ),
+        (
+            "America/New_York",
+            ("2024-02-29", "00:00", "2024-03-01T05:00"),
+            ("2024-03-03", "05:00", "2024-03-04T00:00"),
+        ),
+    ],
+)
+def test_days_the_extraction_begins_or_ends_within_are_counted_where_it_extracts(
+    serve, run_tap, zone, first, last
+):
+    """A real account has calls before and after any range: the first and last local
+    days are counted over the part the legs are extracted from, and marked partial."""
+    legs = around()
+    emulator = serve(legs)
+    config = make_config(emulator.url, timezone=zone)
+    run = run_tap(config, streams=("cdrs", "cdr_counts"))
+    rows = run.records("cdr_counts")
+    head, tail = rows[0], rows[-1]
+    assert (head["date"], head["start_date_from"][11:16], head["start_date_to"][:16]) == first
+    assert (tail["date"], tail["start_date_from"][11:16], tail["start_date_to"][:16]) == last
+    assert head["start_date_from"] == "2024-03-01T00:00:00.000000Z"
+    assert tail["start_date_to"] == "2024-03-04T00:00:00.000000Z"
+    whole = [r["whole_day"] for r in rows]
+    assert whole == [zone == "UTC"] + [True] * (len(rows) - 2) + [zone == "UTC"]
+    # Every row, whole or not, counts exactly the loaded legs of its own period.
+    stamps = [r["start_stamp"] for r in run.records()]
+    for row in rows:
+        inside = [s for s in stamps if row["start_date_from"] <= s < row["start_date_to"]]
+        assert row["total_items"] == len(inside), row
+    assert sum(r["total_items"] for r in rows) == len(stamps) == len(in_range(legs))
+
+
+def test_today_is_counted_up_to_now_and_marked_partial(serve, run_tap):
+    now = utc_now()
+    legs = generate(now - timedelta(days=2), now + timedelta(days=1), 30, seed=2)
+    emulator = serve(legs, now=now)
+    config = make_config(
+        emulator.url, start_date=(now - timedelta(days=1)).date().isoformat(), end_date=None
+    )
+    rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
+    today = rows[-1]
+    assert today["date"] == now.date().isoformat() and not today["whole_day"]
+    assert today["start_date_to"] >= format_utc(now)
+    assert today["start_date_to"] < format_utc(now + timedelta(minutes=5))
 
 
 def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
@@ -220,8 +293,9 @@ def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
         timezone="Europe/Berlin",
     )
     rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
-    assert [r["date"] for r in rows] == ["2024-10-27"]
-    assert rows[0]["total_items"] == local_counts(legs, zone)["2024-10-27"]
+    assert [(r["date"], r["whole_day"]) for r in rows] == [("2024-10-27", True)]
+    counted = local_counts(legs, zone, start, start + timedelta(hours=25))["2024-10-27"]
+    assert rows[0]["total_items"] == counted
     count_bodies = [b for b in emulator.emulator.stats.bodies if "page" not in b]
     assert len(count_bodies) == 2
 
