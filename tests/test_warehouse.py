@@ -133,20 +133,20 @@ def test_instants_and_days_follow_the_configured_zone(installed, serve, database
     counts = query(
         database,
         """
-        SELECT date::text, start_date_from, total_items FROM tenios.cdr_counts ORDER BY date
+        SELECT date::text, start_date_from, whole_day, total_items
+        FROM tenios.cdr_counts ORDER BY date
     """,
     )
-    assert counts[0][0] == "2024-03-01"
-    assert counts[0][1] == datetime(2024, 2, 29, 23, 0)  # Berlin midnight, as UTC
+    # Berlin's 2024-03-01 began at 23:00 UTC the day before; the extraction begins at
+    # start_date (00:00 UTC), so the day is counted from there, and marked partial.
+    assert counts[0][:3] == ("2024-03-01", datetime(2024, 3, 1, 0, 0), False)
+    assert counts[1][1:3] == (datetime(2024, 3, 1, 23, 0), True)  # Berlin midnight, as UTC
     local = Counter(
         (leg.start + timedelta(hours=1)).date().isoformat()
         for leg in legs
         if leg.uuid in in_range(legs)
     )
-    # The last Berlin day (03-04) also holds legs after END (UTC 23:00 onwards).
-    assert {d: n for d, _, n in counts if d != "2024-03-04"} == {
-        d: n for d, n in local.items() if d != "2024-03-04"
-    }
+    assert {d: n for d, _, _, n in counts} == dict(local)
 
 
 # --- The documented Meltano steps, run as written --------------------------------------
