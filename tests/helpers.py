@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +59,7 @@ __all__ = [
     "Run",
     "dataset",
     "edge_legs",
+    "free_port",
     "in_range",
     "item",
     "load_script",
@@ -334,6 +336,13 @@ def run_until(
     process.wait(timeout=60)
     # A killed process may leave half a line: it was never a message.
     return parse_messages("".join(line for line in lines if line.endswith("\n")))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def load_script(name: str) -> Any:

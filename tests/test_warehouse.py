@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,7 +26,18 @@ import pytest
 
 from tap_tenios.emulator import Leg, generate, make_call
 
-from .helpers import END, MELTANO, PG_DSN, ROOT, dataset, in_range, meltano, pipeline_env, query
+from .helpers import (
+    END,
+    MELTANO,
+    PG_DSN,
+    ROOT,
+    dataset,
+    free_port,
+    in_range,
+    meltano,
+    pipeline_env,
+    query,
+)
 
 UTC = timezone.utc
 
@@ -163,12 +173,6 @@ def readme_commands(name: str, document: Path = README) -> list[str]:
     block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
     code = block.split("```sh\n", 1)[1].split("```", 1)[0]
     return [line for line in code.splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop_group(group: int) -> None:
