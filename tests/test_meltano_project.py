@@ -1,12 +1,18 @@
-"""``meltano.yml``: in step with the tap, and every job, schedule and utility resolves."""
+"""``meltano.yml``: in step with the tap, every job, schedule and utility resolves, and a
+failure reads under Meltano as the tap says it."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from .helpers import load_script, meltano
+from .helpers import KEY, MELTANO, ROOT, load_script, meltano, pipeline_env
 
 readme_tables = load_script("readme_tables")
 MELTANO_YML = readme_tables.MELTANO_YML
@@ -68,3 +74,54 @@ def test_every_job_ends_with_the_production_dbt_build_of_its_warehouse():
             "unit_test",
         ]
         assert commands["build-with-unit-tests"]["args"] == "build"
+
+
+@pytest.mark.meltano
+def test_a_rejected_keys_final_line_reaches_meltanos_log_at_error(serve, legs, tmp_path):
+    """``structured-logging``: Meltano keeps the level of each tap log line (without
+    it, every line a plugin writes is logged at info)."""
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    meltano("install", "--plugin-type=loader", "target-jsonl")
+    emulator = serve(legs, access_key="another-key")
+    env = {**pipeline_env(tmp_path, emulator.url), "TARGET_JSONL_DESTINATION_PATH": str(tmp_path)}
+    assert MELTANO is not None
+    done = subprocess.run(
+        [MELTANO, "run", "tap-tenios", "target-jsonl"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode != 0
+    (reason,) = [line for line in done.stderr.splitlines() if "rejected the access key" in line]
+    assert re.search(r"\[error\s*\] tap-tenios\s+The Tenios API rejected the access key", reason)
+    assert KEY not in done.stderr
+
+
+def documented_commands(path: Path, name: str) -> list[str]:
+    """The shell lines of the block between ``<!-- NAME: ... -->`` markers in ``path``."""
+    text = path.read_text()
+    begin = text.index(f"<!-- {name}: run as written by tests/test_meltano_project.py -->")
+    block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
+    code = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in code.splitlines() if line.strip()]
+
+
+@pytest.mark.meltano
+def test_meltano_config_test_works_as_documented(serve, legs, tmp_path):
+    """Against the emulator, as the emulator environment sets it up (its key; the port
+    is this test's own). ``meltano config`` ignores ``default_environment``, so the
+    command names the environment."""
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    emulator = serve(legs, access_key="demo-access-key")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TENIOS_", "MELTANO_"))}
+    env |= {
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_API_URL": emulator.url,
+    }
+    (command,) = documented_commands(ROOT / "docs" / "troubleshooting.md", "config test")
+    assert command.split()[0] == "meltano"
+    done = meltano(*shlex.split(command)[1:], env=env)
+    assert "Plugin configuration is valid" in done.stdout + done.stderr
