@@ -356,20 +356,26 @@ def load_script(name: str) -> Any:
     return module
 
 
-def meltano(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``meltano ARGS`` in this project (its ``meltano.yml``), which must succeed."""
+def meltano(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    succeeds: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``meltano ARGS`` in this project (its ``meltano.yml``) or the one in ``cwd``;
+    it must succeed, or with ``succeeds=False`` fail."""
     if MELTANO is None:
         pytest.skip("meltano is not installed (pip install -e '.[dev]')")
     done = subprocess.run(
         [MELTANO, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.returncode == 0) == succeeds, done.stderr[-4000:]
     return done
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from .helpers import END, KEY, MELTANO, ROOT, START, load_script
+from .helpers import END, KEY, ROOT, START, load_script, meltano
 
 readme_tables = load_script("readme_tables")
 yaml = pytest.importorskip("yaml")  # the SDK's own dependency
@@ -40,36 +38,30 @@ def test_meltano_yml_declares_the_capabilities_the_tap_does():
     assert sorted(tap["capabilities"]) == sorted(readme_tables.about_all()["capabilities"])
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
-
-
 @pytest.mark.meltano
 def test_a_fresh_meltano_project_adds_installs_and_runs_the_tap_from_it(serve, legs, tmp_path):
     """``meltano init``, ``meltano add --from-ref`` with the package from this checkout,
     every setting listed, and the tap reading an emulator through Meltano."""
-    if MELTANO is None:
-        pytest.skip("meltano is not installed (pip install -e '.[dev]')")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TENIOS_", "MELTANO_"))}
     env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    run([MELTANO, "init", "pipeline", "--no_usage_stats"], tmp_path, env)
+    meltano("init", "pipeline", "--no_usage_stats", env=env, cwd=tmp_path)
     project = tmp_path / "pipeline"
     definition = yaml.safe_load(readme_tables.HUB_DEFINITION.read_text())
     definition["pip_url"] = str(ROOT)  # the package as this checkout builds it
     reference = tmp_path / "tap-tenios.yml"
     reference.write_text(yaml.safe_dump(definition))
 
-    run(
-        [MELTANO, "add", "--plugin-type=extractor", "tap-tenios", "--from-ref", str(reference)],
-        project,
-        env,
+    meltano(
+        "add",
+        "--plugin-type=extractor",
+        "tap-tenios",
+        "--from-ref",
+        str(reference),
+        env=env,
+        cwd=project,
     )
 
-    listed = run([MELTANO, "config", "list", "tap-tenios", "--all"], project, env).stdout
+    listed = meltano("config", "list", "tap-tenios", "--all", env=env, cwd=project).stdout
     names = {line.split(" [env:")[0] for line in listed.splitlines() if " [env: " in line}
     assert names == set(readme_tables.about())
     emulator = serve(legs)
@@ -79,7 +71,7 @@ def test_a_fresh_meltano_project_adds_installs_and_runs_the_tap_from_it(serve, l
         "TAP_TENIOS_START_DATE": START.isoformat(),
         "TAP_TENIOS_END_DATE": END.isoformat(),
     }
-    out = run([MELTANO, "invoke", "tap-tenios"], project, {**env, **settings}).stdout
+    out = meltano("invoke", "tap-tenios", env={**env, **settings}, cwd=project).stdout
     records = [json.loads(line) for line in out.splitlines() if '"type":"RECORD"' in line]
     cdrs = {record["record"]["uuid"] for record in records if record["stream"] == "cdrs"}
     assert cdrs == {leg.uuid for leg in legs if START <= leg.start < END}

@@ -7,12 +7,11 @@ import json
 import os
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import KEY, MELTANO, ROOT, load_script, meltano, pipeline_env
+from .helpers import KEY, ROOT, load_script, meltano, pipeline_env
 
 readme_tables = load_script("readme_tables")
 MELTANO_YML = readme_tables.MELTANO_YML
@@ -84,17 +83,7 @@ def test_a_rejected_keys_final_line_reaches_meltanos_log_at_error(serve, legs, t
     meltano("install", "--plugin-type=loader", "target-jsonl")
     emulator = serve(legs, access_key="another-key")
     env = {**pipeline_env(tmp_path, emulator.url), "TARGET_JSONL_DESTINATION_PATH": str(tmp_path)}
-    assert MELTANO is not None
-    done = subprocess.run(
-        [MELTANO, "run", "tap-tenios", "target-jsonl"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode != 0
+    done = meltano("run", "tap-tenios", "target-jsonl", env=env, succeeds=False)
     (reason,) = [line for line in done.stderr.splitlines() if "rejected the access key" in line]
     assert re.search(r"\[error\s*\] tap-tenios\s+The Tenios API rejected the access key", reason)
     assert KEY not in done.stderr
