@@ -366,7 +366,7 @@ def machine(runs: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="write docs/performance.md")
     args = parser.parse_args()
     try:

@@ -5,7 +5,9 @@
 
 ``settings``: from ``tap-tenios --about --format=markdown``; the same settings, with
 their descriptions and defaults, are written into ``meltano.yml`` (the extractor's
-``settings:``), so the two never drift.
+``settings:``) and into the plugin definition in Meltano Hub's format
+(``hub/extractors/tap-tenios/tap-tenios.yml``, for ``meltano add --from-ref`` in a
+project of one's own), with the capabilities ``--about`` declares, so none of them drift.
 ``column types``: what each declared loader would create per field, computed offline
 inside the loaders' own virtualenvs (``meltano install --plugin-type=loader`` first).
 """
@@ -28,6 +30,30 @@ MELTANO_MARKERS = (
     "    # settings: generated from `tap-tenios --about` by scripts/readme_tables.py\n",
     "    # end of generated settings\n",
 )
+#: The extractor's definition as Meltano Hub keeps one (``_data/meltano/extractors/
+#: <name>/<variant>.yml`` in the Hub's repository).
+HUB_VARIANT = "tap-tenios"
+HUB_DEFINITION = ROOT / "hub" / "extractors" / "tap-tenios" / f"{HUB_VARIANT}.yml"
+#: What ``--about`` cannot say: where the package comes from and what the source is.
+HUB_METADATA: dict[str, Any] = {
+    "domain_url": "https://www.tenios.de/",
+    "executable": "tap-tenios",
+    "keywords": ["meltano_sdk", "api", "telephony", "cdr"],
+    "label": "Tenios",
+    "maintenance_status": "active",
+    "namespace": "tap_tenios",
+    "pip_url": "tap-tenios",
+    "variant": HUB_VARIANT,
+    # The bundled emulator, from the same package: `meltano invoke tap-tenios:emulator`.
+    "commands": {
+        "emulator": {
+            "executable": "tap-tenios-emulator",
+            "args": "--port 8766 --access-key demo-access-key",
+            "description": "A local Tenios API with three weeks of synthetic calls from "
+            "2024-01-01 (api_url http://127.0.0.1:8766, access_key demo-access-key).",
+        }
+    },
+}
 #: Labels Meltano shows, where the setting's name does not say it well enough.
 LABELS = {
     "api_url": "API URL",
@@ -68,10 +94,15 @@ def settings_table() -> str:
     return match.group(1).strip()
 
 
+def about_all() -> dict[str, Any]:
+    """``tap-tenios --about --format=json``."""
+    about: dict[str, Any] = json.loads(tap("--about", "--format=json"))
+    return about
+
+
 def about() -> dict[str, Any]:
     """The tap's settings as ``--about`` describes them: ``{name: JSON schema}``."""
-    settings: dict[str, Any] = json.loads(tap("--about", "--format=json"))["settings"]
-    return dict(settings["properties"])
+    return dict(about_all()["settings"]["properties"])
 
 
 def meltano_kind(schema: dict[str, Any]) -> str:
@@ -80,25 +111,77 @@ def meltano_kind(schema: dict[str, Any]) -> str:
     return next(t for t in schema["type"] if t != "null")
 
 
+def setting_definitions() -> list[dict[str, Any]]:
+    """Each setting as Meltano defines one (name, kind, value, sensitive, label,
+    description, options), in the order ``--about`` lists them.
+    """
+    settings = []
+    for name, schema in about().items():
+        setting: dict[str, Any] = {"name": name, "kind": meltano_kind(schema)}
+        if schema.get("default") is not None:
+            setting["value"] = schema["default"]
+        if schema.get("secret"):
+            setting["sensitive"] = True
+        setting["label"] = (
+            LABELS.get(name) or schema.get("title") or name.replace("_", " ").capitalize()
+        )
+        setting["description"] = schema["description"]
+        if "enum" in schema:
+            setting["options"] = [
+                {"label": option.capitalize(), "value": option} for option in schema["enum"]
+            ]
+        settings.append(setting)
+    return settings
+
+
 def meltano_settings() -> str:
     """The extractor's ``settings:`` entries for ``meltano.yml``, from ``--about``."""
     lines = []
-    for name, schema in about().items():
-        label = LABELS.get(name) or schema.get("title") or name.replace("_", " ").capitalize()
-        lines += [f"    - name: {name}", f"      kind: {meltano_kind(schema)}"]
-        if schema.get("default") is not None:
-            lines.append(f"      value: {json.dumps(schema['default'])}")
-        if schema.get("secret"):
+    for setting in setting_definitions():
+        lines += [f"    - name: {setting['name']}", f"      kind: {setting['kind']}"]
+        if "value" in setting:
+            lines.append(f"      value: {json.dumps(setting['value'])}")
+        if setting.get("sensitive"):
             lines.append("      sensitive: true")
         lines += [
-            f"      label: {label}",
-            f"      description: {json.dumps(schema['description'])}",
+            f"      label: {setting['label']}",
+            f"      description: {json.dumps(setting['description'])}",
         ]
-        if "enum" in schema:
-            lines.append("      options:")
-            for option in schema["enum"]:
-                lines += [f"      - label: {option.capitalize()}", f"        value: {option}"]
+        for option in setting.get("options", []):
+            if option is setting["options"][0]:
+                lines.append("      options:")
+            lines += [f"      - label: {option['label']}", f"        value: {option['value']}"]
     return "\n".join(lines) + "\n"
+
+
+def hub_definition() -> str:
+    """The extractor's plugin definition in Meltano Hub's format, from ``--about``.
+
+    As the Hub writes them: keys and settings in alphabetical order, a secret as
+    ``kind: password`` with ``sensitive: true``.
+    """
+    import yaml  # the SDK's own dependency
+
+    about = about_all()
+    settings = []
+    for setting in setting_definitions():
+        if setting.get("sensitive"):
+            setting["kind"] = "password"
+        settings.append(setting)
+    definition = {
+        **HUB_METADATA,
+        "name": about["name"],
+        "description": about["description"],
+        "capabilities": sorted(about["capabilities"]),
+        "settings": sorted(settings, key=lambda setting: setting["name"]),
+        "settings_group_validation": [about["settings"]["required"]],
+    }
+    header = (
+        "# Generated from `tap-tenios --about` by scripts/readme_tables.py: do not edit.\n"
+        "# Meltano Hub's format; in a project of your own:\n"
+        "#   meltano add --plugin-type=extractor tap-tenios --from-ref <this file>\n"
+    )
+    return header + yaml.safe_dump(definition, sort_keys=True, allow_unicode=True, width=88)
 
 
 def meltano_section(text: str) -> str:
@@ -190,6 +273,8 @@ def main() -> None:
     text = MELTANO_YML.read_text()
     old = meltano_section(text)
     MELTANO_YML.write_text(text.replace(old, meltano_settings(), 1))
+    HUB_DEFINITION.parent.mkdir(parents=True, exist_ok=True)
+    HUB_DEFINITION.write_text(hub_definition())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +59,7 @@ __all__ = [
     "Run",
     "dataset",
     "edge_legs",
+    "free_port",
     "in_range",
     "item",
     "load_script",
@@ -336,6 +338,13 @@ def run_until(
     return parse_messages("".join(line for line in lines if line.endswith("\n")))
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def load_script(name: str) -> Any:
     """A module from ``scripts/`` (they are not part of the package)."""
     path = ROOT / "scripts" / f"{name}.py"
@@ -347,20 +356,26 @@ def load_script(name: str) -> Any:
     return module
 
 
-def meltano(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``meltano ARGS`` in this project (its ``meltano.yml``), which must succeed."""
+def meltano(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    succeeds: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``meltano ARGS`` in this project (its ``meltano.yml``) or the one in ``cwd``;
+    it must succeed, or with ``succeeds=False`` fail."""
     if MELTANO is None:
         pytest.skip("meltano is not installed (pip install -e '.[dev]')")
     done = subprocess.run(
         [MELTANO, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.returncode == 0) == succeeds, done.stderr[-4000:]
     return done
 
 
