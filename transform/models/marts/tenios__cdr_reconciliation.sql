@@ -1,4 +1,4 @@
--- One row per cdr_counts row: the API's count against the legs in the warehouse.
+-- One row per cdr_counts row of every account: the API's count against the legs in the warehouse.
 with counts as (
 
     select * from {{ ref('stg_tenios__cdr_counts') }}
@@ -7,13 +7,14 @@ with counts as (
 
 legs as (
 
-    select leg_id, started_at from {{ ref('stg_tenios__cdr_legs') }}
+    select account, leg_id, started_at from {{ ref('tenios__legs') }}
 
 ),
 
 compared as (
 
     select
+        counts.account,
         counts.count_date,
         counts.timezone,
         counts.window_start_at,
@@ -22,9 +23,11 @@ compared as (
         count(legs.leg_id) as loaded_leg_count
     from counts
     left join legs
-        on legs.started_at >= counts.window_start_at
+        on legs.account = counts.account
+        and legs.started_at >= counts.window_start_at
         and legs.started_at < counts.window_end_at
     group by
+        counts.account,
         counts.count_date,
         counts.timezone,
         counts.window_start_at,
