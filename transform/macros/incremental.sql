@@ -13,7 +13,8 @@
   {%- elif mode == 'full' -%}
     {{ return(false) }}
   {%- endif -%}
-  {{ return(is_incremental()) }}
+  {#- A unit test without an is_incremental override has no relation to look for. -#}
+  {{ return(this is not none and is_incremental()) }}
 {%- endmacro %}
 
 

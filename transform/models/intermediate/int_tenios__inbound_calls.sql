@@ -1,7 +1,8 @@
 -- Inbound calls with whether each started within its service number's opening hours
 -- (in the schedule's own zone; a number without opening hours is always open) and the
--- local interval (tenios_interval_minutes) it started in. Ephemeral: the KPI marts'
--- common input, so opening hours apply without rebuilding tenios__calls.
+-- local interval (tenios_interval_minutes) it started in. A view: the KPI marts'
+-- common input, so a change of opening hours applies without rebuilding tenios__calls.
+{{ config(materialized='view') }}
 {%- set minutes = var('tenios_interval_minutes') %}
 {%- if minutes not in [15, 30, 60] %}
   {{ exceptions.raise_compiler_error("tenios_interval_minutes must be 15, 30 or 60, not " ~ minutes) }}
@@ -14,9 +15,20 @@ with calls as (
 
 ),
 
+-- The var tenios_opening_hours names the seed (or model) of opening hours; a blank
+-- account means every account, times become minutes after local midnight.
 hours as (
 
-    select * from {{ ref('int_tenios__opening_hours') }}
+    select
+        nullif(trim(cast(account as {{ dbt.type_string() }})), '') as account,
+        cast(service_number as {{ dbt.type_string() }}) as service_number,
+        cast(weekday as {{ dbt.type_int() }}) as weekday,
+        cast(substr(opens_at, 1, 2) as {{ dbt.type_int() }}) * 60
+            + cast(substr(opens_at, 4, 2) as {{ dbt.type_int() }}) as opens_minute,
+        cast(substr(closes_at, 1, 2) as {{ dbt.type_int() }}) * 60
+            + cast(substr(closes_at, 4, 2) as {{ dbt.type_int() }}) as closes_minute,
+        cast(timezone as {{ dbt.type_string() }}) as timezone
+    from {{ ref(var('tenios_opening_hours')) }}
 
 ),
 
@@ -40,7 +52,28 @@ zoned as (
 )
 
 select
-    zoned.*,
+    account,
+    call_id,
+    service_number,
+    started_at,
+    start_date_local,
+    start_hour_local,
+    start_weekday_local,
+    {{ dbt.dateadd(
+        'minute',
+        'cast(floor(' ~ tenios_minute_of_day('started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
+            ~ dbt.type_int() ~ ') * ' ~ minutes,
+        'cast(start_date_local as ' ~ dbt.type_timestamp() ~ ')',
+    ) }} as interval_start_local,
+    outcome,
+    is_answered,
+    is_answered_by_person,
+    is_ner_effective,
+    wait_seconds,
+    talk_seconds,
+    total_cost,
+    opening_hours_timezone,
+    started_at_schedule,
     opening_hours_timezone is null or exists (
         select 1
         from hours
@@ -49,11 +82,5 @@ select
             and hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
             and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= hours.opens_minute
             and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < hours.closes_minute
-    ) as is_within_opening_hours,
-    {{ dbt.dateadd(
-        'minute',
-        'cast(floor(' ~ tenios_minute_of_day('started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
-            ~ dbt.type_int() ~ ') * ' ~ minutes,
-        'cast(start_date_local as ' ~ dbt.type_timestamp() ~ ')',
-    ) }} as interval_start_local
+    ) as is_within_opening_hours
 from zoned
