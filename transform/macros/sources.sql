@@ -5,10 +5,17 @@
   the one schema tenios_schema is read through source() as before.
 #}
 
-{# The accounts: [{schema, account, database}], from tenios_sources or tenios_schema. #}
+{#
+  The accounts: [{schema, account, database}], from tenios_sources (a list, or the
+  same as YAML text, e.g. from the environment's TENIOS_SOURCES) or tenios_schema.
+#}
 {% macro tenios_accounts() -%}
+  {%- set sources = var('tenios_sources') -%}
+  {%- if sources is string -%}
+    {%- set sources = fromyaml(sources) -%}
+  {%- endif -%}
   {%- set accounts = [] -%}
-  {%- for entry in (var('tenios_sources') or [{'schema': var('tenios_schema')}]) -%}
+  {%- for entry in (sources or [{'schema': var('tenios_schema')}]) -%}
     {%- do accounts.append({
         'schema': entry['schema'],
         'account': entry.get('account') or entry['schema'],
