@@ -24,11 +24,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
 from tap_tenios.emulator import Leg, generate
+from tap_tenios.emulator.data import generate_outbound
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT = ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt"
@@ -137,7 +139,7 @@ def late_copies(legs: list[Leg], since: datetime) -> list[Leg]:
     copies = []
     for leg in legs:
         if leg.start >= since and leg.fields["billusec"]:
-            fields = {**leg.fields, "cost": leg.fields["cost"] + 1 / 10_000}  # type: ignore[operator]
+            fields = {**leg.fields, "cost": Decimal(str(leg.fields["cost"])) + Decimal("0.0001")}
             copies.append(Leg(leg.uuid, leg.start, leg.visible_at, fields, leg.outcome))
     return copies
 
@@ -164,6 +166,7 @@ def main() -> None:
     }
     print(f"Generating {args.days} days of calls ({calls_per_day} a day) ...", flush=True)
     legs = generate(START, end, calls_per_day, seed=7)
+    legs += generate_outbound(START, end, calls_per_day // 10, seed=9)
     loaded = load_duckdb(warehouse, legs)
     roles = Counter(str(leg.fields["call_type"]) for leg in legs)
     print(f"    {loaded} legs ({', '.join(f'{k} {v}' for k, v in sorted(roles.items()))})")
@@ -172,6 +175,7 @@ def main() -> None:
     dbt("run", "--full-refresh", env=env)  # warms the file and dbt's caches
     full = dbt("run", "--full-refresh", env=env)
     next_day = generate(end, end + timedelta(days=1), calls_per_day, seed=8)
+    next_day += generate_outbound(end, end + timedelta(days=1), calls_per_day // 10, seed=10)
     late = late_copies(legs, end - timedelta(days=1))
     added = load_duckdb(warehouse, [*next_day, *late])
     print(f"    then {len(next_day)} legs of one more day and {len(late)} late copies ({added})")
