@@ -253,7 +253,7 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
     ) == [("match", 3)]
 
     # The documentation site builds: the catalog of every model, the demo's exposure.
-    meltano("invoke", "dbt-postgres", "docs-generate", env=env)
+    meltano("invoke", "dbt-postgres", "docs", "generate", env=env)
     catalog = json.loads((tmp_path / "dbt-target" / "catalog.json").read_text())
     assert {node["metadata"]["name"] for node in catalog["nodes"].values()} >= set(TABLES)
     assert "exposure.tenios.tenios_demo_report" in manifest["exposures"]

@@ -49,38 +49,48 @@ zoned as (
         on zones.service_number = calls.service_number
         and coalesce(zones.account, calls.account) = calls.account
 
+),
+
+-- Calls that started within an opening period (a join, not EXISTS in the select list,
+-- which Snowflake cannot run).
+open_calls as (
+
+    select distinct zoned.account, zoned.call_id
+    from zoned
+    inner join hours
+        on hours.service_number = zoned.service_number
+        and coalesce(hours.account, zoned.account) = zoned.account
+        and hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
+        and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= hours.opens_minute
+        and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < hours.closes_minute
+
 )
 
 select
-    account,
-    call_id,
-    service_number,
-    started_at,
-    start_date_local,
-    start_hour_local,
-    start_weekday_local,
+    zoned.account,
+    zoned.call_id,
+    zoned.service_number,
+    zoned.started_at,
+    zoned.start_date_local,
+    zoned.start_hour_local,
+    zoned.start_weekday_local,
     {{ dbt.dateadd(
         'minute',
-        'cast(floor(' ~ tenios_minute_of_day('started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
+        'cast(floor(' ~ tenios_minute_of_day('zoned.started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
             ~ dbt.type_int() ~ ') * ' ~ minutes,
-        'cast(start_date_local as ' ~ dbt.type_timestamp() ~ ')',
+        'cast(zoned.start_date_local as ' ~ dbt.type_timestamp() ~ ')',
     ) }} as interval_start_local,
-    outcome,
-    is_answered,
-    is_answered_by_person,
-    is_ner_effective,
-    wait_seconds,
-    talk_seconds,
-    total_cost,
-    opening_hours_timezone,
-    started_at_schedule,
-    opening_hours_timezone is null or exists (
-        select 1
-        from hours
-        where hours.service_number = zoned.service_number
-            and coalesce(hours.account, zoned.account) = zoned.account
-            and hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
-            and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= hours.opens_minute
-            and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < hours.closes_minute
-    ) as is_within_opening_hours
+    zoned.outcome,
+    zoned.is_answered,
+    zoned.is_answered_by_person,
+    zoned.is_ner_effective,
+    zoned.wait_seconds,
+    zoned.talk_seconds,
+    zoned.total_cost,
+    zoned.opening_hours_timezone,
+    zoned.started_at_schedule,
+    zoned.opening_hours_timezone is null or open_calls.call_id is not null
+        as is_within_opening_hours
 from zoned
+left join open_calls
+    on open_calls.account = zoned.account and open_calls.call_id = zoned.call_id
