@@ -5,9 +5,11 @@ with counts as (
 
 ),
 
+-- The loaded rows themselves, not the incremental tenios__legs: a leg lost from the
+-- loaded table (a restore, a delete) shows at the next build.
 legs as (
 
-    select account, leg_id, started_at from {{ ref('tenios__legs') }}
+    select account, leg_id, started_at from {{ ref('stg_tenios__cdr_legs') }}
 
 ),
 
@@ -20,7 +22,7 @@ compared as (
         counts.window_start_at,
         counts.window_end_at,
         counts.api_leg_count,
-        count(legs.leg_id) as loaded_leg_count
+        count(distinct legs.leg_id) as loaded_leg_count
     from counts
     left join legs
         on legs.account = counts.account
