@@ -2,30 +2,42 @@
 -- newest is decided in tenios__legs: kept apart, so that a filter on started_at reaches
 -- the source tables (incremental runs read only the recent legs).
 {%- set loaded_at = var('tenios_loaded_at_column') %}
+{#- (source column, type, name): the stream's fields, typed and renamed. #}
+{%- set fields = [
+    ('uuid', 'string', 'leg_id'),
+    ('coalesce(main_leg_uuid, uuid)', 'string', 'call_id'),
+    ('main_leg_uuid', 'string', 'main_leg_id'),
+    ('bleg_uuid', 'string', 'bridged_leg_id'),
+    ('call_type', 'string', 'call_type'),
+    ('start_stamp', 'timestamp', 'started_at'),
+    ('answer_stamp', 'timestamp', 'answered_at'),
+    ('end_stamp', 'timestamp', 'ended_at'),
+    ('duration', 'bigint', 'duration_seconds'),
+    ('billusec', 'bigint', 'billed_microseconds'),
+    ('prepaid', 'boolean', 'is_prepaid'),
+    ('hangup_cause', 'string', 'hangup_cause'),
+    ('callerid_number', 'string', 'caller_number'),
+    ('callerid_name', 'string', 'caller_name'),
+    ('destination_number', 'string', 'destination_number'),
+    ('source_type', 'string', 'source_type'),
+    ('routing_status', 'string', 'routing_status'),
+    ('billing_status', 'string', 'billing_status'),
+] %}
+{%- set types = {
+    'string': dbt.type_string(), 'timestamp': dbt.type_timestamp(),
+    'bigint': dbt.type_bigint(), 'boolean': dbt.type_boolean(),
+} %}
+{%- set columns = [] %}
+{%- for column, type, name in fields %}
+  {%- do columns.append('cast(' ~ column ~ ' as ' ~ types[type] ~ ') as ' ~ name) %}
+{%- endfor %}
+{%- do columns.append(tenios_exact_decimal('cost') ~ ' as cost') %}
+{%- do columns.append(
+    (loaded_at or 'cast(null as ' ~ dbt.type_timestamp() ~ ')') ~ ' as loaded_at') %}
+
 with unioned as (
 
-    {{ tenios_union_source('cdrs', [
-        'cast(uuid as ' ~ dbt.type_string() ~ ') as leg_id',
-        'cast(coalesce(main_leg_uuid, uuid) as ' ~ dbt.type_string() ~ ') as call_id',
-        'cast(main_leg_uuid as ' ~ dbt.type_string() ~ ') as main_leg_id',
-        'cast(bleg_uuid as ' ~ dbt.type_string() ~ ') as bridged_leg_id',
-        'cast(call_type as ' ~ dbt.type_string() ~ ') as call_type',
-        'cast(start_stamp as ' ~ dbt.type_timestamp() ~ ') as started_at',
-        'cast(answer_stamp as ' ~ dbt.type_timestamp() ~ ') as answered_at',
-        'cast(end_stamp as ' ~ dbt.type_timestamp() ~ ') as ended_at',
-        'cast(duration as ' ~ dbt.type_bigint() ~ ') as duration_seconds',
-        'cast(billusec as ' ~ dbt.type_bigint() ~ ') as billed_microseconds',
-        tenios_exact_decimal('cost') ~ ' as cost',
-        'cast(prepaid as ' ~ dbt.type_boolean() ~ ') as is_prepaid',
-        'cast(hangup_cause as ' ~ dbt.type_string() ~ ') as hangup_cause',
-        'cast(callerid_number as ' ~ dbt.type_string() ~ ') as caller_number',
-        'cast(callerid_name as ' ~ dbt.type_string() ~ ') as caller_name',
-        'cast(destination_number as ' ~ dbt.type_string() ~ ') as destination_number',
-        'cast(source_type as ' ~ dbt.type_string() ~ ') as source_type',
-        'cast(routing_status as ' ~ dbt.type_string() ~ ') as routing_status',
-        'cast(billing_status as ' ~ dbt.type_string() ~ ') as billing_status',
-        (loaded_at ~ ' as loaded_at') if loaded_at else ('cast(null as ' ~ dbt.type_timestamp() ~ ') as loaded_at'),
-    ]) }}
+    {{ tenios_union_source('cdrs', columns) }}
 
 )
 
