@@ -152,7 +152,7 @@ def report() -> int:
         print(
             f"    {day!s:<11} {offered:>6} {percent(asr):>5} {percent(ner):>5} "
             f"{percent(person):>7} {closed:>7} {percent(level):>8} {percent(abandoned):>7} "
-            f"{asa!s:>6} {aht!s:>6} {cost:>9.2f}"
+            f"{asa or '-'!s:>6} {aht or '-'!s:>6} {cost:>9.2f}"
         )
 
     number, day = db.sql("""
@@ -210,18 +210,25 @@ def report() -> int:
     print("    " + ", ".join(f"{outcome} {calls}" for outcome, calls in outcomes))
 
     step("Loaded legs against the API's count, from analytics.tenios__cdr_reconciliation")
-    print(f"    {'day':<11} {'account':<8} {'API count':>10} {'loaded':>7} {'diff':>5}  status")
+    for account, days, legs, matching in db.sql("""
+        SELECT account, count(*), sum(loaded_leg_count), count(*) FILTER (WHERE status = 'match')
+        FROM analytics.tenios__cdr_reconciliation GROUP BY account ORDER BY account
+    """).fetchall():
+        print(f"    {account:<8} {days} days, {legs} legs: {matching} days match the API's count")
     bad = 0
-    for day, account, counted, loaded, difference, status, closed in db.sql("""
+    for day, account, api, loaded, difference, status, closed in db.sql("""
         SELECT count_date, account, api_leg_count, loaded_leg_count, difference, status, is_closed
-        FROM analytics.tenios__cdr_reconciliation ORDER BY count_date, account
+        FROM analytics.tenios__cdr_reconciliation WHERE status <> 'match'
+        ORDER BY account, count_date
     """).fetchall():
         bad += bool(difference) and closed
-        print(f"    {day!s:<11} {account:<8} {counted:>10} {loaded:>7} {difference:>5}  {status}")
+        print(f"    {day!s:<11} {account:<8} API {api}, loaded {loaded}: {difference:+} {status}")
     total, distinct = db.sql("""
-        SELECT count(*), count(DISTINCT uuid) FROM tenios.cdrs
-        UNION ALL SELECT count(*), count(DISTINCT uuid) FROM tenios_account_b.cdrs
-    """).fetchall()[0]
+        SELECT sum(copies), sum(legs) FROM (
+            SELECT count(*) AS copies, count(DISTINCT uuid) AS legs FROM tenios.cdrs
+            UNION ALL SELECT count(*), count(DISTINCT uuid) FROM tenios_account_b.cdrs
+        )
+    """).fetchone()
     print(
         f"    {total} rows, {distinct} distinct legs (the second run's re-read legs were upserted)"
     )
@@ -229,7 +236,7 @@ def report() -> int:
         print(f"\n{bad} closed day(s) disagree with the API's count.")
         return 1
     print(
-        "\nEvery day agrees with the API's count. Models: transform/ (README: dbt models);"
+        "\nEvery day agrees with the API's count. Models: transform/ (docs/analytics.md);"
         f" Meltano's log: {LOG.relative_to(ROOT)}"
     )
     return 0
