@@ -11,7 +11,7 @@ stream runs, and every request counts, ``/cdrs/count`` included.
 Per case: requests, wall time and CPU seconds (rusage of the client process) of
 each, and the ratios (medians of ``--runs``). A case with pages that shift (ties
 reshuffled per query) shows what each client emitted instead. Then peak memory as
-the range grows. ``--write`` puts the tables into the README. Nothing asserts a speed.
+the range grows. ``--write`` puts the tables into docs/performance.md. Nothing asserts a speed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+DOCUMENT = ROOT / "docs" / "performance.md"
 KEY = "benchmark-key"
 FIRST_DAY = date(2024, 1, 1)
 BEGIN_MARK, END_MARK = "<!-- benchmark table -->", "<!-- end of benchmark table -->"
@@ -317,16 +317,16 @@ def machine() -> str:
 
 
 def write_readme(table: str) -> None:
-    text = README.read_text()
+    text = DOCUMENT.read_text()
     head, rest = text.split(BEGIN_MARK, 1)
     _, tail = rest.split(END_MARK, 1)
-    README.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
+    DOCUMENT.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="put the tables into README.md")
+    parser.add_argument("--write", action="store_true", help="write docs/performance.md")
     parser.add_argument("modes", nargs="*", default=["speed", "shifting", "memory"])
     args = parser.parse_args()
     out: list[str] = [machine(), ""]

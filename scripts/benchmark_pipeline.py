@@ -10,7 +10,7 @@ Against the bundled emulator (its own process) with about 100k CDRs and no laten
 Every PostgreSQL load goes into a fresh database and is checked against the first:
 the same rows, the same values (``cost`` compared as a number). Needs the project's
 PostgreSQL (``scripts/postgres.sh start``) and ``meltano install``. Output is the
-Markdown table of the README's "The pipeline at full speed"; nothing asserts a speed.
+Markdown table of docs/performance.md's "The pipeline at full speed"; nothing asserts a speed.
 
     python scripts/benchmark_pipeline.py [--runs 1] [--write]
 """
@@ -38,7 +38,7 @@ import psycopg
 from benchmark import cpu_model, free_port  # the same directory
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+DOCUMENT = ROOT / "docs" / "performance.md"
 MARKERS = ("<!-- pipeline benchmark table -->", "<!-- end of pipeline benchmark table -->")
 MELTANO = str(Path(sys.executable).parent / "meltano")
 DSN = os.environ.get("TENIOS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:15432/postgres")
@@ -366,8 +366,8 @@ def machine(runs: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--write", action="store_true", help="put the table into README.md")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="write docs/performance.md")
     args = parser.parse_args()
     try:
         table = "\n".join(run(args.runs))
@@ -375,10 +375,10 @@ def main() -> None:
         LOGS.unlink(missing_ok=True)
     print(table)
     if args.write:
-        text = README.read_text()
+        text = DOCUMENT.read_text()
         begin, end = MARKERS
         start, stop = text.index(begin) + len(begin), text.index(end)
-        README.write_text(text[:start] + "\n" + table + "\n" + text[stop:])
+        DOCUMENT.write_text(text[:start] + "\n" + table + "\n" + text[stop:])
 
 
 if __name__ == "__main__":

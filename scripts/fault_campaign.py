@@ -13,9 +13,13 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from tap_tenios.emulator import TRANSIENT_FAULTS, Behaviour, Emulator, RunningEmulator, generate
-from tap_tenios.emulator.harness import run_tap
+
+# The in-process runner is test code, kept with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers import run_tap
 
 UTC = timezone.utc
 START = datetime(2024, 3, 1, tzinfo=UTC)

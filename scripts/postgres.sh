@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL server for the warehouse tests, on 127.0.0.1, time zone UTC.
+# The project's own PostgreSQL server (the warehouse tests', and the pipeline's default
+# target), on 127.0.0.1, time zone UTC.
 #
-#   scripts/postgres.sh start   # installs the server if missing (Debian), starts it
-#   scripts/postgres.sh stop
+#   scripts/postgres.sh start   # installs the server if missing (Debian), creates its data
+#                               # folder on the first start, starts it; data is kept
+#   scripts/postgres.sh stop    # stops it; the data stays for the next start
+#   scripts/postgres.sh wipe    # stops it and deletes its data folder (the warehouse)
 #
 # The tests find it through TENIOS_TEST_PG_DSN (default below) and skip, saying why,
 # when nothing answers there.
@@ -42,9 +45,11 @@ start() {
     echo "PostgreSQL already running on 127.0.0.1:$PGPORT"
     return
   fi
-  rm -rf "$DATA"
-  mkdir -p "$DATA"
-  as_server_user "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+  # A folder that holds a cluster is the warehouse: started as it is, never recreated.
+  if [ ! -f "$DATA/PG_VERSION" ]; then
+    mkdir -p "$DATA"
+    as_server_user "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+  fi
   as_server_user "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $DATA -c timezone=UTC -c fsync=off" start >/dev/null
   echo "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') running on 127.0.0.1:$PGPORT (UTC)"
@@ -56,8 +61,15 @@ stop() {
   as_server_user "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true
 }
 
+wipe() {
+  stop
+  rm -rf "$DATA"
+  echo "Deleted $DATA"
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  wipe) wipe ;;
+  *) echo "usage: $0 start|stop|wipe" >&2; exit 2 ;;
 esac

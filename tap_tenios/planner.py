@@ -1,4 +1,8 @@
-"""How the ``cdrs`` stream cuts its range into reads: the decisions, without I/O.
+"""What a run reads and how the ``cdrs`` stream cuts it into reads: decisions, no I/O.
+
+Each run reads from its saved bookmark, less the lookback (never before
+``start_date``), to ``end_date`` or now (``cdrs_range``, ``count_days``), after
+checking that the bookmark can be trusted (``bookmark_problem``).
 
 The API tells, on page 1 of every ``/cdrs/retrieve``, how many legs the whole
 request holds (``total_items``). The planner uses that instead of a fixed window:
@@ -23,10 +27,22 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tap_tenios.windows import Window
+from tap_tenios.records import CLOCK_SKEW
+from tap_tenios.settings import Settings
+from tap_tenios.windows import (
+    LocalDay,
+    TimestampError,
+    Window,
+    format_request,
+    iter_windows,
+    local_date,
+    local_days,
+    parse_setting,
+)
 
 #: Parts are planned to hold this share of a page, so that the spread of a count
 #: over a part (busier hours, chance) rarely pushes one past a page.
@@ -154,3 +170,95 @@ def _cut_span(window: Window) -> tuple[datetime, datetime] | None:
         first += _SECOND
     last = _floor_second(window.end - MIN_PART)
     return (first, last) if first <= last else None
+
+
+def bookmark_problem(stream: str, value: object, now: datetime) -> str | None:
+    """Why a saved bookmark cannot be trusted, if it cannot: it does not parse, or it
+    lies in the future.
+
+    A run from a future bookmark reads nothing and exits 0, every time, until the
+    clock catches up: years of silently empty runs. A date-only bookmark names a
+    local calendar day, which may begin up to a day ahead of UTC.
+    """
+    if value is None or value == "":
+        return None
+    advice = (
+        f"clear the saved state of stream {stream!r} (e.g. `meltano state clear`) "
+        "to start again from start_date."
+    )
+    try:
+        moment = parse_setting(value)  # type: ignore[arg-type]
+    except (TimestampError, TypeError):
+        return (
+            f"The saved state of stream {stream!r} holds bookmark {value!r}, which "
+            f"is not a date-time: {advice}"
+        )
+    slack = timedelta(days=1) if len(str(value).strip()) == 10 else CLOCK_SKEW  # noqa: PLR2004
+    if moment > now + slack:
+        return (
+            f"The saved state of stream {stream!r} holds bookmark {value!r}, later "
+            f"than now ({format_request(now)}): runs from it would read nothing. Fix the "
+            f"clock, or {advice}"
+        )
+    return None
+
+
+def cdrs_range(
+    settings: Settings, bookmark: str | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """From (bookmark - lookback), never before ``start_date``, to ``end_date``/now."""
+    begin = settings.start
+    if bookmark:
+        begin = max(begin, parse_setting(bookmark) - settings.lookback)
+    return begin, settings.run_end(now)
+
+
+def top_windows(settings: Settings, begin: datetime, end: datetime) -> Iterator[Window]:
+    """The windows a ``cdrs`` run starts from, ascending, on the grid of ``start_date``.
+
+    None straddles the start of the settling range (the lookback of the run's end),
+    so a window either is re-read by the next run or is not.
+    """
+    settling = min(max(begin, end - settings.lookback), end)
+    for lower, upper in ((begin, settling), (settling, end)):
+        yield from iter_windows(lower, upper, settings.window, settings.start)
+
+
+@dataclass(frozen=True)
+class CountedDay:
+    """A local day as ``cdr_counts`` counts it: the day, and the part of it counted."""
+
+    day: LocalDay
+    counted: Window
+
+    @property
+    def date(self) -> str:
+        """The local date, ``YYYY-MM-DD``."""
+        return self.day.day.isoformat()
+
+    @property
+    def whole(self) -> bool:
+        return self.counted == self.day.window
+
+
+def count_days(settings: Settings, bookmark: str | None, now: datetime) -> list[CountedDay]:
+    """The local days a ``cdr_counts`` run counts: from ``start_date``'s day, or as
+    many days before the bookmark as the lookback spans, to the run's end.
+
+    Each day is counted over the part of it that ``cdrs`` extracts: from
+    ``start_date`` where the extraction begins within the day, to ``end_date`` or now
+    where it ends within the day. A count over the whole local day would include
+    calls outside the extracted range (every real account has calls before and after
+    any range), and those days would never reconcile with the loaded legs.
+    """
+    zone = settings.timezone
+    end = settings.run_end(now)
+    first = local_date(settings.start, zone)
+    if bookmark:
+        recount = math.ceil(settings.lookback / timedelta(days=1))
+        first = max(first, parse_setting(bookmark).date() - timedelta(days=recount))
+    last = local_date(end - timedelta(microseconds=1), zone)
+    return [
+        CountedDay(day, Window(max(day.window.start, settings.start), min(day.window.end, end)))
+        for day in local_days(first, last, zone)
+    ]

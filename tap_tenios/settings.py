@@ -69,6 +69,9 @@ class Settings:
     max_concurrency: int
     on_count_mismatch: str
     count_check: bool
+    api_url: str
+    request_timeout: int
+    max_retries: int
 
     def run_end(self, now: datetime) -> datetime:
         """Exclusive end of this run: ``end_date`` if set, never later than now."""
@@ -152,6 +155,9 @@ class Settings:
             max_concurrency=sizes["max_concurrency"],
             on_count_mismatch=str(on_mismatch),
             count_check=bool(config.get("count_check", True)),
+            api_url=str(config["api_url"]).rstrip("/"),
+            request_timeout=sizes["request_timeout_seconds"],
+            max_retries=sizes["max_retries"],
         )
 
 

@@ -10,8 +10,12 @@ traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
+from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from singer_sdk import Stream, Tap
@@ -19,7 +23,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_tenios.client import TapRunError, TeniosStream, redact
+from tap_tenios.errors import Interrupted, RunReport, TapRunError, redact
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.streams import CdrCountsStream, CdrsStream
 from tap_tenios.writer import SingerWriter
@@ -28,6 +32,10 @@ from tap_tenios.writer import SingerWriter
 # life: a multi-line warning in every hourly run's log that nobody can act on there.
 # Python 3.10 is supported by this tap (and tested); the warning is for developers.
 warnings.filterwarnings("ignore", message=r"Python 3\.10 reached its end of life")
+
+#: The taps built while ``TapTenios.invoke`` runs: the SDK builds the command's tap
+#: inside ``invoke`` and keeps no reference to it, and its failures are read after.
+_INVOKED: ContextVar[list[TapTenios] | None] = ContextVar("tap_tenios_invoked", default=None)
 
 
 class TapTenios(Tap):
@@ -157,52 +165,63 @@ class TapTenios(Tap):
         ),
     ).to_dict()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: What failed in this run, by stream (see ``RunReport``); before the SDK's
+        #: own set-up, which may already build the streams.
+        self.report = RunReport()
+        super().__init__(*args, **kwargs)
+        if (invoked := _INVOKED.get()) is not None:
+            invoked.append(self)
+        if threading.current_thread() is threading.main_thread():
+            # In place of the SDK's handlers, which write the tap's state from inside
+            # the handler (after records still held, or in the middle of a block being
+            # written) and exit 0, as if the run had finished.
+            for stopping in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(stopping, self._stop)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop where the output is whole (see ``writer``)."""
+        if isinstance(self.message_writer, SingerWriter):
+            self.message_writer.stop(signum)  # at once, or once the block in hand is out
+            return
+        raise Interrupted(signum)
+
     @override
     def discover_streams(self) -> list[Stream]:
-        return [CdrsStream(self), CdrCountsStream(self)]
+        return [CdrsStream(self, self.report), CdrCountsStream(self, self.report)]
 
     @classmethod
     @override
     def invoke(cls, **kwargs: Any) -> None:
-        """The command: an expected failure becomes one line and exit code 1."""
+        """The command: an expected failure becomes one line and exit code 1.
+
+        A stream that fails for a reason of its own does not stop the other (they
+        are independent: cdr_counts only reconciles); the run then fails naming each
+        failure (``RunReport``). A failure every request would meet (a rejected key,
+        an unreachable API) stops the run at once.
+        """
+        invoked: list[TapTenios] = []
+        token = _INVOKED.set(invoked)
         try:
             super().invoke(**kwargs)
+            for tap in invoked:
+                tap.report.raise_failures()
         except (TapRunError, ConfigValidationError) as exc:
             debug = cls.logger.isEnabledFor(logging.DEBUG)
             cls.logger.error("%s", exc, exc_info=exc if debug else None)
             sys.exit(1)
-
-    @override  # type: ignore[misc]  # final in the SDK: extended, not replaced
-    def sync_all(self) -> None:
-        """Sync every selected stream; a stream that fails does not stop the other.
-
-        The two streams are independent (cdr_counts only reconciles), so when one
-        fails for a reason of its own (a window that fails its checks, a refused
-        request, unusable state) the other still runs, and the run then fails naming
-        each failure. A failure every request would meet (a rejected key, an
-        unreachable API) stops the run at once. The SDK marks this method final; it
-        is extended, not replaced.
-
-        Records the writer still holds (a stream whose bookmark did not move ends
-        without a STATE) are written before this returns, whatever happened.
-        """
-        try:
-            super().sync_all()
-        finally:
-            if isinstance(self.message_writer, SingerWriter):
-                self.message_writer.drain()
-        failures = [
-            (stream.name, stream.failure)
-            for stream in self.streams.values()
-            if isinstance(stream, TeniosStream) and stream.failure is not None
-        ]
-        if len(failures) == 1:
-            raise failures[0][1]
-        if failures:
-            raise TapRunError(
-                f"{len(failures)} streams failed: "
-                + " | ".join(f"{name}: {failure}" for name, failure in failures)
+        except Interrupted as stop:
+            cls.logger.warning(
+                "The run was %s: the last STATE written covers every record before it; "
+                "the next run resumes from there.",
+                stop,
             )
+            sys.exit(stop.exit_code)
+        finally:
+            _INVOKED.reset(token)
+            for tap in invoked:
+                if isinstance(tap.message_writer, SingerWriter):
+                    tap.message_writer.drain()
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -211,7 +230,7 @@ class TapTenios(Tap):
         The SDK's own messages quote the offending value, which for ``access_key``
         would be the secret itself; they are redacted here.
         """
-        secret = self._config.get("access_key")
+        secret = self.config.get("access_key")
         errors: list[str] = []
         try:
             errors = super()._validate_config(raise_errors=True)

@@ -15,10 +15,20 @@ from typing import Any
 
 import pytest
 
-from tap_tenios.emulator import Behaviour, Emulator, Leg, RunningEmulator, harness
-from tap_tenios.emulator.harness import Run
+from tap_tenios.emulator import Behaviour, Emulator, Leg, RunningEmulator
 
-from .helpers import END, KEY, PG_DSN, dataset
+from . import helpers
+from .helpers import END, KEY, PG_DSN, Run, dataset
+
+#: Seconds a test marked ``meltano`` or ``slow`` may take (plugin installs, dbt builds,
+#: long properties) before it counts as hung; others get ``timeout`` in pyproject.toml.
+LONG_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("meltano") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
 
 
 @pytest.fixture
@@ -60,7 +70,7 @@ def run_tap() -> Callable[..., Run]:
         deselect: tuple[str, ...] = (),
         real_waits: bool = False,
     ) -> Run:
-        result = harness.run_tap(config, state, streams, deselect, real_waits=real_waits)
+        result = helpers.run_tap(config, state, streams, deselect, real_waits=real_waits)
         if fails and result.error is None:
             pytest.fail("the run was expected to fail but succeeded")
         if not fails and result.error is not None:

@@ -1,24 +1,31 @@
 """Shared test helpers: datasets, configurations, and ways to run the tap and Meltano.
 
-Plain functions and classes, imported by test modules and by ``conftest.py`` (which
-holds the fixtures). Nothing here starts a server or touches the network on import.
+Plain functions and classes, imported by test modules, by ``conftest.py`` (which
+holds the fixtures) and by the fault campaign script. Nothing here starts a server
+or touches the network on import.
+
+``run_tap`` runs the tap in this process against an emulator, with retry waits
+recorded, not slept: a run's Singer messages, the waits it asked for, and the error
+it stopped with, if any.
 """
 
 from __future__ import annotations
 
 import http.server
 import importlib.util
+import io
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +34,9 @@ from typing import Any
 import pytest
 
 from tap_tenios.emulator import Leg, generate, make_call
-from tap_tenios.emulator.harness import parse_messages
+from tap_tenios.streams import TeniosStream
+from tap_tenios.tap import TapTenios
+from tap_tenios.transport import Transport
 
 UTC = timezone.utc
 KEY = "5b0c1f3e-7a2d-4c11-9e8f-secret-test-key"
@@ -46,8 +55,11 @@ __all__ = [
     "START",
     "UTC",
     "CliResult",
+    "FakeClock",
+    "Run",
     "dataset",
     "edge_legs",
+    "free_port",
     "in_range",
     "item",
     "load_script",
@@ -57,10 +69,116 @@ __all__ = [
     "parse_messages",
     "pipeline_env",
     "run_cli",
+    "run_tap",
     "run_until",
+    "select",
     "tap_command",
     "write_json",
 ]
+
+
+class FakeClock:
+    """Time that passes only when the tap waits."""
+
+    def __init__(self) -> None:
+        self._now = 1000.0
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+            self._now += seconds
+
+
+@dataclass
+class Run:
+    """What one tap run wrote, waited and raised."""
+
+    messages: list[dict[str, Any]]
+    waits: list[float] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def records(self, stream: str = "cdrs") -> list[dict[str, Any]]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def final_state(self) -> dict[str, Any]:
+        return self.states[-1]
+
+
+def parse_messages(text: str) -> list[dict[str, Any]]:
+    """Messages with numbers as exact ``Decimal`` (as a careful target reads them)."""
+    return [json.loads(line, parse_float=Decimal) for line in text.splitlines() if line.strip()]
+
+
+def select(tap: TapTenios, streams: set[str], deselect: tuple[str, ...] = ()) -> None:
+    """Select ``streams`` only, without the fields in ``deselect``."""
+    for entry in tap.catalog.streams:
+        entry.metadata.root.selected = entry.tap_stream_id in streams
+        for name in deselect:
+            entry.metadata[("properties", name)].selected = False
+
+
+def pace(tap: TapTenios, clock: FakeClock) -> None:
+    """Give every stream of ``tap`` a transport on ``clock``'s time, its waits recorded."""
+    for stream in tap.streams.values():
+        if isinstance(stream, TeniosStream):
+            real = stream.transport
+            stream.transport = Transport(
+                real.url,
+                str(stream.config["access_key"]),
+                timeout=real.timeout,
+                tries=real.tries,
+                concurrency=stream.settings.max_concurrency,
+                user_agent=real.user_agent,
+                logger=real.logger,
+                stop=stream.stopping,
+                clock=clock.now,
+                sleep=clock.sleep,
+            )
+
+
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    streams: tuple[str, ...] = ("cdrs",),
+    deselect: tuple[str, ...] = (),
+    *,
+    real_waits: bool = False,
+) -> Run:
+    """One sync in this process; an exception ends up in ``Run.error`` with everything
+    written before it. Retry waits are recorded, not slept, unless ``real_waits``.
+    """
+    clock = FakeClock()
+    saved = sys.stdout
+    buffer = io.BytesIO()
+    out = io.TextIOWrapper(buffer, encoding="utf-8")
+    error: BaseException | None = None
+    try:
+        sys.stdout = out
+        tap = TapTenios(config=config, state=state or {}, parse_env_config=False)
+        if not real_waits:
+            pace(tap, clock)
+        select(tap, set(streams), deselect)
+        tap.sync_all()
+        tap.report.raise_failures()
+    except Exception as exc:
+        error = exc
+    finally:
+        out.flush()
+        sys.stdout = saved
+    return Run(parse_messages(buffer.getvalue().decode()), clock.waits, error)
 
 
 def edge_legs() -> list[Leg]:
@@ -220,6 +338,13 @@ def run_until(
     return parse_messages("".join(line for line in lines if line.endswith("\n")))
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def load_script(name: str) -> Any:
     """A module from ``scripts/`` (they are not part of the package)."""
     path = ROOT / "scripts" / f"{name}.py"
@@ -231,20 +356,26 @@ def load_script(name: str) -> Any:
     return module
 
 
-def meltano(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``meltano ARGS`` in this project (its ``meltano.yml``), which must succeed."""
+def meltano(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    succeeds: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``meltano ARGS`` in this project (its ``meltano.yml``) or the one in ``cwd``;
+    it must succeed, or with ``succeeds=False`` fail."""
     if MELTANO is None:
         pytest.skip("meltano is not installed (pip install -e '.[dev]')")
     done = subprocess.run(
         [MELTANO, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.returncode == 0) == succeeds, done.stderr[-4000:]
     return done
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tap_tenios.client import MAX_RETRY_WAIT_SECONDS
 from tap_tenios.emulator import TRANSIENT_FAULTS
+from tap_tenios.transport import MAX_RETRY_WAIT_SECONDS
 
 from .helpers import KEY, load_script, make_config
 

@@ -9,11 +9,13 @@ import http.client
 import json
 import random
 import socket
-from datetime import timedelta
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, make_call
+from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate, make_call
 
 from .helpers import KEY, START, dataset
 
@@ -124,3 +126,27 @@ def test_after_stop_nothing_listens_and_the_serving_thread_is_gone() -> None:
     assert not api._thread.is_alive()
     with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
         pass
+
+
+def test_the_banner_counts_the_legs_its_range_holds() -> None:
+    """Legs forwarded from a call just before the end start at or after it: the range
+    announced does not hold them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_tenios.emulator", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    start, end = (
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        datetime(2024, 1, 22, tzinfo=timezone.utc),
+    )
+    legs = generate(start, end, 400, seed=1)
+    assert any(leg.start >= end for leg in legs)  # the case in question is in the default data
+    held = sum(start <= leg.start < end for leg in legs)
+    assert f": {held} legs from 2024-01-01 to 2024-01-22 (exclusive)" in banner, banner

@@ -197,3 +197,42 @@ def test_unknown_fields_in_a_response_are_dropped(serve, run_tap, legs):
     )
     (record,) = run_tap(config).records()
     assert "new_field" not in record and record["uuid"] == "leg-x"
+
+
+@pytest.mark.parametrize("uuid", [42, [1], None, {"id": "leg-1"}, True, "missing"])
+def test_an_item_without_a_string_uuid_is_an_error_naming_window_and_page(
+    serve, run_tap, legs, uuid
+):
+    """Legs are told apart by their uuid: a number would load as text ("42"), a list
+    cannot be a key at all. Neither is guessed at: the run stops, naming the page."""
+    leg = {**item(uuid="leg-ok"), "cost": 1}
+    odd = {**item(), "cost": 2}
+    if uuid == "missing":
+        del odd["uuid"]
+    else:
+        odd["uuid"] = uuid
+    raw = '{"items": [' + json.dumps(leg) + "," + json.dumps(odd) + '], "total_items": 2}'
+    emulator = serve(legs, retrieve_body=raw.encode())
+    config = make_config(
+        emulator.url, start_date="2024-03-01", end_date="2024-03-02", count_check=False
+    )
+    run = run_tap(config, fails=True)
+    assert str(run.error) == (
+        "cdrs window [2024-03-01T00:00:00.000Z, 2024-03-02T00:00:00.000Z), page 1: "
+        "an item has no string 'uuid'"
+    )
+    assert run.records() == []
+
+
+@pytest.mark.parametrize("odd", ["leg-2", 7, None, ["leg-2"]])
+def test_an_item_that_is_not_an_object_is_an_error_naming_window_and_page(
+    serve, run_tap, legs, odd
+):
+    raw = '{"items": [' + json.dumps({**item(), "cost": 1}) + "," + json.dumps(odd) + "]"
+    emulator = serve(legs, retrieve_body=(raw + ', "total_items": 2}').encode())
+    config = make_config(
+        emulator.url, start_date="2024-03-01", end_date="2024-03-02", count_check=False
+    )
+    run = run_tap(config, fails=True)
+    assert "page 1: an item has no string 'uuid'" in str(run.error)
+    assert run.records() == []

@@ -1,14 +1,20 @@
-"""``meltano.yml``: in step with the tap, and every job, schedule and utility resolves."""
+"""``meltano.yml``: in step with the tap, every job, schedule and utility resolves, and a
+failure reads under Meltano as the tap says it."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
-from .helpers import load_script, meltano
+from .helpers import KEY, ROOT, load_script, meltano, pipeline_env
 
 readme_tables = load_script("readme_tables")
+MELTANO_YML = readme_tables.MELTANO_YML
 
 
 def test_meltano_yml_describes_the_settings_exactly_as_the_tap_does():
@@ -22,9 +28,9 @@ def test_meltano_yml_describes_the_settings_exactly_as_the_tap_does():
 def test_jobs_and_the_schedule_resolve_to_declared_plugins():
     jobs = json.loads(meltano("job", "list", "--format=json").stdout)["jobs"]
     tasks = {job["job_name"]: job["tasks"] for job in jobs}
-    assert tasks["tenios-to-postgres"] == ["tap-tenios target-postgres"]
-    assert tasks["tenios-to-snowflake"] == ["tap-tenios target-snowflake"]
-    assert tasks["tenios-to-duckdb"] == ["tap-tenios--number target-duckdb"]
+    assert tasks["tenios-to-postgres"][0] == "tap-tenios target-postgres"
+    assert tasks["tenios-to-snowflake"][0] == "tap-tenios target-snowflake"
+    assert tasks["tenios-to-duckdb"][0] == "tap-tenios--number target-duckdb"
     schedules = json.loads(meltano("schedule", "list", "--format=json").stdout)["schedules"]
     hourly = {s["name"]: s for s in schedules["job"]}["tenios-hourly"]
     assert hourly["interval"] == "@hourly"
@@ -36,3 +42,75 @@ def test_the_emulator_comes_with_meltano_install():
     meltano("install", "--plugin-type=utility", "tap-tenios-emulator")
     usage = meltano("invoke", "tap-tenios-emulator", "--help").stdout
     assert "--access-key" in usage
+
+
+@pytest.mark.meltano
+def test_every_job_ends_with_the_production_dbt_build_of_its_warehouse():
+    """A scheduled run refreshes the models of the warehouse it loaded, without the
+    dbt unit tests (they test the SQL, in CI: in production one that a loader's column
+    types upset would skip every model after it)."""
+    yaml = pytest.importorskip("yaml")  # Meltano's own dependency
+    jobs = {
+        job["job_name"]: job["tasks"]
+        for job in json.loads(meltano("job", "list", "--format=json").stdout)["jobs"]
+    }
+    schedules = json.loads(meltano("schedule", "list", "--format=json").stdout)["schedules"]
+    scheduled = {schedule["job"]["name"] for schedule in schedules["job"]}
+    assert scheduled and scheduled <= jobs.keys()
+    utilities = {
+        plugin["name"]: plugin
+        for plugin in yaml.safe_load(MELTANO_YML.read_text())["plugins"]["utilities"]
+    }
+    for name, tasks in jobs.items():
+        loader = tasks[0].split()[-1]
+        assert loader.startswith("target-"), name
+        warehouse = loader.removeprefix("target-")
+        assert tasks[-1] == f"dbt-{warehouse}:build", name
+        commands = utilities[f"dbt-{warehouse}"]["commands"]
+        assert commands["build"]["args"].split() == [
+            "build",
+            "--exclude-resource-type",
+            "unit_test",
+        ]
+        assert commands["build-with-unit-tests"]["args"] == "build"
+
+
+@pytest.mark.meltano
+def test_a_rejected_keys_final_line_reaches_meltanos_log_at_error(serve, legs, tmp_path):
+    """``structured-logging``: Meltano keeps the level of each tap log line (without
+    it, every line a plugin writes is logged at info)."""
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    meltano("install", "--plugin-type=loader", "target-jsonl")
+    emulator = serve(legs, access_key="another-key")
+    env = {**pipeline_env(tmp_path, emulator.url), "TARGET_JSONL_DESTINATION_PATH": str(tmp_path)}
+    done = meltano("run", "tap-tenios", "target-jsonl", env=env, succeeds=False)
+    (reason,) = [line for line in done.stderr.splitlines() if "rejected the access key" in line]
+    assert re.search(r"\[error\s*\] tap-tenios\s+The Tenios API rejected the access key", reason)
+    assert KEY not in done.stderr
+
+
+def documented_commands(path: Path, name: str) -> list[str]:
+    """The shell lines of the block between ``<!-- NAME: ... -->`` markers in ``path``."""
+    text = path.read_text()
+    begin = text.index(f"<!-- {name}: run as written by tests/test_meltano_project.py -->")
+    block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
+    code = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in code.splitlines() if line.strip()]
+
+
+@pytest.mark.meltano
+def test_meltano_config_test_works_as_documented(serve, legs, tmp_path):
+    """Against the emulator, as the emulator environment sets it up (its key; the port
+    is this test's own). ``meltano config`` ignores ``default_environment``, so the
+    command names the environment."""
+    meltano("install", "--plugin-type=extractor", "tap-tenios")
+    emulator = serve(legs, access_key="demo-access-key")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TENIOS_", "MELTANO_"))}
+    env |= {
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_TENIOS_API_URL": emulator.url,
+    }
+    (command,) = documented_commands(ROOT / "docs" / "troubleshooting.md", "config test")
+    assert command.split()[0] == "meltano"
+    done = meltano(*shlex.split(command)[1:], env=env)
+    assert "Plugin configuration is valid" in done.stdout + done.stderr

@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.emulator import BOUNDS, ORDERS, Behaviour, Emulator, RunningEmulator
-from tap_tenios.emulator.harness import run_tap
 
-from .helpers import END, KEY, dataset, in_range, make_config, run_cli, run_until
+from .helpers import END, KEY, dataset, in_range, make_config, run_cli, run_tap, run_until
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tap_tenios import scheduler
-from tap_tenios.emulator.harness import parse_messages
 from tap_tenios.scheduler import DaemonPool, Split, ordered_map, ordered_plan
 from tap_tenios.windows import format_utc
 
-from .helpers import in_range, make_config, tap_command, write_json
+from .helpers import in_range, make_config, parse_messages, tap_command, write_json
 
 
 class Drawn:

@@ -70,6 +70,40 @@ def test_the_console_script_at_debug_never_shows_the_key(tmp_path, serve, legs, 
     assert not leaked(result.stdout + result.stderr)
 
 
+#: What Meltano hands an SDK plugin that declares ``structured-logging`` (as meltano.yml
+#: does for tap-tenios): every log record as one JSON object, its extra fields included.
+STRUCTURED_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "singer_sdk.logging.StructuredFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["console"], "level": "DEBUG"},
+}
+
+
+@pytest.mark.parametrize("kind", ["403", "500"])
+def test_structured_logs_at_debug_never_show_the_key(tmp_path, serve, legs, kind):
+    emulator = serve(legs, echo_body_in_errors=True, fault_rate=1.0, fault_kinds=(kind,))
+    log_config = tmp_path / "logging.json"
+    log_config.write_text(json.dumps(STRUCTURED_LOGGING))
+    result = run_cli(
+        tmp_path,
+        make_config(emulator.url, max_retries=1),
+        env={"SINGER_SDK_LOG_CONFIG": str(log_config), "TAP_TENIOS_LOGLEVEL": "DEBUG"},
+    )
+    assert result.returncode != 0
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(record["level"] == "debug" for record in records)
+    assert records[-1]["level"] == "error"  # the run's one-line reason, at its own level
+    assert not leaked(result.stdout + result.stderr)
+
+
 @pytest.mark.parametrize(
     "bad", [{"access_key": 123456789}, {"access_key": ["k", KEY]}, {"start_date": "not a date"}]
 )

@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 import itertools
-import logging
-import math
 import random
 import re
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tap_tenios.emulator import (
     BOUNDS,
     ORDERS,
     TIMESTAMP_STYLES,
-    Behaviour,
-    Emulator,
     Leg,
-    RunningEmulator,
     generate,
     make_call,
 )
-from tap_tenios.emulator.harness import parse_messages, select
-from tap_tenios.emulator.harness import run_tap as run_in_process
-from tap_tenios.planner import FILL
-from tap_tenios.streams import DECIMAL_COST, SPARE_THREADS, CountProgress, Progress, WindowRead
+from tap_tenios.settings import utc_now
+from tap_tenios.streams import DECIMAL_COST
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import Window, format_utc
+from tap_tenios.windows import format_utc
 
-from .helpers import END, KEY, START, UTC, dataset, in_range, make_config, moved, run_cli
+from .helpers import (
+    END,
+    START,
+    UTC,
+    dataset,
+    in_range,
+    make_config,
+    parse_messages,
+    run_cli,
+    select,
+)
 
 BEHAVIOURS = [
     (order, bounds, TIMESTAMP_STYLES[i % len(TIMESTAMP_STYLES)])
@@ -85,31 +84,6 @@ def test_records_are_emitted_in_start_order(serve, run_tap, legs):
     emulator = serve(legs, order="reverse")
     stamps = [(r["start_stamp"], r["uuid"]) for r in run_tap(make_config(emulator.url)).records()]
     assert stamps == sorted(stamps)
-
-
-def test_a_window_that_fits_a_page_is_one_request_and_a_busier_one_is_cut(serve, run_tap, legs):
-    emulator = serve(legs)
-    run = run_tap(make_config(emulator.url, page_size=20))
-    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
-    bodies = [b for b in emulator.emulator.stats.bodies if "page" in b]
-    assert {b["page"] for b in bodies} == {1}, "no window needed a second page"
-    assert {b["page_size"] for b in bodies} == {20}
-    # The whole range first (too many legs for a page), then parts sized by its count.
-    assert bodies[0]["start_date_from"] == "2024-02-29T23:59:59.000Z"
-    assert bodies[0]["start_date_to"] == "2024-03-04T00:00:01.000Z"
-    expected_parts = math.ceil(len(in_range(legs)) / (20 * FILL))
-    assert len(bodies) <= 1 + 2 * expected_parts
-
-
-def test_requests_use_the_documented_date_spelling(serve, run_tap, legs):
-    emulator = serve(legs)
-    run_tap(make_config(emulator.url))
-    bodies = emulator.emulator.stats.bodies
-    spelled = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-    assert all(spelled.fullmatch(b["start_date_from"]) for b in bodies)
-    first = min(bodies, key=lambda b: b["start_date_from"])
-    assert first["start_date_from"] == "2024-02-29T23:59:59.000Z"
-    assert first["start_date_to"] == "2024-03-04T00:00:01.000Z"
 
 
 @pytest.mark.parametrize(("hours", "workers"), [(1, 1), (5, 3), (24, 4), (72, 2)])
@@ -215,12 +189,23 @@ def test_an_incremental_run_with_nothing_new_keeps_the_bookmark(serve, run_tap, 
     assert second.final_state["bookmarks"]["cdrs"] == first.final_state["bookmarks"]["cdrs"]
 
 
-def local_counts(legs, zone: ZoneInfo) -> Counter[str]:
-    return Counter(leg.start.astimezone(zone).date().isoformat() for leg in legs)
+def local_counts(
+    legs, zone: ZoneInfo, start: datetime = START, end: datetime = END
+) -> Counter[str]:
+    """Legs per local day, of those that start in ``[start, end)`` (the extracted range)."""
+    return Counter(
+        leg.start.astimezone(zone).date().isoformat() for leg in legs if start <= leg.start < end
+    )
+
+
+def around(days_before: int = 2, days_after: int = 2) -> list[Leg]:
+    """The test range's calls, and calls before and after it, as a real account has."""
+    return generate(START - timedelta(days=days_before), END + timedelta(days=days_after), 40)
 
 
 @pytest.mark.parametrize("bounds", BOUNDS)
-def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, legs, bounds):
+def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, bounds):
+    legs = around()
     emulator = serve(legs, bounds=bounds)
     run = run_tap(make_config(emulator.url, timezone="Europe/Berlin"), streams=("cdr_counts",))
     rows = run.records("cdr_counts")
@@ -229,8 +214,68 @@ def test_daily_counts_match_the_legs_of_each_local_day(serve, run_tap, legs, bou
     for row in rows:
         assert row["total_items"] == expected[row["date"]], row
         assert row["timezone"] == "Europe/Berlin"
-    assert rows[0]["start_date_from"] == "2024-02-29T23:00:00.000000Z"
-    assert rows[0]["start_date_to"] == rows[1]["start_date_from"]
+    assert rows[1]["start_date_from"] == "2024-03-01T23:00:00.000000Z"
+    assert rows[1]["start_date_to"] == rows[2]["start_date_from"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "last"),
+    [
+        # The extraction [2024-03-01T00:00Z, 2024-03-04T00:00Z) in local days.
+        (
+            "UTC",
+            ("2024-03-01", "00:00", "2024-03-02T00:00"),
+            ("2024-03-03", "00:00", "2024-03-04T00:00"),
+        ),
+        (
+            "Europe/Berlin",
+            ("2024-03-01", "00:00", "2024-03-01T23:00"),
+            ("2024-03-04", "23:00", "2024-03-04T00:00"),
+        ),
+        (
+            "America/New_York",
+            ("2024-02-29", "00:00", "2024-03-01T05:00"),
+            ("2024-03-03", "05:00", "2024-03-04T00:00"),
+        ),
+    ],
+)
+def test_days_the_extraction_begins_or_ends_within_are_counted_where_it_extracts(
+    serve, run_tap, zone, first, last
+):
+    """A real account has calls before and after any range: the first and last local
+    days are counted over the part the legs are extracted from, and marked partial."""
+    legs = around()
+    emulator = serve(legs)
+    config = make_config(emulator.url, timezone=zone)
+    run = run_tap(config, streams=("cdrs", "cdr_counts"))
+    rows = run.records("cdr_counts")
+    head, tail = rows[0], rows[-1]
+    assert (head["date"], head["start_date_from"][11:16], head["start_date_to"][:16]) == first
+    assert (tail["date"], tail["start_date_from"][11:16], tail["start_date_to"][:16]) == last
+    assert head["start_date_from"] == "2024-03-01T00:00:00.000000Z"
+    assert tail["start_date_to"] == "2024-03-04T00:00:00.000000Z"
+    whole = [r["whole_day"] for r in rows]
+    assert whole == [zone == "UTC"] + [True] * (len(rows) - 2) + [zone == "UTC"]
+    # Every row, whole or not, counts exactly the loaded legs of its own period.
+    stamps = [r["start_stamp"] for r in run.records()]
+    for row in rows:
+        inside = [s for s in stamps if row["start_date_from"] <= s < row["start_date_to"]]
+        assert row["total_items"] == len(inside), row
+    assert sum(r["total_items"] for r in rows) == len(stamps) == len(in_range(legs))
+
+
+def test_today_is_counted_up_to_now_and_marked_partial(serve, run_tap):
+    now = utc_now()
+    legs = generate(now - timedelta(days=2), now + timedelta(days=1), 30, seed=2)
+    emulator = serve(legs, now=now)
+    config = make_config(
+        emulator.url, start_date=(now - timedelta(days=1)).date().isoformat(), end_date=None
+    )
+    rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
+    today = rows[-1]
+    assert today["date"] == now.date().isoformat() and not today["whole_day"]
+    assert today["start_date_to"] >= format_utc(now)
+    assert today["start_date_to"] < format_utc(now + timedelta(minutes=5))
 
 
 def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
@@ -248,8 +293,9 @@ def test_a_25_hour_day_is_counted_whole_in_two_requests(serve, run_tap):
         timezone="Europe/Berlin",
     )
     rows = run_tap(config, streams=("cdr_counts",)).records("cdr_counts")
-    assert [r["date"] for r in rows] == ["2024-10-27"]
-    assert rows[0]["total_items"] == local_counts(legs, zone)["2024-10-27"]
+    assert [(r["date"], r["whole_day"]) for r in rows] == [("2024-10-27", True)]
+    counted = local_counts(legs, zone, start, start + timedelta(hours=25))["2024-10-27"]
+    assert rows[0]["total_items"] == counted
     count_bodies = [b for b in emulator.emulator.stats.bodies if "page" not in b]
     assert len(count_bodies) == 2
 
@@ -283,103 +329,6 @@ def test_both_streams_in_one_run(serve, run_tap):
     per_day = Counter(r["start_stamp"][:10] for r in run.records())
     assert {r["date"]: r["total_items"] for r in run.records("cdr_counts")} == dict(per_day)
     assert set(run.final_state["bookmarks"]) == {"cdrs", "cdr_counts"}
-
-
-def busy_day_with_crowded_seconds() -> list[Leg]:
-    """One busy day, plus seconds in which more calls start than a small page holds."""
-    day = generate(START, START + timedelta(days=1), 500, seed=21)
-    rng = random.Random(4)
-    for hour in (9, 11, 16):
-        moment = START + timedelta(hours=hour, minutes=17)
-        day += [leg for _ in range(8) for leg in make_call(rng, moment)]
-    return day
-
-
-@pytest.mark.parametrize("bounds", ["half_open", "inclusive"])
-def test_a_busy_day_whose_pages_shift_gives_every_leg_exactly_once(serve, run_tap, bounds):
-    legs = busy_day_with_crowded_seconds()
-    emulator = serve(legs, order="ties_shuffled", bounds=bounds)
-    run = run_tap(make_config(emulator.url, page_size=10, end_date="2024-03-02"))
-    uuids = [r["uuid"] for r in run.records()]
-    assert len(uuids) == len(set(uuids))
-    assert set(uuids) == in_range(legs, START, START + timedelta(days=1))
-    paged = [b for b in emulator.emulator.stats.bodies if b.get("page", 1) > 1]
-    assert paged, "the crowded seconds cannot fit a page: they must have been paged"
-
-
-def test_a_silent_page_cap_is_learned_and_parts_are_planned_to_fit_it(serve, run_tap, legs):
-    emulator = serve(legs, page_cap=15)
-    run = run_tap(make_config(emulator.url, page_size=200))
-    uuids = [r["uuid"] for r in run.records()]
-    assert sorted(uuids) == sorted(in_range(legs))
-    bodies = [b for b in emulator.emulator.stats.bodies if "page" in b]
-    assert {b["page_size"] for b in bodies} == {200}
-    # Parts are planned for pages of 15, not 200: a handful more requests than the
-    # legs need, not one split after another.
-    assert len(bodies) <= 2 * math.ceil(len(uuids) / (15 * FILL)) + 2
-
-
-def test_empty_years_cost_a_request_each(serve, run_tap, legs):
-    emulator = serve(legs)
-    run = run_tap(make_config(emulator.url, start_date="2021-03-01", page_size=1000))
-    assert sorted(r["uuid"] for r in run.records()) == sorted(in_range(legs))
-    retrieves = emulator.emulator.stats.requests["/cdrs/retrieve"]
-    assert retrieves <= 4, "three empty years and three busy days: a request per 366 days"
-    assert "/cdrs/count" not in emulator.emulator.stats.requests
-
-
-def test_the_widest_window_bounds_each_request(serve, run_tap, legs):
-    emulator = serve(legs)
-    run_tap(make_config(emulator.url, start_date="2024-01-01", window_size_hours=24 * 7))
-    for body in emulator.emulator.stats.bodies:
-        lower = datetime.fromisoformat(body["start_date_from"].replace("Z", "+00:00"))
-        upper = datetime.fromisoformat(body["start_date_to"].replace("Z", "+00:00"))
-        assert upper - lower <= timedelta(days=7, seconds=2)
-
-
-def test_once_a_window_fails_for_good_the_others_stop_retrying(serve, run_tap, legs):
-    """Two days read at once: one is refused (fatal), the other is in its retries."""
-    faults = [{"kind": "500"}, {"kind": "400"}] + [{"kind": "500"}] * 10
-    emulator = serve(legs, fault_queue=faults)
-    config = make_config(
-        emulator.url, end_date="2024-03-03", window_size_hours=24, max_concurrency=2
-    )
-    run = run_tap(config, fails=True, real_waits=True)
-    assert "HTTP 400" in str(run.error)
-    # The refused request and the first try of the other; no retry after the failure.
-    assert emulator.emulator.stats.requests["/cdrs/retrieve"] == 2
-
-
-def test_reads_run_ahead_of_what_is_emitted_by_a_bounded_number(serve, legs):
-    """Memory stays bounded: while the first window is being emitted, only a few
-    windows beyond it have been requested, however many the range holds."""
-    emulator = serve(legs)
-    workers = 2
-    config = make_config(emulator.url, page_size=10, max_concurrency=workers)
-    tap = TapTenios(config=config, state={}, parse_env_config=False)
-    records = tap.streams["cdrs"].get_records(None)
-    next(iter(records))
-    api = emulator.emulator
-
-    def one_page_reads() -> int:
-        """Requests whose legs fit a page: reads that are held until emitted."""
-        held = 0
-        for body in list(api.stats.bodies):
-            lower, upper = (
-                datetime.fromisoformat(body[k].replace("Z", "+00:00"))
-                for k in ("start_date_from", "start_date_to")
-            )
-            held += len(api.store.select(lower, upper, "inclusive", api.now())) <= 10
-        return held
-
-    bound = 2 * workers + SPARE_THREADS
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and one_page_reads() <= bound:
-        time.sleep(0.01)  # give reads that should not exist the time to show up
-    assert one_page_reads() <= bound
-    rest = [r["uuid"] for r in records]
-    assert len(rest) + 1 == len(in_range(legs))
-    assert one_page_reads() > 10 * workers, "the range needed many more reads"
 
 
 def test_one_tap_object_can_sync_twice(serve, legs, capsys):
@@ -423,52 +372,6 @@ def test_stamps_in_another_zone_stop_the_run_naming_api_timezone(serve, run_tap,
     assert "reading stamps without a zone as UTC: the API's stamps look like another" in message
     assert message.endswith("Set api_timezone to the zone the API writes its timestamps in.")
     assert run.records() == [], "nothing read an hour off was emitted"
-
-
-def test_cdr_counts_reports_progress_every_30_days_or_10_seconds_and_at_the_end():
-    lines: list[str] = []
-
-    class Logger:
-        def info(self, message: str, *args: object) -> None:
-            lines.append(message % args)
-
-    now = [0.0]
-    progress = CountProgress(65, Logger(), lambda: now[0])  # type: ignore[arg-type]
-    for day in range(1, 66):
-        now[0] += 0.1 if day != 40 else 10.0  # day 40 is slow: a line after 10 s
-        progress.day_done(f"day {day}")
-    assert [line.split(" day(s)")[0] for line in lines] == [
-        "cdr_counts: 30 of 65",
-        "cdr_counts: 40 of 65",
-        "cdr_counts: 65 of 65",
-    ]
-    assert lines[0] == (
-        "cdr_counts: 30 of 65 day(s) counted, up to day 30; 46% after 0:00:03, about 0:00:04 left"
-    )
-    assert lines[-1].endswith("100% after 0:00:16, about 0:00:00 left")
-
-
-def test_cdrs_progress_tells_the_share_read_and_the_time_left_every_5_seconds(monkeypatch):
-    import tap_tenios.streams
-
-    now = [100.0]
-    monkeypatch.setattr(tap_tenios.streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    progress = Progress(START, START + timedelta(days=4))
-    assert (progress.share, progress.left) == (0.0, 0.0)
-    now[0] += 4.9
-    assert not progress.due()
-    now[0] += 0.2
-    assert progress.due() and not progress.due(), "due once per 5 seconds"
-    day = Window(START, START + timedelta(days=1))
-    progress.done(WindowRead(day, [{}] * 7, 3, 0.5))
-    progress.done(WindowRead(Window(day.end, day.end + timedelta(hours=12)), [{}] * 2, 1, 0.1))
-    assert progress.upto == START + timedelta(days=1, hours=12)
-    assert (progress.legs, progress.windows, progress.requests) == (9, 2, 4)
-    assert progress.share == 1.5 / 4
-    now[0] += 4.9
-    assert progress.elapsed == pytest.approx(10.0)
-    assert progress.left == pytest.approx(10.0 / 0.375 - 10.0)
-    assert Progress(START, START).share == 1.0  # an empty range is all read
 
 
 def test_decimal_cost_is_a_string_with_precision_and_scale(serve, run_tap, legs):
@@ -531,23 +434,6 @@ def test_every_record_matches_the_schema_its_stream_announces(serve, run_tap, le
     assert {"uuid", "start_stamp"} <= set(cdrs["schema"]["required"])
 
 
-def test_parts_that_together_count_far_more_than_their_window_stop_the_run(serve, run_tap, legs):
-    """Every request counts 200 legs, whatever its dates: the first window is cut into
-    five parts, read at once, and the five count 1,000 between them, five times their
-    window's 200.
-    """
-    emulator = serve(legs)
-    real = emulator.emulator.retrieve
-
-    def always_200(body):
-        return re.sub(rb'"total_items":\d+', b'"total_items":200', real(body))
-
-    emulator.emulator.retrieve = always_200
-    run = run_tap(make_config(emulator.url, page_size=50, max_concurrency=5), fails=True)
-    assert "its counts do not follow the requested dates" in str(run.error)
-    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 30
-
-
 @pytest.mark.parametrize(
     ("stream", "path"), [("cdrs", "/cdrs/retrieve"), ("cdr_counts", "/cdrs/count")]
 )
@@ -556,170 +442,15 @@ def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stre
     emulator = serve(legs, fault_queue=[{"kind": "400", "path": path}])
     tap = TapTenios(config=make_config(emulator.url), state={}, parse_env_config=False)
     select(tap, {stream})
+    tap.sync_all()
     with pytest.raises(Exception, match="400"):
-        tap.sync_all()
+        tap.report.raise_failures()
     capsys.readouterr()
     tap.state.clear()
     tap.sync_all()
+    tap.report.raise_failures()
     records = records_in(capsys.readouterr().out)
     if stream == "cdrs":
         assert {r["uuid"] for r in records} == in_range(legs)
     else:
         assert [r["date"] for r in records] == ["2024-03-01", "2024-03-02", "2024-03-03"]
-
-
-def test_windows_in_a_lookback_of_part_of_a_window_only_warn(serve, run_tap, legs, caplog):
-    """Top windows are cut where the lookback begins, so a mismatch within it is the
-    next run's to settle, even when the lookback is no whole number of windows (and a
-    day fits one page, so nothing else cuts the last window).
-    """
-    caplog.set_level(logging.WARNING)
-    victim = max((leg for leg in legs if leg.start < END), key=lambda leg: leg.start)
-    assert victim.start >= END - timedelta(hours=6)
-    emulator = serve(legs, hidden_legs=frozenset({victim.uuid}))
-    config = make_config(emulator.url, lookback_minutes=6 * 60, window_size_hours=24, page_size=500)
-    run = run_tap(config)
-    assert "the next run reads it again" in caplog.text
-    assert {r["uuid"] for r in run.records()} == in_range(legs) - {victim.uuid}
-
-
-def test_a_window_that_starts_where_the_lookback_starts_is_within_it(serve, run_tap, legs, caplog):
-    """A leg the API counts but never lists, a second after the lookback's start: the
-    narrowest window that sees it (its request reaches a second past each edge) starts
-    exactly where the lookback does, and is the next run's to settle."""
-    caplog.set_level(logging.WARNING)
-    settling = END - timedelta(hours=6)
-    victim = moved(legs[0], settling + timedelta(seconds=1))
-    emulator = serve([*legs[1:], victim], hidden_legs=frozenset({victim.uuid}))
-    config = make_config(emulator.url, lookback_minutes=6 * 60, window_size_hours=24, page_size=500)
-    run = run_tap(config)
-    assert "the next run reads it again" in caplog.text
-    assert {r["uuid"] for r in run.records()} == in_range(legs[1:])
-
-
-def test_a_second_that_counts_more_legs_than_a_window_may_hold_stops_the_run(serve, run_tap, legs):
-    """Counts that follow the dates, but one second counts 200,000 legs: the planner
-    cuts down to that second, which it cannot cut, and refuses to page through it.
-    """
-    emulator = serve(legs)
-    real = emulator.emulator.retrieve
-    busy = "2024-03-02T10:00:00.000Z"
-
-    def one_crowded_second(body):
-        answer = real(body)
-        if body["start_date_from"] <= busy < body["start_date_to"]:
-            answer = re.sub(rb'"total_items":\d+', b'"total_items":200000', answer)
-        return answer
-
-    emulator.emulator.retrieve = one_crowded_second
-    run = run_tap(make_config(emulator.url, page_size=50), fails=True)
-    assert "the window cannot be cut further" in str(run.error)
-    assert emulator.emulator.stats.requests["/cdrs/retrieve"] < 1000
-
-
-def crowds(spots: list[tuple[int, int, str]]) -> list[Leg]:
-    """Calls crowding into single seconds, some on whole seconds (the planner's cut
-    points), some with milliseconds or microseconds, a few legs each."""
-    legs: list[Leg] = []
-    for spot, (second, calls, precision) in enumerate(spots):
-        rng = random.Random(f"{spot}-{second}")  # two spots may share a second, not uuids
-        moment = START + timedelta(seconds=second)
-        for _ in range(calls):
-            fraction = {
-                "whole": timedelta(0),
-                "ms": timedelta(milliseconds=rng.choice([0, 1, 999, rng.randrange(1000)])),
-                "us": timedelta(microseconds=rng.choice([1, 999_999, rng.randrange(10**6)])),
-            }[precision]
-            legs += [moved(leg, leg.start + fraction) for leg in make_call(rng, moment)]
-    return legs
-
-
-@given(
-    spots=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=3 * 86_400 - 1),
-            st.integers(min_value=1, max_value=12),
-            st.sampled_from(["whole", "ms", "us"]),
-        ),
-        min_size=1,
-        max_size=4,
-    ),
-    order=st.sampled_from(ORDERS),
-    bounds=st.sampled_from(BOUNDS),
-    page_size=st.sampled_from([5, 13, 1000]),
-    cap=st.sampled_from([None, 4]),
-)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_crowded_sub_second_instants_are_emitted_once_in_order_with_a_state_per_window(
-    spots, order, bounds, page_size, cap
-):
-    legs = generate(START, END, 15, seed=5) + crowds(spots)
-    behaviour = Behaviour(
-        access_key=KEY,
-        now=END + timedelta(days=1),
-        order=order,
-        bounds=bounds,
-        page_cap=cap,
-        timestamp_style="offset",  # keeps microseconds
-    )
-    with RunningEmulator(Emulator(legs, behaviour)) as api:
-        run = run_in_process(make_config(api.url, page_size=page_size))
-    assert run.error is None, run.error
-    keys = [(r["start_stamp"], r["uuid"]) for r in run.records()]
-    assert keys == sorted(keys), "emission must be sorted by (start_stamp, uuid)"
-    assert len({uuid for _, uuid in keys}) == len(keys) and {u for _, u in keys} == in_range(legs)
-    latest = ""
-    for message in run.messages:
-        if message["type"] == "RECORD":
-            latest = message["record"]["start_stamp"]
-        elif message["type"] == "STATE" and latest:
-            assert message["value"]["bookmarks"]["cdrs"]["replication_key_value"] == latest
-
-
-def test_a_crowded_second_is_paged_through_one_leg_per_page(serve, run_tap):
-    """Pages of one leg: a second that cannot be cut is read page by page, and every
-    page up to its count is asked for (pages of one leg number as many as its legs).
-    """
-    rng = random.Random(11)
-    moment = START + timedelta(hours=5)
-    crowded = [leg for _ in range(3) for leg in make_call(rng, moment)]
-    legs = crowded + make_call(rng, START + timedelta(hours=9))
-    emulator = serve(legs)
-    run = run_tap(make_config(emulator.url, page_size=1, end_date="2024-03-02"))
-    uuids = [r["uuid"] for r in run.records()]
-    assert sorted(uuids) == sorted(in_range(legs, START, START + timedelta(days=1)))
-    assert len(crowded) >= 3
-    pages = {b["page"] for b in emulator.emulator.stats.bodies if "page" in b}
-    assert pages >= set(range(1, len(crowded) + 1))
-
-
-def test_pages_are_read_again_from_page_1_until_every_leg_shows(serve, run_tap):
-    """Pages are separate queries: here the legs of the last page show only on page 1,
-    and only from its third query on (ties ordered differently each time). Every
-    round after the first reads page 1 again, so they are found."""
-    rng = random.Random(5)
-    moment = START + timedelta(hours=5)
-    crowded = [moved(leg, moment) for _ in range(3) for leg in make_call(rng, moment)]
-    emulator = serve(crowded)
-    real = emulator.emulator.retrieve
-    last = math.ceil(len(crowded) / 2)
-    page_1_queries: Counter[str] = Counter()
-
-    def shifting(body):
-        lower, upper = body["start_date_from"], body["start_date_to"]
-        narrow = datetime.fromisoformat(upper[:-1]) - datetime.fromisoformat(lower[:-1])
-        if narrow > timedelta(seconds=3):  # not yet the second that cannot be cut
-            return real(body)
-        page = body["page"]
-        if page == 1:
-            page_1_queries[lower] += 1
-            if page_1_queries[lower] >= 3:
-                page = last
-        elif page == last:
-            page = 1
-        return real({**body, "page": page})
-
-    emulator.emulator.retrieve = shifting  # type: ignore[method-assign]
-    run = run_tap(make_config(emulator.url, page_size=2, end_date="2024-03-02"))
-    assert sorted(r["uuid"] for r in run.records()) == sorted(leg.uuid for leg in crowded)
-    assert last > 2 and max(page_1_queries.values()) >= 3

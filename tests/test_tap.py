@@ -225,20 +225,34 @@ def test_a_rejected_key_ends_in_exactly_one_error_line(tmp_path, serve, legs) ->
     assert "not-the-key" not in result.stderr
 
 
-def test_the_sdk_still_logs_its_line_for_an_unexpected_failure(caplog) -> None:
-    """The line hidden above is matched by its text: this fails if the SDK changes it."""
-    from tap_tenios.client import SDK_UNHANDLED
+def test_a_stream_that_fails_on_its_own_ends_the_run_in_exactly_one_error_line(
+    tmp_path, serve, legs
+) -> None:
+    """The failure is caught where the records are made: the SDK never sees it, so
+    nothing logs it twice; the other stream still runs, and the run exits 1."""
+    emulator = serve(legs, fault_queue=[{"kind": "400", "path": "/cdrs/count"}])
+    result = run_cli(tmp_path, make_config(emulator.url, max_concurrency=1))
+    assert result.returncode == 1
+    errors = [message for level, message in log_lines(result.stderr) if level == "ERROR"]
+    assert errors == [errors[-1]] and errors[0].startswith(
+        "The Tenios API refused /cdrs/count for day 2024-03-01"
+    ), errors
+    assert {m["stream"] for m in result.messages if m["type"] == "RECORD"} == {"cdrs"}
+    final = [m for m in result.messages if m["type"] == "STATE"][-1]["value"]["bookmarks"]
+    assert "cdr_counts" not in final or not final["cdr_counts"].get("replication_key_value")
 
+
+def test_a_bug_keeps_its_traceback() -> None:
+    """Only the tap's own failures become one line: anything else is a bug to report."""
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
     stream = tap.streams["cdrs"]
 
     def broken(context: object) -> Iterator[dict[str, object]]:
         raise KeyError("a bug")
 
-    stream.get_records = broken  # type: ignore[method-assign]
+    stream.read_records = broken  # type: ignore[method-assign]
     with pytest.raises(KeyError):
         stream.sync()
-    assert any(r.getMessage().startswith(SDK_UNHANDLED) for r in caplog.records)
 
 
 def test_an_unreachable_api_ends_in_one_line_naming_host_and_cause(tmp_path) -> None:
@@ -292,8 +306,8 @@ def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("ours", "name"),
     [
-        ("tap_tenios.client:TeniosStream", "_increment_stream_state"),
-        ("tap_tenios.client:TeniosStream", "_generate_record_messages"),
+        ("tap_tenios.streams:TeniosStream", "_increment_stream_state"),
+        ("tap_tenios.writer:RecordOutput", "_generate_record_messages"),
         ("tap_tenios.streams:CdrsStream", "_generate_schema_messages"),
         ("tap_tenios.streams:CdrsStream", "_write_state_message"),
         ("tap_tenios.tap:TapTenios", "_validate_config"),
@@ -312,3 +326,9 @@ def test_the_private_sdk_hooks_the_tap_relies_on_still_exist(ours: str, name: st
     assert owners, f"the SDK no longer defines {name}"
     theirs = inspect.signature(getattr(owners[0], name)).parameters
     assert list(inspect.signature(getattr(cls, name)).parameters) == list(theirs)
+
+
+def test_the_private_sdk_attribute_the_record_fast_path_reads_still_exists() -> None:
+    """``RecordOutput`` stamps RECORD messages with ``_stream_version`` as the SDK does."""
+    tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
+    assert "_stream_version" in vars(tap.streams["cdrs"])

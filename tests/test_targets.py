@@ -24,9 +24,9 @@ def loaders() -> dict[str, dict[str, dict[str, str]]]:
 
 @pytest.mark.meltano
 def test_readme_column_types_match_the_targets(loaders):
-    readme = readme_tables.README.read_text()
+    readme = readme_tables.OPERATIONS.read_text()
     assert readme_tables.section(readme, "types") == readme_tables.types_table(), (
-        "README column types are stale: run python scripts/readme_tables.py --write"
+        "docs/operations.md column types are stale: run python scripts/readme_tables.py --write"
     )
 
 

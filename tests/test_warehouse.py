@@ -11,8 +11,8 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,7 +27,18 @@ import pytest
 
 from tap_tenios.emulator import Leg, generate, make_call
 
-from .helpers import END, MELTANO, PG_DSN, ROOT, dataset, in_range, meltano, pipeline_env, query
+from .helpers import (
+    END,
+    MELTANO,
+    PG_DSN,
+    ROOT,
+    dataset,
+    free_port,
+    in_range,
+    meltano,
+    pipeline_env,
+    query,
+)
 
 UTC = timezone.utc
 
@@ -133,41 +144,36 @@ def test_instants_and_days_follow_the_configured_zone(installed, serve, database
     counts = query(
         database,
         """
-        SELECT date::text, start_date_from, total_items FROM tenios.cdr_counts ORDER BY date
+        SELECT date::text, start_date_from, whole_day, total_items
+        FROM tenios.cdr_counts ORDER BY date
     """,
     )
-    assert counts[0][0] == "2024-03-01"
-    assert counts[0][1] == datetime(2024, 2, 29, 23, 0)  # Berlin midnight, as UTC
+    # Berlin's 2024-03-01 began at 23:00 UTC the day before; the extraction begins at
+    # start_date (00:00 UTC), so the day is counted from there, and marked partial.
+    assert counts[0][:3] == ("2024-03-01", datetime(2024, 3, 1, 0, 0), False)
+    assert counts[1][1:3] == (datetime(2024, 3, 1, 23, 0), True)  # Berlin midnight, as UTC
     local = Counter(
         (leg.start + timedelta(hours=1)).date().isoformat()
         for leg in legs
         if leg.uuid in in_range(legs)
     )
-    # The last Berlin day (03-04) also holds legs after END (UTC 23:00 onwards).
-    assert {d: n for d, _, n in counts if d != "2024-03-04"} == {
-        d: n for d, n in local.items() if d != "2024-03-04"
-    }
+    assert {d: n for d, _, _, n in counts} == dict(local)
 
 
-# --- The README's Meltano steps, run as written --------------------------------------
+# --- The documented Meltano steps, run as written --------------------------------------
 
 README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 EMULATOR_PORT = "8766"  # the README's and meltano.yml's; tests use a free one instead
 
 
-def readme_commands(name: str) -> list[str]:
-    """The shell lines of the README block between ``<!-- NAME: ... -->`` markers."""
-    text = README.read_text()
+def readme_commands(name: str, document: Path = README) -> list[str]:
+    """The shell lines of the block between ``<!-- NAME: ... -->`` markers."""
+    text = document.read_text()
     begin = text.index(f"<!-- {name}: run as written by tests/test_warehouse.py -->")
     block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
     code = block.split("```sh\n", 1)[1].split("```", 1)[0]
     return [line for line in code.splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop_group(group: int) -> None:
@@ -219,6 +225,12 @@ def readme_env(tmp_path: Path, database: str, port: int) -> dict[str, str]:
         "TARGET_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
         "TARGET_POSTGRES_PORT": str(info.get("port", 5432)),
         "TARGET_POSTGRES_DATABASE": database,
+        # The job's dbt build: the same database; its target/ and logs/ this test's own.
+        "DBT_POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+        "DBT_POSTGRES_PORT": str(info.get("port", 5432)),
+        "DBT_POSTGRES_DBNAME": database,
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
     }
 
 
@@ -238,15 +250,12 @@ def test_the_readme_meltano_steps_work_as_written_and_a_range_rerun_keeps_the_bo
         if not line.startswith("scripts/")  # the server: this test's own (CI starts it)
     ]
     assert any(line.startswith("meltano run") for line in steps)
-    rerun = readme_commands("meltano range re-run")
+    rerun = readme_commands("meltano range re-run", OPERATIONS)
     state_id = next(line.split()[-1] for line in steps if line.startswith("meltano state get"))
 
     # The emulator keeps running in the background while the README's later steps run.
-    output = shell(
-        [*steps, *rerun, *[s for s in steps if s.startswith("meltano run")][-1:]],
-        env,
-        tmp_path / "steps.log",
-    )
+    lines = [*steps, *rerun, *[s for s in steps if s.startswith("meltano run")][-1:]]
+    output = shell(lines, env, tmp_path / "steps.log")
 
     first, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 22, tzinfo=UTC)
     legs = [leg for leg in generate(first, end, 400, seed=1) if leg.start < end]
@@ -259,6 +268,12 @@ def test_the_readme_meltano_steps_work_as_written_and_a_range_rerun_keeps_the_bo
     assert output.count(resumed) == 2, output[-4000:]
     assert "cdrs: reading 2024-01-05T00:00:00.000Z to 2024-01-08T00:00:00.000Z" in output
     assert bookmark(tmp_path, env, state_id).startswith(last_start)
+    # Every job ended with the models built from what it loaded; no dbt unit tests there.
+    jobs = sum("meltano run" in line and "tenios-to-postgres" in line for line in lines)
+    assert jobs == 3
+    assert len(re.findall(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", output)) == jobs
+    assert not re.search(r"unit_test|PASS \S+::\S+", output)
+    assert query(database, "SELECT count(*) FROM analytics.tenios__calls")[0][0] > 0
 
 
 # --- Instants and cost, exactly ------------------------------------------------------

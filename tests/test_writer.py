@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import threading
+import time
+from datetime import timedelta
 
 import pytest
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.io_base import SingerWriter as PlainWriter
 
-from tap_tenios import records
-from tap_tenios.client import TeniosStream
-from tap_tenios.emulator import TIMESTAMP_STYLES
+from tap_tenios import reader, records
+from tap_tenios.emulator import TIMESTAMP_STYLES, generate
 from tap_tenios.tap import TapTenios
-from tap_tenios.writer import BLOCK, SingerWriter
+from tap_tenios.windows import format_utc
+from tap_tenios.writer import BLOCK, RecordOutput, SingerWriter
 
-from .helpers import make_config, parse_messages
+from .helpers import START, in_range, make_config, parse_messages, run_cli, tap_command
 
 
 def comparable(run) -> list[str]:
@@ -42,8 +47,8 @@ def test_fast_and_plain_paths_write_the_same_messages(
         assert not set(deselect) & set(fast.records()[0])
 
     monkeypatch.setattr(TapTenios, "message_writer_class", PlainWriter)
-    monkeypatch.setattr(TeniosStream, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
-    monkeypatch.setattr(records, "to_record", records._convert)
+    monkeypatch.setattr(RecordOutput, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
+    monkeypatch.setattr(reader, "to_record", records._convert)
     plain = run_tap(config, streams=("cdrs", "cdr_counts"), deselect=deselect)
 
     assert comparable(fast) == comparable(plain)
@@ -138,3 +143,88 @@ def test_a_stdout_that_takes_part_of_a_block_per_write_still_gets_all_of_it(monk
     assert [m["record"]["n"] for m in messages[:-1]] == list(range(2000))
     assert messages[-1] == {"type": "STATE", "value": {"bookmarks": {"cdrs": {"n": 1999}}}}
     assert len(out.writes) == -(-len(text) // 1000)  # full 1000-byte writes, none per record
+
+
+class SlowReader(threading.Thread):
+    """Reads a process's stdout a little at a time, so its pipe stays full: a block
+    the tap writes is taken in many pieces, and a signal can land in the middle."""
+
+    CHUNK = 4096
+    PAUSE = 0.002  # about 2 MB/s
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.process = process
+        self.data = bytearray()
+        self.states = 0
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(self.CHUNK):
+            with self.lock:
+                self.data += chunk
+                self.states = self.data.count(b'{"type":"STATE"')
+            time.sleep(self.PAUSE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(6))
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_through_a_slow_pipe_leaves_whole_lines_and_a_safe_state(
+    tmp_path, serve, sig, attempt
+):
+    """What an orchestrator stopping a task sees: only whole lines, none twice; exit
+    128 + the signal within two seconds; a last STATE that covers only records written;
+    and a resumed run that loses nothing."""
+    legs = generate(START, START + timedelta(days=2), 1500, seed=attempt)
+    emulator = serve(legs, latency_ms=30, order="unsorted")
+    config = make_config(
+        emulator.url, end_date=(START + timedelta(days=2)).isoformat(), page_size=400
+    )
+    command = tap_command(tmp_path, config)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    reader = SlowReader(process)
+    reader.start()
+    wanted = 2 + attempt % 4  # after a few windows, at a moment that varies
+    deadline = time.monotonic() + 60
+    while reader.states < wanted and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05 * attempt)
+    assert process.poll() is None, "the run ended before the signal: make it longer"
+    signalled = time.monotonic()
+    process.send_signal(sig)
+    code = process.wait(timeout=30)
+    took = time.monotonic() - signalled
+    reader.join(timeout=30)
+    assert code == 128 + sig, f"exit code {code} after {sig.name}"
+    assert took < 2, f"{sig.name} took {took:.1f} s"
+
+    out = bytes(reader.data)
+    assert out.endswith(b"\n"), "the last line is cut"
+    lines = out.decode().splitlines()
+    messages = [json.loads(line) for line in lines]  # every line whole
+    cdrs = [
+        (i, m["record"]["uuid"])
+        for i, m in enumerate(messages)
+        if m["type"] == "RECORD" and m["stream"] == "cdrs"
+    ]
+    uuids = [uuid for _, uuid in cdrs]
+    assert len(uuids) == len(set(uuids)), "a record was written twice"
+    states = [(i, m["value"]) for i, m in enumerate(messages) if m["type"] == "STATE"]
+    assert states, "no STATE before the signal: the test proves little"
+    position, state = states[-1]
+    bookmark = state["bookmarks"].get("cdrs", {}).get("replication_key_value")
+    written = {uuid for i, uuid in cdrs if i < position}
+    if bookmark:
+        passed = {leg.uuid for leg in legs if format_utc(leg.start) < bookmark}
+        assert passed <= written, "the last STATE passes records that were not written"
+
+    resumed = run_cli(tmp_path, config, state=state)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = {
+        m["record"]["uuid"]
+        for m in resumed.messages
+        if m["type"] == "RECORD" and m["stream"] == "cdrs"
+    }
+    assert set(uuids) | again == in_range(legs, START, START + timedelta(days=2))

@@ -103,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     legs = generate(start, end, args.calls_per_day, seed=args.seed)
     running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    # A call near the end can forward to a leg that starts at or after it: served to a
+    # query that reaches that far, but not part of the range announced here.
+    in_range = sum(start <= leg.start < end for leg in legs)
     print(
-        f"Tenios API emulator on {running.url}: {len(legs)} legs from "
+        f"Tenios API emulator on {running.url}: {in_range} legs from "
         f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (exclusive)",
         file=sys.stderr,
         flush=True,

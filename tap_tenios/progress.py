@@ -1,0 +1,74 @@
+"""How far a stream has got, and when to say so: the progress lines of both streams.
+
+A long backfill must never look hung, and an hourly run must not fill its log: a
+line when ``every_seconds`` have passed (or ``every_steps`` steps, where a step is
+worth a line on its own), and one at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+
+class Progress:
+    """A share of the work done, the time it took, and the time it should still take.
+
+    ``total`` is in the stream's own unit (seconds of the range read, days counted);
+    ``advance`` says how much of it is done.
+    """
+
+    def __init__(
+        self,
+        total: float,
+        *,
+        every_seconds: float,
+        every_steps: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.every_seconds = every_seconds
+        self.every_steps = every_steps
+        self.clock = clock
+        self.done = 0.0
+        self.steps = 0
+        self.started = self._last = clock()
+        self._last_steps = 0
+
+    def advance(self, done: float) -> bool:
+        """Record that ``done`` of ``total`` is done (one more step); whether a line is
+        due now: enough time or steps since the last line, or the end reached.
+        """
+        self.done = done
+        self.steps += 1
+        now = self.clock()
+        due = now - self._last >= self.every_seconds or (
+            self.every_steps is not None and self.steps - self._last_steps >= self.every_steps
+        )
+        if not due and done < self.total:
+            return False
+        self._last, self._last_steps = now, self.steps
+        return True
+
+    @property
+    def share(self) -> float:
+        """The share done; an empty task is all done."""
+        return self.done / self.total if self.total > 0 else 1.0
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    @property
+    def left(self) -> float:
+        """Seconds still to go at the pace so far (0 before anything is done)."""
+        share, elapsed = self.share, self.elapsed
+        return elapsed / share - elapsed if share > 0 else 0.0
+
+    def timing(self, of: str = "") -> str:
+        """``42%{of} after 0:00:05, about 0:00:07 left``: the end of every progress line."""
+        return (
+            f"{self.share * 100:.0f}%{of} after {timedelta(seconds=round(self.elapsed))}, "
+            f"about {timedelta(seconds=round(self.left))} left"
+        )

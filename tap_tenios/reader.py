@@ -1,0 +1,355 @@
+"""How one ``cdrs`` window is read whole: one page, parts, or pages kept across reads.
+
+``planner`` decides (pure); this module does the reads through the transport and
+checks them against the API's own counts:
+
+* Page 1 of a window tells how many legs the window holds. If they are all on it,
+  that one request is the read: one query cannot disagree with itself.
+* More legs than a page holds: the window is cut into parts (``Split``) that the
+  scheduler reads in its place.
+* A window too narrow to cut is read page by page (``read_paged``): every leg seen
+  is kept across rounds of reads until the distinct legs reach the count, and
+  ``/cdrs/count`` must agree.
+* A window that still disagrees after every try is settled (``settle``): inside the
+  lookback it only warns (the next run reads it again), older it fails by default.
+
+Whatever a read returns holds only the legs that started inside its window,
+deduplicated and sorted, so the API's order and bound inclusiveness never matter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tap_tenios.errors import TeniosAPIError
+from tap_tenios.planner import (
+    MAX_WINDOW_LEGS,
+    Page,
+    PageSize,
+    can_split,
+    fits,
+    plausible_recount,
+    split,
+)
+from tap_tenios.records import RecordError, misplaced_stamps, to_record
+from tap_tenios.scheduler import DaemonPool, Split, ordered_plan
+from tap_tenios.settings import Settings, utc_now
+from tap_tenios.transport import Transport
+from tap_tenios.windows import Window, count_bounds, format_request, format_utc
+
+#: Threads reading parts beyond ``max_concurrency``: while one turns its page into
+#: records, another's request takes the free slot (``Transport.post`` caps requests
+#: in flight at ``max_concurrency`` however many threads ask). 50k CDRs / 60 days at
+#: 100 ms: 15% less wall time. None at ``max_concurrency`` 1, which reads windows
+#: strictly one after another, in order.
+SPARE_THREADS = 2
+
+#: How often a window whose one page lists fewer legs than it counts is read again.
+MISMATCH_REREADS = 2
+#: How often the pages of a window that cannot be cut are read, at most, until
+#: every leg it counts has been seen.
+PAGED_ROUNDS = 10
+
+Record = dict[str, Any]
+
+
+@dataclass
+class WindowRead:
+    """What one window gave: its records, sorted, and how it went."""
+
+    window: Window
+    records: list[Record]
+    pages: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """A window to read, and the split it came from (``None`` for a top window)."""
+
+    window: Window
+    family: Family | None = None
+
+
+class Family:
+    """The parts one window was split into, and what they counted between them.
+
+    Each part's request lies inside its parent's (widened by the padding), so
+    between them they cannot count many times more legs than the parent did. An API
+    whose counts ignore the dates (or are made up) would otherwise make the planner
+    cut and cut: it is stopped after a few parts (``plausible_recount``).
+    """
+
+    def __init__(self, parent: Window, total: int) -> None:
+        self.parent = parent
+        self.total = total
+        self._counted = 0
+        self._lock = threading.Lock()
+
+    def add(self, total: int) -> bool:
+        """Record one part's count; False once the parts count implausibly many."""
+        with self._lock:
+            self._counted += total
+            return plausible_recount(self.total, self._counted)
+
+
+def count_window(transport: Transport, window: Window, where: str) -> int:
+    """``/cdrs/count`` for a whole window, in the <= 1-day pieces the API accepts."""
+    return sum(
+        transport.post(
+            "/cdrs/count",
+            {"start_date_from": format_request(lower), "start_date_to": format_request(upper)},
+            where,
+            required=("total_items",),
+        )["total_items"]
+        for lower, upper in window.count_requests()
+    )
+
+
+def read_windows(
+    transport: Transport,
+    settings: Settings,
+    windows: Iterable[Window],
+    end: datetime,
+    logger: logging.Logger,
+) -> Iterator[WindowRead]:
+    """Every one of ``windows`` read whole, in order, several read ahead at once.
+
+    Threads read parts (page 1 each); further pages of parts that cannot be cut, and
+    count requests, go to a pool of their own. Both share the transport's limit on
+    requests in flight. Windows from the lookback of ``end`` on are re-read by the
+    next run: there, a disagreement only warns (``CdrsReader.settle``). A read that
+    fails for good sets the transport's ``stop``: the others give up.
+    """
+    workers = settings.max_concurrency
+    spare = SPARE_THREADS if workers > 1 else 0
+    with DaemonPool(workers, "tenios-page") as pages:
+        reader = CdrsReader(transport, settings, pages, end - settings.lookback, logger)
+        parts = (Part(window) for window in windows)
+        yield from ordered_plan(
+            reader.read_part, parts, workers + spare, transport.stop, ahead=2 * workers + spare
+        )
+
+
+class CdrsReader:
+    """Reads ``cdrs`` windows for one run; shared by the threads that read them.
+
+    ``settling_from``: windows from here on are re-read by the next run (the
+    lookback of this run's end), so a disagreement there only warns. ``pages``:
+    where further pages and count requests of a paged read go, beside the threads
+    reading windows (``Transport.post`` caps the requests in flight either way).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        settings: Settings,
+        pages: DaemonPool,
+        settling_from: datetime,
+        logger: logging.Logger,
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.pages = pages
+        self.settling_from = settling_from
+        self.logger = logger
+        self.served = PageSize(settings.page_size)
+
+    def read_part(self, part: Part) -> WindowRead | Split[Part]:
+        """Read one window, or say which parts to read instead (see ``planner``).
+
+        Page 1 decides. All legs on it: the read is done, checked by its own
+        ``total_items`` (one query cannot disagree with itself). More legs than a
+        page holds: the window is cut into parts that should each fit a page. A
+        window too narrow to cut is read page by page (``read_paged``). A page that
+        lists fewer legs than it counts, though they would fit, was cut short (by a
+        cap the API applies to some answers only, say) or misses a leg the API counts
+        but never lists; the two look alike, so the window is cut into parts that fit
+        what the page did list. A short page then costs a few requests; a hidden leg
+        is narrowed down to a window that cannot be cut, which is read again, up to
+        ``MISMATCH_REREADS`` times, and then settled (``settle``).
+        """
+        window = part.window
+        started = time.monotonic()
+        where = f"cdrs window {window.describe()}"
+        problem = ""
+        for attempt in range(1, MISMATCH_REREADS + 2):
+            body = self.page(window, 1)
+            page = Page(len(body["items"]), body["total_items"])
+            if attempt == 1 and part.family is not None and not part.family.add(page.total):
+                family = part.family
+                raise self.fail(
+                    f"{where}: the API counts {page.total} legs in it, but "
+                    f"{family.total} in the window {family.parent.describe()} around it: "
+                    "its counts do not follow the requested dates"
+                )
+            self.served.observe(page)
+            capacity = self.served.capacity
+            if not fits(page, capacity):
+                if can_split(window):
+                    family = Family(window, page.total)
+                    return Split([Part(w, family) for w in split(window, page.total, capacity)])
+                return self.read_paged(window, body, started)
+            legs = self.collect({}, body, window, 1)
+            records = self.own(window, self.convert(window, legs))
+            if len(legs) == page.total:
+                return WindowRead(window, records, attempt, time.monotonic() - started)
+            if len(legs) < page.total and can_split(window):
+                family = Family(window, page.total)
+                parts = split(window, page.total, max(1, len(legs)))
+                return Split([Part(w, family) for w in parts])
+            problem = f"{where}: read {len(legs)} distinct legs but the API counted {page.total}"
+            if attempt <= MISMATCH_REREADS:
+                self.logger.warning("%s; reading the window again", problem)
+        self.settle(window, f"{problem} after {MISMATCH_REREADS + 1} reads")
+        return WindowRead(window, records, MISMATCH_REREADS + 1, time.monotonic() - started)
+
+    def read_paged(self, window: Window, first: dict[str, Any], started: float) -> WindowRead:
+        """Read a window that cannot be cut, page by page, until its legs are all seen.
+
+        Pages are separate queries: where the API orders by a key with ties, pages
+        can repeat one leg and skip another. So every leg seen is kept across reads,
+        and the pages are read again until the distinct legs reach the count (at most
+        ``PAGED_ROUNDS`` rounds). With ``count_check``, ``/cdrs/count`` for the window
+        is asked at the same time, and must agree with the legs read.
+        """
+        where = f"cdrs window {window.describe()}"
+        total = first["total_items"]
+        self.check_paged_total(where, total, total)
+        counted: Future[int] | None = None
+        if self.settings.count_check:
+            counted = self.pages.submit(
+                count_window, self.transport, window, f"{where} (completeness check)"
+            )
+        legs = self.collect({}, first, window, 1)
+        requests = 1
+        for round_ in range(PAGED_ROUNDS):
+            capacity = max(self.served.capacity, len(first["items"]), 1)
+            numbers = range(2 if round_ == 0 else 1, math.ceil(total / capacity) + 1)
+            bodies = self.pages.map(lambda n: self.page(window, n), numbers)
+            requests += len(numbers)
+            for number, body in zip(numbers, bodies, strict=True):
+                self.collect(legs, body, window, number)
+                total = body["total_items"]
+                self.check_paged_total(where, first["total_items"], total)
+            if len(legs) == total:
+                break
+        everything = self.convert(window, legs)
+        records = self.own(window, everything)
+        problem = None
+        if len(legs) != total:
+            problem = (
+                f"{where}: read {len(legs)} distinct legs but the API counted {total} "
+                f"after {requests} page reads"
+            )
+        elif counted is not None:
+            expected = counted.result()
+            requests += 1
+            # Compared with the legs read that lie in the counted period, not with the
+            # window's: the two differ by legs within a millisecond of an edge.
+            stamps = [r["start_stamp"] for r in everything]
+            fewest, most = count_bounds(stamps, window.count_requests())
+            if not fewest <= expected <= most:
+                nearest = most if expected > most else fewest
+                problem = (
+                    f"{where}: kept {len(records)} legs but /cdrs/count counts {expected} "
+                    f"where the legs read make {nearest} (difference {expected - nearest:+d})"
+                )
+        if problem:
+            self.settle(window, problem)
+        return WindowRead(window, records, requests, time.monotonic() - started)
+
+    def check_paged_total(self, where: str, first: int, total: int) -> None:
+        """Stop a paged read whose pages count more than it may hold or page through.
+
+        Every page's ``total_items`` decides how many pages the next round reads: a
+        count that jumps (an API whose counts are inconsistent) would otherwise
+        cost thousands of requests for pages that hold nothing.
+        """
+        if total > MAX_WINDOW_LEGS:
+            raise self.fail(
+                f"{where}: the API counts {total} legs starting within a second or two of "
+                f"it, more than one window may hold ({MAX_WINDOW_LEGS}); the window cannot "
+                "be cut further"
+            )
+        if not plausible_recount(first, total):
+            raise self.fail(
+                f"{where}: page 1 counts {first} legs and a later page {total}: "
+                "the API's counts are inconsistent"
+            )
+
+    def settle(self, window: Window, problem: str) -> None:
+        """A window that still disagrees with the API's counts after every try.
+
+        Inside the lookback of this run's end it is still settling (calls ending,
+        CDRs landing) and the next run reads it again: a warning. Older, it is
+        handled per ``on_count_mismatch``: failing before state passes it by default.
+        """
+        if window.start >= self.settling_from:
+            self.logger.warning(
+                "%s; the window is within the lookback, so the next run reads it again",
+                problem,
+            )
+        elif self.settings.on_count_mismatch == "fail":
+            raise self.fail(problem + " (on_count_mismatch=fail)")
+        else:
+            self.logger.warning("%s; continuing (on_count_mismatch=warn)", problem)
+
+    def convert(self, window: Window, legs: dict[str, Any]) -> list[Record]:
+        """Every leg read for ``window`` as a record, the padding's too."""
+        zone = self.settings.api_timezone
+        try:
+            read = [to_record(item, zone) for item in legs.values()]
+        except RecordError as exc:
+            raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
+        if problem := misplaced_stamps(read, window.padded(), utc_now(), str(zone)):
+            raise self.fail(f"cdrs window {window.describe()}: {problem}")
+        return read
+
+    @staticmethod
+    def own(window: Window, records: list[Record]) -> list[Record]:
+        """The records that started inside ``window``, sorted as they are emitted."""
+        lower, upper = format_utc(window.start), format_utc(window.end)
+        own = [r for r in records if lower <= r["start_stamp"] < upper]
+        own.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
+        return own
+
+    def page(self, window: Window, page: int) -> dict[str, Any]:
+        """One page of ``/cdrs/retrieve`` for ``window``, padded (see ``Window.padded``)."""
+        padded = window.padded()
+        return self.transport.post(
+            "/cdrs/retrieve",
+            {
+                "start_date_from": format_request(padded.start),
+                "start_date_to": format_request(padded.end),
+                "page": page,
+                "page_size": self.settings.page_size,
+            },
+            f"window {window.describe()}, page {page}",
+            required=("items", "total_items"),
+        )
+
+    def collect(
+        self, legs: dict[str, Any], body: dict[str, Any], window: Window, page: int
+    ) -> dict[str, Any]:
+        """Add a page's items to ``legs`` by uuid (a later copy of a leg wins)."""
+        for item in body["items"]:
+            key = item.get("uuid") if isinstance(item, dict) else None
+            if not isinstance(key, str):
+                raise self.fail(
+                    f"cdrs window {window.describe()}, page {page}: an item has no string 'uuid'"
+                )
+            legs[key] = item
+        return legs
+
+    def fail(self, message: str) -> TeniosAPIError:
+        """An error safe to raise (the transport removes the key from any message)."""
+        return self.transport.fail(message)
