@@ -121,11 +121,13 @@ select
         else coalesce(classified.line_type, 'unknown')
     end as destination_line_type,
     case
-        when legs.call_type not in ('SIPFORWARD_USER', 'SIPFORWARD_PRFL')
+        when legs.leg_role <> 'inbound'
+            and legs.call_type not in ('SIPFORWARD_USER', 'SIPFORWARD_PRFL')
             then classified.country_calling_code
     end as destination_country_code,
     case
-        when legs.call_type not in ('SIPFORWARD_USER', 'SIPFORWARD_PRFL')
+        when legs.leg_role <> 'inbound'
+            and legs.call_type not in ('SIPFORWARD_USER', 'SIPFORWARD_PRFL')
             then classified.country
     end as destination_country,
     legs.source_type,
@@ -140,6 +142,6 @@ select
     cast({{ tenios_utc_to_local('legs.started_at') }} as date) as start_date_local
 from legs
 left join causes on causes.hangup_cause = legs.hangup_cause
-left join classified
-    on classified.destination_number = legs.destination_number
-    and legs.leg_role <> 'inbound'
+-- (Inbound legs are left out above, not in this condition: a condition on the left
+-- side alone would keep DuckDB from a hash join.)
+left join classified on classified.destination_number = legs.destination_number
