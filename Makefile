@@ -17,11 +17,13 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## tap-tenios against a raw requests+json floor, then the whole pipeline into PostgreSQL
-## and DuckDB (needs scripts/postgres.sh start); a few minutes each.
+## and DuckDB (needs scripts/postgres.sh start), then the dbt models on a million legs,
+## incremental against full; a few minutes each.
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
 	$(BIN)/meltano install
 	$(BIN)/python scripts/benchmark_pipeline.py
+	$(BIN)/python scripts/benchmark_dbt.py
 
 ## Mutation testing of the core modules against their tests (minutes; not in CI).
 ## Arguments: make mutation MUTATION_ARGS="--sample 100 --seed 2 tap_tenios/windows.py"

@@ -1,14 +1,18 @@
 """``make demo``: a whole pipeline on this machine, no Tenios account needed.
 
-1. starts the bundled API emulator with three weeks of synthetic calls;
-2. runs ``meltano run tap-tenios--number target-duckdb`` (a full load), then
-   ``meltano run tap-tenios--number target-duckdb dbt-duckdb:build`` (incremental: it resumes
-   from the state Meltano saved, then builds and tests the dbt models in transform/);
-3. reports from the models: calls, answer rate, abandonment, service level, ACD, wait
-   and cost per local day, and each day's loaded legs against the API's own count.
+1. starts the bundled API emulator twice, for two Tenios accounts, with three weeks of
+   synthetic calls, faxes and calls placed;
+2. runs ``meltano run tap-tenios--number target-duckdb tap-tenios--account-b target-duckdb``
+   (a full load of each account into its own schema), then the same with
+   ``dbt-duckdb:build`` (incremental: each tap resumes from the state Meltano saved, then
+   the dbt models in transform/ union both accounts, build and test);
+3. reports from the models: calls, ASR, NER, service level, abandonment, speed of answer
+   and cost per local day, one day's 15-minute intervals, the month's spend by call type,
+   and each day's loaded legs against the API's own count.
 
-Days are Europe/Berlin days, for the tap's counts and the models alike. Exits non-zero
-if any day disagrees. Each demo starts from an empty warehouse.
+Days are Europe/Berlin days, for the tap's counts and the models alike; the service
+numbers keep the opening hours of transform/seeds/demo/. Exits non-zero if any day
+disagrees. Each demo starts from an empty warehouse.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate
+from tap_tenios.emulator.data import generate_outbound
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "output"
@@ -32,7 +37,11 @@ LOG = OUTPUT / "demo-meltano.log"
 MELTANO = str(Path(sys.executable).parent / "meltano")
 DAYS = 21
 KEY = "demo-access-key"
+KEY_B = "demo-access-key-b"
 ZONE = "Europe/Berlin"
+#: The two accounts' schemas, unioned by the dbt models.
+SOURCES = "[{schema: tenios, account: main}, {schema: tenios_account_b, account: branch}]"
+TAPS = ("tap-tenios--number", "target-duckdb", "tap-tenios--account-b", "target-duckdb")
 #: Lines of Meltano's output worth showing live: the tap's progress and the verdicts.
 SHOWN = re.compile(
     r"cdrs: (window|reading)|cdr_counts: counting|Block run completed|error|dbt-duckdb.*Done\.",
@@ -79,34 +88,46 @@ def main() -> int:
     meltano("install", "--plugin-type=utility", "dbt-duckdb", env=env)
 
     legs = generate(start, end, calls_per_day=300, seed=2024)
-    with RunningEmulator(Emulator(legs, Behaviour(access_key=KEY, order="unsorted"))) as api:
-        step(f"Emulator on {api.url}: {len(legs)} legs from {start:%Y-%m-%d} to {end:%Y-%m-%d}")
+    legs += generate_outbound(start, end, legs_per_day=40, seed=2025)
+    legs.sort(key=lambda leg: (leg.start, leg.uuid))
+    legs_b = generate(start, end, calls_per_day=80, seed=2026)
+    legs_b += generate_outbound(start, end, legs_per_day=10, seed=2027)
+    legs_b.sort(key=lambda leg: (leg.start, leg.uuid))
+    account_a = RunningEmulator(Emulator(legs, Behaviour(access_key=KEY, order="unsorted")))
+    account_b = RunningEmulator(Emulator(legs_b, Behaviour(access_key=KEY_B)))
+    with account_a as api, account_b as api_b:
+        step(
+            f"Emulators on {api.url} and {api_b.url}: {len(legs)} and {len(legs_b)} legs "
+            f"from {start:%Y-%m-%d} to {end:%Y-%m-%d}"
+        )
         env.update(
             {
                 "TAP_TENIOS_API_URL": api.url,
                 "TAP_TENIOS_ACCESS_KEY": KEY,
+                "TAP_TENIOS__ACCOUNT_B_API_URL": api_b.url,
+                "TAP_TENIOS__ACCOUNT_B_ACCESS_KEY": KEY_B,
                 "TAP_TENIOS_START_DATE": start.date().isoformat(),
                 "TAP_TENIOS_END_DATE": end.date().isoformat(),
                 "TAP_TENIOS_TIMEZONE": ZONE,
                 "TARGET_DUCKDB_FILEPATH": str(WAREHOUSE),
                 "DBT_DUCKDB_PATH": str(WAREHOUSE),
                 "TENIOS_REPORT_TIMEZONE": ZONE,
+                "TENIOS_SOURCES": SOURCES,
+                "TENIOS_OPENING_HOURS": "tenios__demo_opening_hours",
                 "DBT_TARGET_PATH": str(OUTPUT / "dbt-target"),
                 "DBT_LOG_PATH": str(OUTPUT / "dbt-logs"),
                 "DBT_USE_COLORS": "false",
             }
         )
-        step("meltano run tap-tenios--number target-duckdb  (full load)")
+        step(f"meltano run {' '.join(TAPS)}  (full loads)")
         began = time.monotonic()
-        meltano("run", "--full-refresh", "tap-tenios--number", "target-duckdb", env=env, show=True)
+        meltano("run", "--full-refresh", *TAPS, env=env, show=True)
         print(f"    done in {time.monotonic() - began:.1f} s")
         step(
-            "meltano run tap-tenios--number target-duckdb dbt-duckdb:build"
+            f"meltano run {' '.join(TAPS)} dbt-duckdb:build"
             "  (incremental, then the dbt models and their tests)"
         )
-        meltano(
-            "run", "tap-tenios--number", "target-duckdb", "dbt-duckdb:build", env=env, show=True
-        )
+        meltano("run", *TAPS, "dbt-duckdb:build", env=env, show=True)
     return report()
 
 
@@ -117,38 +138,97 @@ def percent(value: object) -> str:
 def report() -> int:
     """Print what the dbt models say; every figure comes from a model, none is computed here."""
     db = duckdb.connect(str(WAREHOUSE), read_only=True)
-    step(f"Calls per day ({ZONE}), from analytics.tenios__daily_totals")
+    step(f"Calls per day ({ZONE}), account main, from analytics.tenios__daily_totals")
     print(
-        f"    {'day':<11} {'calls':>6} {'answered':>9} {'abandoned':>10} {'SL 20 s':>8} "
-        f"{'ACD s':>6} {'wait s':>7} {'p90 s':>6} {'cost EUR':>10}"
+        f"    {'day':<11} {'calls':>6} {'ASR':>5} {'NER':>5} {'person':>7} {'closed':>7} "
+        f"{'SL 20 s':>8} {'aband.':>7} {'ASA s':>6} {'AHT s':>6} {'cost EUR':>9}"
     )
     for row in db.sql("""
-        SELECT start_date_local, calls_offered, answer_rate, abandon_rate, service_level,
-               acd_seconds, avg_wait_seconds, p90_wait_seconds, cost_total
-        FROM analytics.tenios__daily_totals ORDER BY start_date_local
+        SELECT start_date_local, calls_offered, asr, ner, person_answer_rate, calls_closed,
+               service_level, abandon_rate, asa_seconds, aht_seconds, calls_cost_total
+        FROM analytics.tenios__daily_totals WHERE account = 'main' ORDER BY start_date_local
     """).fetchall():
-        day, offered, answered, abandoned, level, acd, wait, p90, cost = row
+        day, offered, asr, ner, person, closed, level, abandoned, asa, aht, cost = row
         print(
-            f"    {day!s:<11} {offered:>6} {percent(answered):>9} {percent(abandoned):>10} "
-            f"{percent(level):>8} {acd!s:>6} {wait!s:>7} {p90!s:>6} {cost:>10.2f}"
+            f"    {day!s:<11} {offered:>6} {percent(asr):>5} {percent(ner):>5} "
+            f"{percent(person):>7} {closed:>7} {percent(level):>8} {percent(abandoned):>7} "
+            f"{asa or '-'!s:>6} {aht or '-'!s:>6} {cost:>9.2f}"
         )
 
-    step("Outcomes of all calls, from analytics.tenios__calls")
+    number, day = db.sql("""
+        SELECT service_number, max(interval_date_local) FROM analytics.tenios__interval_kpis
+        WHERE account = 'main' AND calls_closed < calls_offered
+          AND dayofweek(interval_date_local) BETWEEN 1 AND 5
+        GROUP BY 1 ORDER BY sum(calls_offered) DESC LIMIT 1
+    """).fetchone()
+    step(f"{number} on {day}, per 15 minutes while open, from analytics.tenios__interval_kpis")
+    print(
+        f"    {'from':<6} {'offered':>8} {'to person':>10} {'answered':>9} {'aband.':>7} "
+        f"{'SL 20 s':>8} {'ASA s':>6} {'AHT s':>6}"
+    )
+    for row in db.execute(
+        """
+        SELECT strftime(interval_start_local, '%H:%M'), calls_offered, calls_offered_to_person,
+               calls_answered_by_person, calls_abandoned_in_hours, service_level, asa_seconds,
+               aht_seconds
+        FROM analytics.tenios__interval_kpis
+        WHERE account = 'main' AND service_number = ? AND interval_date_local = ?
+          AND (calls_offered > calls_closed OR calls_offered_to_person > 0)
+        ORDER BY interval_start_local
+        """,
+        [number, day],
+    ).fetchall():
+        start, offered, to_person, answered, abandoned, level, asa, aht = row
+        print(
+            f"    {start:<6} {offered:>8} {to_person:>10} {answered:>9} {abandoned:>7} "
+            f"{percent(level):>8} {asa or '-'!s:>6} {aht or '-'!s:>6}"
+        )
+
+    step("Spend per month by call type (every leg), from analytics.tenios__monthly_spend")
+    print(
+        f"    {'account':<8} {'month':<8} {'category':<10} {'call type':<16} {'legs':>6} "
+        f"{'answered':>9} {'failed':>7} {'EUR':>10} {'EUR/min':>8}"
+    )
+    for row in db.sql("""
+        SELECT account, strftime(start_month_local, '%Y-%m'), spend_category, call_type,
+               sum(legs), sum(legs_answered), sum(legs_failed), sum(cost_total),
+               sum(cost_total) * 60 / nullif(sum(answered_billed_seconds), 0)
+        FROM analytics.tenios__monthly_spend
+        GROUP BY ALL ORDER BY 1, 2, 3, 4
+    """).fetchall():
+        account, month, category, call_type, count, answered, failed, cost, per_minute = row
+        print(
+            f"    {account:<8} {month:<8} {category:<10} {call_type:<16} {count:>6} "
+            f"{answered:>9} {failed:>7} {cost:>10.4f} {float(per_minute or 0):>8.4f}"
+        )
+
+    step("Outcomes of the inbound calls, from analytics.tenios__calls")
     outcomes = db.sql("""
-        SELECT outcome, count(*) FROM analytics.tenios__calls GROUP BY outcome ORDER BY 2 DESC
+        SELECT outcome, count(*) FROM analytics.tenios__calls WHERE call_kind = 'inbound'
+        GROUP BY outcome ORDER BY 2 DESC
     """).fetchall()
     print("    " + ", ".join(f"{outcome} {calls}" for outcome, calls in outcomes))
 
     step("Loaded legs against the API's count, from analytics.tenios__cdr_reconciliation")
-    print(f"    {'day':<11} {'API count':>10} {'loaded':>7} {'diff':>5}  status")
+    for account, days, legs, matching in db.sql("""
+        SELECT account, count(*), sum(loaded_leg_count), count(*) FILTER (WHERE status = 'match')
+        FROM analytics.tenios__cdr_reconciliation GROUP BY account ORDER BY account
+    """).fetchall():
+        print(f"    {account:<8} {days} days, {legs} legs: {matching} days match the API's count")
     bad = 0
-    for day, counted, loaded, difference, status, closed in db.sql("""
-        SELECT count_date, api_leg_count, loaded_leg_count, difference, status, is_closed
-        FROM analytics.tenios__cdr_reconciliation ORDER BY count_date
+    for day, account, api, loaded, difference, status, closed in db.sql("""
+        SELECT count_date, account, api_leg_count, loaded_leg_count, difference, status, is_closed
+        FROM analytics.tenios__cdr_reconciliation WHERE status <> 'match'
+        ORDER BY account, count_date
     """).fetchall():
         bad += bool(difference) and closed
-        print(f"    {day!s:<11} {counted:>10} {loaded:>7} {difference:>5}  {status}")
-    total, distinct = db.sql("SELECT count(*), count(DISTINCT uuid) FROM tenios.cdrs").fetchone()
+        print(f"    {day!s:<11} {account:<8} API {api}, loaded {loaded}: {difference:+} {status}")
+    total, distinct = db.sql("""
+        SELECT sum(copies), sum(legs) FROM (
+            SELECT count(*) AS copies, count(DISTINCT uuid) AS legs FROM tenios.cdrs
+            UNION ALL SELECT count(*), count(DISTINCT uuid) FROM tenios_account_b.cdrs
+        )
+    """).fetchone()
     print(
         f"    {total} rows, {distinct} distinct legs (the second run's re-read legs were upserted)"
     )
@@ -156,7 +236,7 @@ def report() -> int:
         print(f"\n{bad} closed day(s) disagree with the API's count.")
         return 1
     print(
-        "\nEvery day agrees with the API's count. Models: transform/ (README: dbt models);"
+        "\nEvery day agrees with the API's count. Models: transform/ (docs/analytics.md);"
         f" Meltano's log: {LOG.relative_to(ROOT)}"
     )
     return 0

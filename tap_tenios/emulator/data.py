@@ -8,6 +8,12 @@ is an inbound leg plus its forwarded legs, linked through ``main_leg_uuid``/``bl
 costs have 4-6 decimals; timestamps have whole-second precision, as FreeSWITCH writes
 them. Every leg also carries the outcome its call was generated with (``Leg.outcome``),
 so tests can check what a warehouse model makes of the legs.
+
+``generate`` makes the calls to the service numbers; ``generate_outbound`` (separate, so
+that ``generate``'s output for a seed never changes) the legs an account places
+itself: faxes (``FAXOUT``) and calls out to mobile, fixed and foreign numbers (a
+``FORWARD`` leg with no main leg, as a call-back places them), some of them busy,
+unanswered, rejected or failed.
 """
 
 from __future__ import annotations
@@ -231,5 +237,75 @@ def generate(start: datetime, end: datetime, calls_per_day: int, seed: int = 1) 
         if not 7 <= moment.hour < 20 and rng.random() < 0.6:  # noqa: PLR2004
             moment = start + timedelta(seconds=rng.randrange(span))
         legs.extend(make_call(rng, moment))
+    legs.sort(key=lambda leg: (leg.start, leg.uuid))
+    return legs
+
+
+#: Outbound destinations: number prefix, per-minute rate.
+OUTBOUND_DESTINATIONS = (
+    ("+4915", Decimal("0.0790")),  # German mobile
+    ("+4917", Decimal("0.0790")),
+    ("+4930", Decimal("0.0190")),  # Berlin, fixed
+    ("+4989", Decimal("0.0190")),  # Munich, fixed
+    ("+43664", Decimal("0.1490")),  # Austrian mobile
+    ("+4171", Decimal("0.0590")),  # Swiss fixed
+    ("+33612", Decimal("0.1290")),  # French mobile
+)
+FAX_RATE = Decimal("0.0390")
+#: How an outbound leg ends, with its share: answered, or one of the causes.
+OUTBOUND_ENDINGS = (
+    ("NORMAL_CLEARING", 0.70),
+    ("USER_BUSY", 0.08),
+    ("NO_ANSWER", 0.10),
+    ("CALL_REJECTED", 0.04),
+    ("UNALLOCATED_NUMBER", 0.04),
+    ("NORMAL_TEMPORARY_FAILURE", 0.04),
+)
+
+
+def make_outbound(rng: random.Random, start: datetime) -> Leg:
+    """One leg the account places itself: a fax, or a call out (a FORWARD leg that has
+    no main leg). ``outcome``: ``answered``, else ``failed`` (as for any call that is
+    not inbound).
+    """
+    fax = rng.random() < 0.25  # noqa: PLR2004
+    prefix, rate = ("+4930", FAX_RATE) if fax else rng.choice(OUTBOUND_DESTINATIONS)
+    pick, cause = rng.random(), "NORMAL_CLEARING"
+    for cause, share in OUTBOUND_ENDINGS:  # noqa: B007
+        pick -= share
+        if pick < 0:
+            break
+    ring = rng.randint(2, 25) if cause in {"NORMAL_CLEARING", "NO_ANSWER"} else rng.randint(0, 3)
+    answered_at = start + timedelta(seconds=ring) if cause == "NORMAL_CLEARING" else None
+    talk = int(min(rng.lognormvariate(4.5, 0.8), 1800)) + 5 if answered_at else 0
+    end = (answered_at or start + timedelta(seconds=ring)) + timedelta(seconds=talk)
+    leg = _leg(
+        _uuid(rng),
+        start,
+        end=end,
+        answered_at=answered_at,
+        talk=talk,
+        cost=_cost(rng, talk, rate),
+        cause=cause,
+        call_type="FAXOUT" if fax else "FORWARD",
+        callerid_number="+49305550100",
+        destination_number=_number(rng, prefix)[: len(prefix) + 7],
+    )
+    leg.outcome = "answered" if answered_at else "failed"
+    return leg
+
+
+def generate_outbound(
+    start: datetime, end: datetime, legs_per_day: int, seed: int = 1
+) -> list[Leg]:
+    """Faxes and calls out spread over ``[start, end)``, sorted by start."""
+    rng = random.Random(seed)
+    span = int((end - start).total_seconds())
+    if span <= 0 or legs_per_day <= 0:
+        return []
+    count = max(1, round(legs_per_day * span / 86_400))
+    legs = [
+        make_outbound(rng, start + timedelta(seconds=rng.randrange(span))) for _ in range(count)
+    ]
     legs.sort(key=lambda leg: (leg.start, leg.uuid))
     return legs

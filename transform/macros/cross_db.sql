@@ -6,15 +6,20 @@
 
 {# A naive UTC timestamp (what every declared loader writes) as wall-clock time in `tz`. #}
 {% macro tenios_utc_to_local(column, tz=none) -%}
-  {{ return(adapter.dispatch('tenios_utc_to_local', 'tenios')(column, tz or var('tenios_report_timezone'))) }}
+  {{ tenios_utc_to_zone(column, "'" ~ (tz or var('tenios_report_timezone')) ~ "'") }}
 {%- endmacro %}
 
-{% macro default__tenios_utc_to_local(column, tz) -%}
-  cast((({{ column }}) at time zone 'UTC') at time zone '{{ tz }}' as {{ dbt.type_timestamp() }})
+{# The same, with the zone an SQL expression (e.g. a column holding IANA names). #}
+{% macro tenios_utc_to_zone(column, zone) -%}
+  {{ return(adapter.dispatch('tenios_utc_to_zone', 'tenios')(column, zone)) }}
 {%- endmacro %}
 
-{% macro snowflake__tenios_utc_to_local(column, tz) -%}
-  convert_timezone('UTC', '{{ tz }}', cast({{ column }} as timestamp_ntz))
+{% macro default__tenios_utc_to_zone(column, zone) -%}
+  cast((({{ column }}) at time zone 'UTC') at time zone {{ zone }} as {{ dbt.type_timestamp() }})
+{%- endmacro %}
+
+{% macro snowflake__tenios_utc_to_zone(column, zone) -%}
+  convert_timezone('UTC', {{ zone }}, cast({{ column }} as timestamp_ntz))
 {%- endmacro %}
 
 
@@ -103,4 +108,24 @@
 {# 1 when `condition` holds, else 0: sums of flags count rows on every database. #}
 {% macro tenios_flag(condition) -%}
   (case when {{ condition }} then 1 else 0 end)
+{%- endmacro %}
+
+
+{# Minutes since local midnight of a wall-clock timestamp, 0-1439. #}
+{% macro tenios_minute_of_day(column) -%}
+  ({{ tenios_hour(column) }} * 60 + cast(extract(minute from {{ column }}) as {{ dbt.type_int() }}))
+{%- endmacro %}
+
+
+{# Only the digits of a string (e.g. a phone number written with spaces or dashes). #}
+{% macro tenios_digits(column) -%}
+  {{ return(adapter.dispatch('tenios_digits', 'tenios')(column)) }}
+{%- endmacro %}
+
+{% macro default__tenios_digits(column) -%}
+  regexp_replace({{ column }}, '[^0-9]', '', 'g')
+{%- endmacro %}
+
+{% macro snowflake__tenios_digits(column) -%}
+  regexp_replace({{ column }}, '[^0-9]', '')
 {%- endmacro %}

@@ -1,26 +1,54 @@
--- One row per call, as the portal shows it: an inbound leg and the legs forwarded from it.
--- The outcome rules are written out in the model's documentation (tenios__outcome).
+-- One row per call of every account, as the portal shows it: an inbound leg and the legs
+-- forwarded from it. The outcome rules are written out in the model's documentation
+-- (tenios__outcome). Incremental: a run rebuilds, from all their legs, the calls that
+-- have a leg started within the lookback and settling period (tenios_rebuild_from).
+{{ config(
+    materialized='incremental',
+    unique_key=['account', 'call_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 {%- set short_abandon = var('tenios_short_abandon_seconds') %}
-{%- set announcement_answers = var('tenios_announcement_counts_as_answered') %}
 
-with legs as (
+with
+{% if tenios_is_incremental() -%}
+touched as (
 
-    select * from {{ ref('stg_tenios__cdr_legs') }}
+    select distinct account, call_id
+    from {{ ref('tenios__legs') }}
+    where started_at >= {{ tenios_rebuild_from() }}
 
 ),
+
+legs as (
+
+    select legs.*
+    from {{ ref('tenios__legs') }} as legs
+    inner join touched on touched.account = legs.account and touched.call_id = legs.call_id
+
+),
+{%- else -%}
+legs as (
+
+    select * from {{ ref('tenios__legs') }}
+
+),
+{%- endif %}
 
 per_call as (
 
     select
+        account,
         call_id,
         count(*) as leg_count,
         min(started_at) as first_leg_started_at,
         max(ended_at) as last_leg_ended_at,
         {{ tenios_money_sum('cost') }} as total_cost,
+        max({{ tenios_flag('is_answered') }}) as any_leg_answered,
         max({{ tenios_flag('routing_status is not null') }}) as has_routing_problem,
         max({{ tenios_flag('billing_status is not null') }}) as has_billing_problem
     from legs
-    group by call_id
+    group by account, call_id
 
 ),
 
@@ -35,8 +63,9 @@ forwards as (
 
     select
         legs.*,
-        row_number() over (partition by call_id order by started_at, leg_id) as attempt_number,
-        count(*) over (partition by call_id) as attempt_count
+        row_number() over (partition by account, call_id order by started_at, leg_id)
+            as attempt_number,
+        count(*) over (partition by account, call_id) as attempt_count
     from legs
     where leg_role = 'forward' and leg_id <> call_id
 
@@ -45,13 +74,17 @@ forwards as (
 forward_summary as (
 
     select
+        account,
         call_id,
         count(*) as forward_attempts,
         sum({{ tenios_flag('is_answered') }}) as forwards_answered,
         sum({{ tenios_flag("hangup_cause = 'USER_BUSY'") }}) as forwards_busy,
-        max(case when attempt_number = attempt_count then hangup_cause end) as last_forward_hangup_cause
+        max(case when attempt_number = attempt_count then hangup_cause end) as last_forward_hangup_cause,
+        max(case when attempt_number = attempt_count then hangup_category end)
+            as last_forward_hangup_category,
+        max(case when attempt_number = attempt_count then ner_class end) as last_forward_ner_class
     from forwards
-    group by call_id
+    group by account, call_id
 
 ),
 
@@ -62,7 +95,8 @@ answering as (
     from (
         select
             forwards.*,
-            row_number() over (partition by call_id order by answered_at, leg_id) as answer_rank
+            row_number() over (partition by account, call_id order by answered_at, leg_id)
+                as answer_rank
         from forwards
         where is_answered
     ) answered_forwards
@@ -73,6 +107,7 @@ answering as (
 assembled as (
 
     select
+        per_call.account,
         per_call.call_id,
         coalesce(roots.leg_role, 'incomplete') as call_kind,
         roots.call_type as root_call_type,
@@ -95,19 +130,24 @@ assembled as (
         roots.talk_seconds as root_talk_seconds,
         roots.is_answered as root_is_answered,
         roots.hangup_cause as root_hangup_cause,
-        {{ tenios_hangup_category('roots.hangup_cause') }} as root_hangup_category,
+        roots.hangup_category as root_hangup_category,
+        roots.ner_class as root_ner_class,
         forward_summary.last_forward_hangup_cause,
-        {{ tenios_hangup_category('forward_summary.last_forward_hangup_cause') }}
-            as last_forward_hangup_category,
+        forward_summary.last_forward_hangup_category,
+        forward_summary.last_forward_ner_class,
+        per_call.any_leg_answered = 1 as any_leg_answered,
         roots.routing_status,
         roots.billing_status,
         per_call.has_routing_problem = 1 as has_routing_problem,
         per_call.has_billing_problem = 1 as has_billing_problem,
         per_call.total_cost
     from per_call
-    left join roots on roots.call_id = per_call.call_id
-    left join forward_summary on forward_summary.call_id = per_call.call_id
-    left join answering on answering.call_id = per_call.call_id
+    left join roots
+        on roots.account = per_call.account and roots.call_id = per_call.call_id
+    left join forward_summary
+        on forward_summary.account = per_call.account and forward_summary.call_id = per_call.call_id
+    left join answering
+        on answering.account = per_call.account and answering.call_id = per_call.call_id
 
 ),
 
@@ -140,12 +180,20 @@ classified as (
                     else 'abandoned'
                 end
             else 'failed'
-        end as outcome
+        end as outcome,
+        -- ITU-T E.425: answered, or ended by the called side's busy, no answer or
+        -- rejection (the decisive leg: the last one forwarded, else the inbound leg).
+        case
+            when any_leg_answered then 'answer'
+            when routing_status is not null then 'failure'
+            else coalesce(last_forward_ner_class, root_ner_class, 'failure')
+        end as ner_class
     from assembled
 
 )
 
 select
+    account,
     call_id,
     call_kind,
     root_call_type,
@@ -166,24 +214,18 @@ select
     answering_number,
     answering_attempt,
     outcome,
-    {% if announcement_answers -%}
-    outcome in ('answered', 'announcement') as is_answered,
-    {%- else -%}
-    outcome = 'answered' as is_answered,
-    {%- endif %}
+    any_leg_answered as is_answered,
+    outcome = 'answered' and call_kind = 'inbound' as is_answered_by_person,
     outcome in ('abandoned', 'short_abandon') as is_abandoned,
+    ner_class,
+    ner_class in ('answer', 'user_busy', 'no_answer', 'terminal_rejection') as is_ner_effective,
     case
-        when outcome = 'answered' then {{ tenios_seconds_between('started_at', 'agent_answered_at') }}
-        {% if announcement_answers -%}
-        when outcome = 'announcement' then {{ tenios_seconds_between('started_at', 'root_answered_at') }}
-        {%- endif %}
+        when outcome = 'answered' and call_kind = 'inbound'
+            then {{ tenios_seconds_between('started_at', 'agent_answered_at') }}
     end as wait_seconds,
     seconds_until_answer_or_end,
     cast(case
-        when outcome = 'answered' then agent_talk_seconds
-        {% if announcement_answers -%}
-        when outcome = 'announcement' then root_talk_seconds
-        {%- endif %}
+        when outcome = 'answered' and call_kind = 'inbound' then agent_talk_seconds
     end as decimal(38, 3)) as talk_seconds,
     total_cost,
     root_hangup_cause,

@@ -1,5 +1,7 @@
--- Per local day and forward destination: how often it was tried (seizures), how often it
--- answered (ASR, per seizure as ITU-T E.411 defines it), how long it rang.
+-- Per account, local day (of the leg's start) and answering destination (SIP user,
+-- SIP trunk or forwarding number): the calls offered to it, answered, missed (it rang
+-- and nobody answered there), talk time, ring time before an answer, and per seizure
+-- the ASR (ITU-T E.411) and NER (ITU-T E.425).
 with attempts as (
 
     select * from {{ ref('int_tenios__forward_attempts') }}
@@ -9,32 +11,60 @@ with attempts as (
 per_destination as (
 
     select
+        account,
         start_date_local,
         destination_number,
+        case
+            when min(call_type) = max(call_type) then
+                case min(call_type)
+                    when 'SIPFORWARD_USER' then 'sip_user'
+                    when 'SIPFORWARD_PRFL' then 'sip_trunk'
+                    else 'number'
+                end
+            else 'mixed'
+        end as destination_kind,
         count(*) as seizures,
+        count(distinct call_id) as calls_offered,
+        count(distinct case when is_answered then call_id end) as calls_answered,
+        count(distinct case
+            when not is_answered and hangup_category in ('no_answer', 'caller_cancelled')
+                then call_id
+        end) as calls_missed,
         sum({{ tenios_flag('is_answered') }}) as answered,
+        sum({{ tenios_flag("ner_class in ('answer', 'user_busy', 'no_answer', 'terminal_rejection')") }})
+            as ner_effective,
         sum({{ tenios_flag("hangup_category = 'busy'") }}) as busy,
         sum({{ tenios_flag("hangup_category = 'no_answer'") }}) as no_answer,
         sum({{ tenios_flag("hangup_category = 'caller_cancelled'") }}) as caller_cancelled,
+        sum({{ tenios_flag("hangup_category = 'rejected'") }}) as rejected,
+        sum({{ tenios_flag("not is_answered and hangup_category = 'failure'") }}) as failed,
         sum({{ tenios_flag('attempt_number = 1') }}) as first_attempts,
         avg(case when is_answered then ring_seconds end) as ring_raw,
         sum(talk_seconds) as talk_raw,
         {{ tenios_money_sum('cost') }} as cost_total
     from attempts
-    group by start_date_local, destination_number
+    group by account, start_date_local, destination_number
 
 )
 
 select
+    account,
     start_date_local,
     destination_number,
+    destination_kind,
     seizures,
+    calls_offered,
+    calls_answered,
+    calls_missed,
     answered,
     busy,
     no_answer,
     caller_cancelled,
+    rejected,
+    failed,
     first_attempts,
     {{ tenios_ratio('answered', 'seizures') }} as answer_seizure_ratio,
+    {{ tenios_ratio('ner_effective', 'seizures') }} as ner,
     {{ tenios_round('ring_raw', 1) }} as avg_ring_seconds_answered,
     {{ tenios_round('talk_raw', 1) }} as talk_seconds_total,
     cost_total

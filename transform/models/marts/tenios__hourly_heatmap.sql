@@ -1,2 +1,3 @@
--- Local weekday x hour over the whole history: when calls come and when they are missed.
-{{ tenios_call_kpis(ref('tenios__calls'), ['start_weekday_local', 'start_hour_local']) }}
+-- Per account, local weekday x hour over the whole history: when calls come and when
+-- they are missed.
+{{ tenios_call_kpis(ref('int_tenios__inbound_calls'), ['account', 'start_weekday_local', 'start_hour_local']) }}

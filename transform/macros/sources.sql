@@ -1,0 +1,54 @@
+{#
+  Several Tenios accounts: the var tenios_sources lists one schema per account (each
+  loaded by its own tap-tenios plugin). These macros union a stream over them with an
+  `account` column, as the well-known source packages union schemas; without the var,
+  the one schema tenios_schema is read through source() as before.
+#}
+
+{#
+  The accounts: [{schema, account, database}], from tenios_sources (a list, or the
+  same as YAML text, e.g. from the environment's TENIOS_SOURCES) or tenios_schema.
+#}
+{% macro tenios_accounts() -%}
+  {%- set sources = var('tenios_sources') -%}
+  {%- if sources is string -%}
+    {%- set sources = fromyaml(sources) -%}
+  {%- endif -%}
+  {%- set accounts = [] -%}
+  {%- for entry in (sources or [{'schema': var('tenios_schema')}]) -%}
+    {%- do accounts.append({
+        'schema': entry['schema'],
+        'account': entry.get('account') or entry['schema'],
+        'database': entry.get('database'),
+    }) -%}
+  {%- endfor -%}
+  {{ return(accounts) }}
+{%- endmacro %}
+
+
+{#
+  `select <columns>, '<account>' as account from <relation>` for each account, joined
+  by UNION ALL. `columns` is a list of SQL expressions over the raw table (casts go
+  here, so that accounts loaded with different column types union cleanly). The
+  account in tenios_schema is read through source() (so unit tests can stand in for
+  it); the others are the same table in their own schema.
+#}
+{% macro tenios_union_source(table_name, columns) -%}
+  -- depends_on: {{ source('tenios', table_name) }}
+  {%- set own = source('tenios', table_name) %}
+  {%- for entry in tenios_accounts() %}
+    {%- if entry['schema'] == var('tenios_schema') and entry['database'] is none %}
+      {%- set relation = own %}
+    {%- else %}
+      {%- set relation = api.Relation.create(
+          database=entry['database'] or own.database,
+          schema=entry['schema'],
+          identifier=own.identifier) %}
+    {%- endif %}
+    select
+        cast('{{ entry["account"] }}' as {{ dbt.type_string() }}) as account,
+        {{ columns | join(',\n        ') }}
+    from {{ relation }}
+    {% if not loop.last %}union all{% endif %}
+  {%- endfor %}
+{%- endmacro %}

@@ -1,0 +1,96 @@
+-- Inbound calls with whether each started within its service number's opening hours
+-- (in the schedule's own zone; a number without opening hours is always open) and the
+-- local interval (tenios_interval_minutes) it started in. A view: the KPI marts'
+-- common input, so a change of opening hours applies without rebuilding tenios__calls.
+{{ config(materialized='view') }}
+{%- set minutes = var('tenios_interval_minutes') %}
+{%- if minutes not in [15, 30, 60] %}
+  {{ exceptions.raise_compiler_error("tenios_interval_minutes must be 15, 30 or 60, not " ~ minutes) }}
+{%- endif %}
+
+with calls as (
+
+    select * from {{ ref('tenios__calls') }}
+    where call_kind = 'inbound'
+
+),
+
+-- The var tenios_opening_hours names the seed (or model) of opening hours; a blank
+-- account means every account, times become minutes after local midnight.
+hours as (
+
+    select
+        nullif(trim(cast(account as {{ dbt.type_string() }})), '') as account,
+        cast(service_number as {{ dbt.type_string() }}) as service_number,
+        cast(weekday as {{ dbt.type_int() }}) as weekday,
+        cast(substr(opens_at, 1, 2) as {{ dbt.type_int() }}) * 60
+            + cast(substr(opens_at, 4, 2) as {{ dbt.type_int() }}) as opens_minute,
+        cast(substr(closes_at, 1, 2) as {{ dbt.type_int() }}) * 60
+            + cast(substr(closes_at, 4, 2) as {{ dbt.type_int() }}) as closes_minute,
+        cast(timezone as {{ dbt.type_string() }}) as timezone
+    from {{ ref(var('tenios_opening_hours')) }}
+
+),
+
+zones as (
+
+    select distinct account, service_number, timezone from hours
+
+),
+
+zoned as (
+
+    select
+        calls.*,
+        zones.timezone as opening_hours_timezone,
+        {{ tenios_utc_to_zone('calls.started_at', 'zones.timezone') }} as started_at_schedule
+    from calls
+    left join zones
+        on zones.service_number = calls.service_number
+        and coalesce(zones.account, calls.account) = calls.account
+
+),
+
+-- Calls that started within an opening period (a join, not EXISTS in the select list,
+-- which Snowflake cannot run).
+open_calls as (
+
+    select distinct zoned.account, zoned.call_id
+    from zoned
+    inner join hours
+        on hours.service_number = zoned.service_number
+        and coalesce(hours.account, zoned.account) = zoned.account
+        and hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
+        and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= hours.opens_minute
+        and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < hours.closes_minute
+
+)
+
+select
+    zoned.account,
+    zoned.call_id,
+    zoned.service_number,
+    zoned.started_at,
+    zoned.start_date_local,
+    zoned.start_hour_local,
+    zoned.start_weekday_local,
+    {{ dbt.dateadd(
+        'minute',
+        'cast(floor(' ~ tenios_minute_of_day('zoned.started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
+            ~ dbt.type_int() ~ ') * ' ~ minutes,
+        'cast(zoned.start_date_local as ' ~ dbt.type_timestamp() ~ ')',
+    ) }} as interval_start_local,
+    zoned.outcome,
+    zoned.is_answered,
+    zoned.is_answered_by_person,
+    zoned.is_ner_effective,
+    zoned.wait_seconds,
+    zoned.talk_seconds,
+    zoned.total_cost,
+    zoned.opening_hours_timezone,
+    zoned.started_at_schedule,
+    zoned.opening_hours_timezone is null or open_calls.call_id is not null
+        as is_within_opening_hours
+from zoned
+left join open_calls
+    on open_calls.account = zoned.account and open_calls.call_id = zoned.call_id
