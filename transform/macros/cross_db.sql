@@ -4,7 +4,52 @@
   else uses dbt's own cross-database macros (dbt.datediff, dbt.dateadd, dbt.type_*).
 #}
 
-{# A naive UTC timestamp (what every declared loader writes) as wall-clock time in `tz`. #}
+{#
+  Instants. The loaders write `timestamp without time zone` (TIMESTAMP, TIMESTAMP_NTZ)
+  holding UTC, which a reader in another session time zone can misread (PostgreSQL's
+  `::timestamptz` reads it in the session's zone). Staging turns them into each
+  warehouse's zone-aware type (tenios_instant), so every model exposes instants that
+  mean one moment whatever the session; local days and hours are computed from them in
+  an explicit zone (tenios_utc_to_local), never in the session's.
+#}
+
+{# The zone-aware timestamp type: timestamptz, TIMESTAMPTZ, TIMESTAMP_TZ. #}
+{% macro tenios_type_instant() -%}
+  {{ return(adapter.dispatch('tenios_type_instant', 'tenios')()) }}
+{%- endmacro %}
+
+{% macro default__tenios_type_instant() -%}
+  timestamp with time zone
+{%- endmacro %}
+
+{% macro snowflake__tenios_type_instant() -%}
+  timestamp_tz
+{%- endmacro %}
+
+
+{# A loaded timestamp holding UTC (naive, as the loaders write it) as a zone-aware instant. #}
+{% macro tenios_instant(column) -%}
+  {{ return(adapter.dispatch('tenios_instant', 'tenios')(column)) }}
+{%- endmacro %}
+
+{% macro default__tenios_instant(column) -%}
+  (cast({{ column }} as {{ dbt.type_timestamp() }}) at time zone 'UTC')
+{%- endmacro %}
+
+{# Through the epoch: right for TIMESTAMP_NTZ holding UTC and for target-snowflake's
+   timestamp_type TIMESTAMP_TZ or TIMESTAMP_LTZ alike, whatever the session's zone. #}
+{% macro snowflake__tenios_instant(column) -%}
+  convert_timezone('UTC', to_timestamp_tz(date_part(epoch_nanosecond, {{ column }}), 9))
+{%- endmacro %}
+
+
+{# A literal instant, e.g. '2024-03-01 00:00:00' (UTC). #}
+{% macro tenios_instant_literal(utc_text) -%}
+  {{ tenios_instant("'" ~ utc_text ~ "'") }}
+{%- endmacro %}
+
+
+{# An instant as wall-clock time in `tz` (default: tenios_report_timezone). #}
 {% macro tenios_utc_to_local(column, tz=none) -%}
   {{ tenios_utc_to_zone(column, "'" ~ (tz or var('tenios_report_timezone')) ~ "'") }}
 {%- endmacro %}
@@ -15,25 +60,39 @@
 {%- endmacro %}
 
 {% macro default__tenios_utc_to_zone(column, zone) -%}
-  cast((({{ column }}) at time zone 'UTC') at time zone {{ zone }} as {{ dbt.type_timestamp() }})
+  cast(({{ column }}) at time zone {{ zone }} as {{ dbt.type_timestamp() }})
 {%- endmacro %}
 
 {% macro snowflake__tenios_utc_to_zone(column, zone) -%}
-  convert_timezone('UTC', {{ zone }}, cast({{ column }} as timestamp_ntz))
+  cast(convert_timezone({{ zone }}, {{ column }}) as timestamp_ntz)
 {%- endmacro %}
 
 
-{# The current instant as a naive UTC timestamp, comparable with the loaded stamps. #}
-{% macro tenios_utc_now() -%}
-  {{ return(adapter.dispatch('tenios_utc_now', 'tenios')()) }}
+{# The instant at which the wall-clock time `local` (a naive timestamp) occurs in `zone`. #}
+{% macro tenios_zone_to_instant(local, zone) -%}
+  {{ return(adapter.dispatch('tenios_zone_to_instant', 'tenios')(local, zone)) }}
 {%- endmacro %}
 
-{% macro default__tenios_utc_now() -%}
-  cast(current_timestamp at time zone 'UTC' as {{ dbt.type_timestamp() }})
+{% macro default__tenios_zone_to_instant(local, zone) -%}
+  (cast({{ local }} as {{ dbt.type_timestamp() }}) at time zone {{ zone }})
 {%- endmacro %}
 
-{% macro snowflake__tenios_utc_now() -%}
-  convert_timezone('UTC', current_timestamp())::timestamp_ntz
+{% macro snowflake__tenios_zone_to_instant(local, zone) -%}
+  {{ tenios_instant('convert_timezone(' ~ zone ~ ", 'UTC', cast(" ~ local ~ ' as timestamp_ntz))') }}
+{%- endmacro %}
+
+
+{# The current instant (zone-aware), comparable with the models' instants. #}
+{% macro tenios_now() -%}
+  {{ return(adapter.dispatch('tenios_now', 'tenios')()) }}
+{%- endmacro %}
+
+{% macro default__tenios_now() -%}
+  current_timestamp
+{%- endmacro %}
+
+{% macro snowflake__tenios_now() -%}
+  convert_timezone('UTC', current_timestamp())
 {%- endmacro %}
 
 
@@ -87,9 +146,22 @@
 {%- endmacro %}
 
 
-{# Whole seconds between two timestamps, as an integer on every database. #}
+{#
+  Second boundaries crossed between two instants, as an integer on every database (the
+  whole seconds between them for whole-second stamps). PostgreSQL's: from the epoch,
+  since dbt.datediff reads a timestamptz in the session's zone (an hour off across a
+  clock change).
+#}
 {% macro tenios_seconds_between(start, end) -%}
+  {{ return(adapter.dispatch('tenios_seconds_between', 'tenios')(start, end)) }}
+{%- endmacro %}
+
+{% macro default__tenios_seconds_between(start, end) -%}
   cast({{ dbt.datediff(start, end, 'second') }} as {{ dbt.type_bigint() }})
+{%- endmacro %}
+
+{% macro postgres__tenios_seconds_between(start, end) -%}
+  cast(floor(extract(epoch from {{ end }})) - floor(extract(epoch from {{ start }})) as {{ dbt.type_bigint() }})
 {%- endmacro %}
 
 

@@ -23,6 +23,6 @@
   {%- set minutes = var('tenios_lookback_minutes') + 60 * var('tenios_settle_hours') -%}
   coalesce(
     (select {{ dbt.dateadd('minute', -1 * minutes, 'max(' ~ column ~ ')') }} from {{ this }}),
-    cast('1900-01-01 00:00:00' as {{ dbt.type_timestamp() }})
+    {{ tenios_instant_literal('1900-01-01 00:00:00') }}
   )
 {%- endmacro %}

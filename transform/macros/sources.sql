@@ -6,8 +6,10 @@
 #}
 
 {#
-  The accounts: [{schema, account, database}], from tenios_sources (a list, or the
-  same as YAML text, e.g. from the environment's TENIOS_SOURCES) or tenios_schema.
+  The accounts: [{schema, account, database, first_day}], from tenios_sources (a list,
+  or the same as YAML text, e.g. from the environment's TENIOS_SOURCES) or
+  tenios_schema. first_day (YYYY-MM-DD, the tap's start_date's local day) defaults to
+  the var tenios_first_day; none: the account's first counted day.
 #}
 {% macro tenios_accounts() -%}
   {%- set sources = var('tenios_sources') -%}
@@ -20,6 +22,7 @@
         'schema': entry['schema'],
         'account': entry.get('account') or entry['schema'],
         'database': entry.get('database'),
+        'first_day': (entry.get('first_day') or var('tenios_first_day') or none),
     }) -%}
   {%- endfor -%}
   {{ return(accounts) }}

@@ -1,6 +1,7 @@
 -- One row per copy of a leg the loader wrote, of every account, typed. Which copy is the
 -- newest is decided in tenios__legs: kept apart, so that a filter on started_at reaches
--- the source tables (incremental runs read only the recent legs).
+-- the source tables (incremental runs read only the recent legs). Instants become the
+-- warehouse's zone-aware type (macro tenios_instant): the loaders write naive UTC.
 {%- set loaded_at = var('tenios_loaded_at_column') %}
 {#- (source column, type, name): the stream's fields, typed and renamed. #}
 {%- set fields = [
@@ -9,9 +10,9 @@
     ('main_leg_uuid', 'string', 'main_leg_id'),
     ('bleg_uuid', 'string', 'bridged_leg_id'),
     ('call_type', 'string', 'call_type'),
-    ('start_stamp', 'timestamp', 'started_at'),
-    ('answer_stamp', 'timestamp', 'answered_at'),
-    ('end_stamp', 'timestamp', 'ended_at'),
+    ('start_stamp', 'instant', 'started_at'),
+    ('answer_stamp', 'instant', 'answered_at'),
+    ('end_stamp', 'instant', 'ended_at'),
     ('duration', 'bigint', 'duration_seconds'),
     ('billusec', 'bigint', 'billed_microseconds'),
     ('prepaid', 'boolean', 'is_prepaid'),
@@ -24,16 +25,20 @@
     ('billing_status', 'string', 'billing_status'),
 ] %}
 {%- set types = {
-    'string': dbt.type_string(), 'timestamp': dbt.type_timestamp(),
-    'bigint': dbt.type_bigint(), 'boolean': dbt.type_boolean(),
+    'string': dbt.type_string(), 'bigint': dbt.type_bigint(), 'boolean': dbt.type_boolean(),
 } %}
 {%- set columns = [] %}
 {%- for column, type, name in fields %}
-  {%- do columns.append('cast(' ~ column ~ ' as ' ~ types[type] ~ ') as ' ~ name) %}
+  {%- if type == 'instant' %}
+    {%- do columns.append(tenios_instant(column) ~ ' as ' ~ name) %}
+  {%- else %}
+    {%- do columns.append('cast(' ~ column ~ ' as ' ~ types[type] ~ ') as ' ~ name) %}
+  {%- endif %}
 {%- endfor %}
 {%- do columns.append(tenios_exact_decimal('cost') ~ ' as cost') %}
 {%- do columns.append(
-    (loaded_at or 'cast(null as ' ~ dbt.type_timestamp() ~ ')') ~ ' as loaded_at') %}
+    (tenios_instant(loaded_at) if loaded_at else 'cast(null as ' ~ tenios_type_instant() ~ ')')
+    ~ ' as loaded_at') %}
 
 with unioned as (
 
