@@ -76,6 +76,21 @@ def test_every_job_ends_with_the_production_dbt_build_of_its_warehouse():
 
 
 @pytest.mark.meltano
+def test_every_sql_loader_writes_each_account_to_its_own_schema(tmp_path):
+    """The loaders' ``default_target_schema`` is the extractor's ``load_schema``, so a
+    second account run into the same warehouse cannot land in the first one's schema.
+    (The configuration each loader gets in that pipeline, resolved without a run; the
+    dbt pipeline tests load accounts into their schemas in PostgreSQL and DuckDB.)"""
+    env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
+    accounts = (("tap-tenios", "tenios"), ("tap-tenios--account-b", "tenios_account_b"))
+    for loader in ("target-postgres", "target-snowflake"):
+        for extractor, schema in accounts:
+            dumped = meltano("el", extractor, loader, "--dump=loader-config", env=env).stdout
+            config = json.loads(dumped[dumped.index("{") :])
+            assert config["default_target_schema"] == schema, (loader, extractor)
+
+
+@pytest.mark.meltano
 def test_a_rejected_keys_final_line_reaches_meltanos_log_at_error(serve, legs, tmp_path):
     """``structured-logging``: Meltano keeps the level of each tap log line (without
     it, every line a plugin writes is logged at info)."""
