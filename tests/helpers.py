@@ -58,6 +58,7 @@ __all__ = [
     "FakeClock",
     "Run",
     "dataset",
+    "documented_commands",
     "edge_legs",
     "free_port",
     "in_range",
@@ -354,6 +355,16 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
+
+
+def documented_commands(document: Path, name: str, test: str) -> list[str]:
+    """The shell lines of ``document``'s block between the markers
+    ``<!-- NAME: run as written by TEST ... -->`` and ``<!-- end of NAME -->``."""
+    text = document.read_text()
+    begin = text.index(f"<!-- {name}: run as written by {test}")
+    block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
+    code = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in code.splitlines() if line.strip()]
 
 
 def meltano(

@@ -1,10 +1,17 @@
 """The dbt project (``transform/``) on what users load, run the way users run it.
 
-PostgreSQL and DuckDB: ``meltano run tap-... target-... dbt-...:build-with-unit-tests``
-from the emulator twice, the second time after late legs appeared (an incremental
-build), then the tables are compared with a full rebuild and with the outcome and cost
-each call was generated with. Snowflake: the project parses and compiles offline with
-its own adapter (no account, no connection), both branches of the incremental models.
+PostgreSQL and DuckDB, each with three accounts whose APIs hold calls before and after
+the extracted range (as every real account's does), counted in three time zones (UTC,
+Europe/Berlin, America/New_York; the report zone is the first account's):
+``meltano run tap... target-... dbt-...:build`` from the emulators, then again after late
+legs appeared (an incremental build, with the dbt unit tests). Both must pass, edge days
+included; the tables are then compared with a full rebuild and with the outcome and cost
+each call was generated with. dbt runs in a session zone other than UTC (PostgreSQL:
+Europe/Berlin; DuckDB: the machine's, America/New_York). PostgreSQL also loses an
+account's data behind Meltano's state, which the coverage test must name, and recovers
+as the troubleshooting guide says. Snowflake: the project parses and compiles offline
+with its own adapter (no account, no connection), both branches of the incremental
+models.
 """
 
 from __future__ import annotations
@@ -12,23 +19,42 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
+import shlex
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tap_tenios.emulator import Leg, generate
 from tap_tenios.emulator.data import generate_outbound
 
-from .helpers import END, MELTANO, PG_DSN, ROOT, START, meltano, pipeline_env, query
+from .helpers import (
+    END,
+    PG_DSN,
+    ROOT,
+    START,
+    documented_commands,
+    meltano,
+    pipeline_env,
+    query,
+)
 
 #: The emulator's clock for the first run: legs still going on then (they appear when
 #: they end) arrive late, in the second run's lookback.
 FIRST_RUN_AT = END - timedelta(hours=6)
+
+TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"
+
+#: Every emulated API holds calls from two days before the range to two days after it.
+AROUND = (START - timedelta(days=2), END + timedelta(days=2))
+
+#: The third account starts two days earlier (its first_day in tenios_sources), so that
+#: losing its data leaves days that its next incremental run does not load again.
+THIRD_START = START - timedelta(days=2)
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -62,6 +88,76 @@ def warehouse_env(tmp_path: Path, api_url: str, database: str) -> dict[str, str]
     }
 
 
+def three_accounts(zones: tuple[str, str, str], urls: tuple[str, str]) -> dict[str, str]:
+    """Settings for accounts a (tap-tenios, schema tenios, ``pipeline_env``'s API), b
+    (tap-tenios--account-b) and c (tap-tenios--number, schema tenios_c, from
+    THIRD_START), each in its zone, with the report zone a's."""
+    first_day = THIRD_START.date().isoformat()
+    return {
+        "TAP_TENIOS_TIMEZONE": zones[0],
+        "TAP_TENIOS__ACCOUNT_B_API_URL": urls[0],
+        "TAP_TENIOS__ACCOUNT_B_TIMEZONE": zones[1],
+        "TAP_TENIOS__ACCOUNT_B_START_DATE": START.isoformat(),
+        "TAP_TENIOS__NUMBER_API_URL": urls[1],
+        "TAP_TENIOS__NUMBER_TIMEZONE": zones[2],
+        "TAP_TENIOS__NUMBER_START_DATE": THIRD_START.isoformat(),
+        "TAP_TENIOS__NUMBER__LOAD_SCHEMA": "tenios_c",
+        "TENIOS_SOURCES": (
+            "[{schema: tenios, account: a}, {schema: tenios_account_b, account: b}, "
+            f"{{schema: tenios_c, account: c, first_day: {first_day}}}]"
+        ),
+        "TENIOS_REPORT_TIMEZONE": zones[0],
+    }
+
+
+#: The extract-load blocks of the three accounts.
+PIPELINE = ("tap-tenios", "tap-tenios--account-b", "tap-tenios--number")
+
+
+def blocks(loader: str) -> list[str]:
+    return [name for tap in PIPELINE for name in (tap, loader)]
+
+
+def counted_periods(zone: str, start: datetime, end: datetime) -> dict[date, str]:
+    """What the reconciliation must say of each local day of ``zone`` that [start, end)
+    touches: ``whole day``, or why the tap counted it in part."""
+    local = ZoneInfo(zone)
+    day = start.astimezone(local).date()
+    periods = {}
+    while datetime.combine(day, datetime.min.time(), local) < end:
+        begins = datetime.combine(day, datetime.min.time(), local)
+        ends = datetime.combine(day + timedelta(days=1), datetime.min.time(), local)
+        if begins < start:
+            periods[day] = "partial: the extraction begins at start_date within this local day"
+        elif ends > end:
+            periods[day] = "partial: the extraction ends at end_date within this local day"
+        else:
+            periods[day] = "whole day"
+        day += timedelta(days=1)
+    return periods
+
+
+def reconciliation(rows: list[tuple[Any, ...]]) -> dict[tuple[str, date], tuple[str, str]]:
+    """(account, day) -> (counted_period without its parenthesis, status)."""
+    return {
+        (account, day): (re.sub(r" \(.*\)$", "", period), status)
+        for account, day, period, status in rows
+    }
+
+
+RECONCILIATION = (
+    "SELECT account, count_date, counted_period, status FROM analytics.tenios__cdr_reconciliation"
+)
+
+
+def expected_reconciliation(zones: tuple[str, str, str]) -> dict[tuple[str, date], Any]:
+    return {
+        (account, day): (period, "match")
+        for account, zone, start in zip("abc", zones, (START, START, THIRD_START), strict=True)
+        for day, period in counted_periods(zone, start, END).items()
+    }
+
+
 def calls_of(legs: list[Leg]) -> dict[str, list[Leg]]:
     calls: dict[str, list[Leg]] = defaultdict(list)
     for leg in legs:
@@ -84,12 +180,13 @@ def cost_of(call: list[Leg]) -> Decimal:
     return sum((Decimal(str(leg.fields["cost"])) for leg in call), Decimal(0))
 
 
-def month_costs(legs: list[Leg]) -> dict[str, Decimal]:
-    """What each (UTC) month's invoice bills: the exact sum of the loaded legs' cost."""
+def month_costs(legs: list[Leg], zone: str) -> dict[str, Decimal]:
+    """What each local month's invoice bills: the exact sum of the loaded legs' cost."""
     months: dict[str, Decimal] = defaultdict(Decimal)
     for leg in legs:
         if START <= leg.start < END:
-            months[leg.start.strftime("%Y-%m-01")] += Decimal(str(leg.fields["cost"]))
+            month = leg.start.astimezone(ZoneInfo(zone)).strftime("%Y-%m-01")
+            months[month] += Decimal(str(leg.fields["cost"]))
     return dict(months)
 
 
@@ -99,7 +196,7 @@ def settle_billing_late(api: Any, legs: list[Leg]) -> int:
     more. The emulator keeps each leg's rendered JSON: it renders them anew."""
     changed = 0
     for leg in legs:
-        if leg.start >= END - timedelta(days=1) and leg.fields["billusec"] and changed < 25:
+        if END - timedelta(days=1) <= leg.start < END and leg.fields["billusec"] and changed < 25:
             leg.fields["cost"] = Decimal(str(leg.fields["cost"])) + Decimal("0.0001")
             changed += 1
     api.emulator.store._encoded.clear()
@@ -119,6 +216,7 @@ TABLES = (
     "tenios__forward_destinations",
     "tenios__daily_hangup_causes",
     "tenios__cdr_reconciliation",
+    "tenios__daily_coverage",
 )
 
 
@@ -137,30 +235,71 @@ def differences(run: Any, schema: str, other: str) -> dict[str, int]:
     return found
 
 
+#: The models' timestamp columns named like instants (``..._at``), with their types.
+INSTANT_COLUMNS = (
+    "SELECT table_name, column_name, upper(data_type) FROM information_schema.columns "
+    "WHERE table_schema = 'analytics' AND right(column_name, 3) = '_at' "
+    "AND upper(data_type) LIKE 'TIMESTAMP%'"
+)
+
+
+def naive_instants(columns: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The instant columns that are not zone-aware (there are many instant columns)."""
+    assert len(columns) > 10
+    return [column for column in columns if column[2] != "TIMESTAMP WITH TIME ZONE"]
+
+
+def generated(seed: int, calls_per_day: int, outbound_per_day: int = 0) -> list[Leg]:
+    """Calls (and faxes and calls out) on both sides of the range, in order."""
+    legs = generate(*AROUND, calls_per_day=calls_per_day, seed=seed)
+    if outbound_per_day:
+        legs += generate_outbound(*AROUND, legs_per_day=outbound_per_day, seed=seed + 1)
+    return sorted(legs, key=lambda leg: (leg.start, leg.uuid))
+
+
+def dbt_summary(done: Any) -> None:
+    """A build that ran every node and passed every test (``meltano run`` logs dbt's
+    output, ``meltano invoke`` passes it through)."""
+    output = done.stdout + done.stderr
+    assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", output), output[-3000:]
+
+
 @pytest.mark.postgres
-def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_made_from(
+def test_dbt_build_on_postgres_turns_three_accounts_legs_into_calls_kpis_and_spend(
     serve, database, tmp_path
 ):
     meltano("install", "--plugin-type=extractor", "tap-tenios")
     meltano("install", "--plugin-type=loader", "target-postgres")
     meltano("install", "--plugin-type=utility", "dbt-postgres")
-    legs = generate(START, END, calls_per_day=150, seed=10)
-    legs += generate_outbound(START, END, legs_per_day=20, seed=11)
+    zones = ("Europe/Berlin", "America/New_York", "UTC")
+    legs = generated(10, calls_per_day=150, outbound_per_day=20)
     emulator = serve(legs, now=FIRST_RUN_AT)
-    env = warehouse_env(tmp_path, emulator.url, database)
+    others = serve(generated(12, calls_per_day=20)), serve(generated(13, calls_per_day=20))
+    env = {
+        **warehouse_env(tmp_path, emulator.url, database),
+        **three_accounts(zones, (others[0].url, others[1].url)),
+        # dbt's sessions in Berlin (the loader's stay in UTC: meltano.yml pins them).
+        "PGTZ": "Europe/Berlin",
+    }
 
-    meltano("run", "tap-tenios", "target-postgres", "dbt-postgres:build", env=env)
+    meltano("run", *blocks("target-postgres"), "dbt-postgres:build", env=env)
     late = [leg for leg in legs if FIRST_RUN_AT < leg.visible_at and leg.start < END]
     assert len(late) > 20
     assert settle_billing_late(emulator, legs) == 25
     emulator.emulator.behaviour.now = END + timedelta(days=30)
-    done = meltano(
-        "run", "tap-tenios", "target-postgres", "dbt-postgres:build-with-unit-tests", env=env
-    )
+    done = meltano("run", *blocks("target-postgres"), "dbt-postgres:build-with-unit-tests", env=env)
 
-    summary = re.findall(r"Done\. PASS=(\d+) WARN=0 ERROR=0 SKIP=0", done.stderr)
-    assert summary, done.stderr[-3000:]
+    dbt_summary(done)
     assert "incremental model analytics.tenios__calls" in done.stderr
+    # Each account in its own schema (the loader follows the extractor's load_schema).
+    schemas = {
+        row[0]
+        for row in query(
+            database,
+            "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_name = 'cdrs'",
+        )
+    }
+    assert schemas == {"tenios", "tenios_account_b", "tenios_c"}
     # Every model and every column it builds is documented; every unit test ran.
     manifest = json.loads((tmp_path / "dbt-target" / "manifest.json").read_text())
     assert len(manifest["unit_tests"]) >= 25
@@ -182,6 +321,31 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
         documented = {name for name, column in node["columns"].items() if column["description"]}
         assert documented == built.get(node["name"], documented), node["name"]
 
+    # Edge days: every row reconciles exactly, and says whether its day is whole.
+    assert reconciliation(query(database, RECONCILIATION)) == expected_reconciliation(zones)
+
+    # Instants read right in a Berlin session: the models' and the raw table's read as
+    # documented; a plain ::timestamptz of the raw column reads them an hour off.
+    assert naive_instants(query(database, INSTANT_COLUMNS)) == []
+    loaded, complete = complete_calls(legs)
+    truth = {leg.uuid: leg.start for leg in legs if leg.uuid in loaded}
+    berlin = psycopg.conninfo.make_conninfo(
+        PG_DSN, dbname=database, options="-c TimeZone=Europe/Berlin"
+    )
+    with psycopg.connect(berlin) as session:
+
+        def instants(sql: str) -> dict[str, datetime]:
+            return dict(session.execute(sql).fetchall())
+
+        marts = instants(
+            "SELECT leg_id, started_at FROM analytics.tenios__legs WHERE account = 'a'"
+        )
+        documented = instants("SELECT uuid, start_stamp AT TIME ZONE 'UTC' FROM tenios.cdrs")
+        plain = instants("SELECT uuid, start_stamp::timestamptz FROM tenios.cdrs")
+    assert marts == truth
+    assert documented == truth
+    assert {plain[uuid] - start for uuid, start in truth.items()} == {timedelta(hours=-1)}
+
     # The incremental build after the late legs equals a full rebuild, table by table.
     full = {**env, "DBT_POSTGRES_SCHEMA": "analytics_full"}
     meltano("invoke", "dbt-postgres", "seed", env=full)
@@ -190,13 +354,12 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
 
     # Every call whose legs all lie in the loaded range has the outcome and the exact
     # cost it was generated with.
-    loaded, complete = complete_calls(legs)
     rows = {
         row[0]: row[1:]
         for row in query(
             database,
             "SELECT call_id, outcome, total_cost, forward_attempts, service_number, is_answered "
-            "FROM analytics.tenios__calls",
+            "FROM analytics.tenios__calls WHERE account = 'a'",
         )
     }
     assert len(complete) > 300
@@ -208,16 +371,17 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
         assert rows[call_id][1] == cost_of(call)
         assert rows[call_id][2] == sum(leg.fields["main_leg_uuid"] is not None for leg in call)
 
-    # Daily KPIs per UTC day and service number, recomputed from the generated calls:
-    # offered; answered (E.411: any answer, announcements too); by a person; effective
-    # for the NER (all but failures); abandoned; the cost of the calls' legs.
+    # Daily KPIs per Berlin day and service number, recomputed from the generated
+    # calls: offered; answered (E.411: any answer, announcements too); by a person;
+    # effective for the NER (all but failures); abandoned; the cost of the calls' legs.
     expected: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0)])
     incomplete_groups = set()
     for call_id, call in calls_of([leg for leg in legs if leg.uuid in loaded]).items():
         root = next((leg for leg in call if leg.uuid == call_id), None)
         if root is None or root.fields["call_type"] not in ("INBOUND", "WEBRTCINBOUND"):
             continue
-        key = (root.start.date().isoformat(), str(root.fields["destination_number"]))
+        day = root.start.astimezone(ZoneInfo(zones[0])).date().isoformat()
+        key = (day, str(root.fields["destination_number"]))
         if call_id not in complete:
             incomplete_groups.add(key)
         group = expected[key]
@@ -233,7 +397,7 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
             database,
             "SELECT start_date_local, service_number, calls_offered, calls_answered, "
             "calls_answered_by_person, calls_ner_effective, calls_abandoned, calls_cost_total "
-            "FROM analytics.tenios__daily_kpis",
+            "FROM analytics.tenios__daily_kpis WHERE account = 'a'",
         )
     }
     assert kpis.keys() == expected.keys()
@@ -247,19 +411,18 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
         query(
             database,
             "SELECT cast(start_month_local as text), sum(cost_total) "
-            "FROM analytics.tenios__monthly_spend GROUP BY 1",
+            "FROM analytics.tenios__monthly_spend WHERE account = 'a' GROUP BY 1",
         )
     )
-    assert spend == month_costs(legs)
+    assert spend == month_costs(legs, zones[0])
     categories = dict(
-        query(database, "SELECT spend_category, sum(legs) FROM analytics.tenios__spend GROUP BY 1")
+        query(
+            database,
+            "SELECT spend_category, sum(legs) FROM analytics.tenios__spend "
+            "WHERE account = 'a' GROUP BY 1",
+        )
     )
     assert categories.keys() == {"inbound", "forwarded", "outbound", "fax"}
-
-    # The reconciliation agrees with the API's counts on every day.
-    assert query(
-        database, "SELECT status, count(*) FROM analytics.tenios__cdr_reconciliation GROUP BY 1"
-    ) == [("match", 3)]
 
     # The documentation site builds: the catalog of every model, the demo's exposure.
     meltano("invoke", "dbt-postgres", "docs", "generate", env=env)
@@ -267,75 +430,113 @@ def test_dbt_build_turns_loaded_legs_into_the_calls_kpis_and_spend_they_were_mad
     assert {node["metadata"]["name"] for node in catalog["nodes"].values()} >= set(TABLES)
     assert "exposure.tenios.tenios_demo_report" in manifest["exposures"]
 
-    # A leg lost from a closed day fails the reconciliation test at the next build (it
-    # counts the loaded rows, not the incremental tenios__legs).
-    query(database, "DELETE FROM tenios.cdrs WHERE uuid = (SELECT min(uuid) FROM tenios.cdrs)")
-    assert MELTANO is not None
-    lost = subprocess.run(
-        [
-            MELTANO,
-            "invoke",
-            "dbt-postgres",
-            "build",
-            "--select",
-            "tenios__cdr_reconciliation+",
-        ],
-        cwd=ROOT,
+    lose_data_and_recover(database, env)
+
+
+def lose_data_and_recover(database: str, env: dict[str, str]) -> None:
+    """Account c's schema wiped behind Meltano's state: its next run loads only the
+    lookback and exits 0, and the build's coverage test names the days lost (from the
+    account's first_day on); the recovery of docs/troubleshooting.md brings them back."""
+    query(database, "DELETE FROM tenios_c.cdrs")
+    query(database, "DELETE FROM tenios_c.cdr_counts")
+    lost = meltano(
+        "run",
+        "tap-tenios--number",
+        "target-postgres",
+        "dbt-postgres:build",
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
+        succeeds=False,
     )
-    assert lost.returncode != 0
-    assert re.search(r"FAIL 1 assert_closed_days_reconcile", lost.stdout + lost.stderr)
-    assert query(
+    output = lost.stdout + lost.stderr
+    missing = [THIRD_START.date() + timedelta(days=n) for n in range(3)]
+    problems = query(
         database,
-        "SELECT status, difference FROM analytics.tenios__cdr_reconciliation "
-        "WHERE status <> 'match'",
-    ) == [("missing_legs", -1)]
+        "SELECT account, count_date, problem FROM analytics.tenios__daily_coverage "
+        "WHERE problem IS NOT NULL ORDER BY count_date",
+    )
+    no_row = (
+        "missing: no cdr_counts row for this day (not loaded, or lost: a warehouse "
+        "restored or wiped behind the state)"
+    )
+    assert [row for row in problems if row[2] == no_row] == [("c", day, no_row) for day in missing]
+    # The lookback reloaded part of the next day at most: the reconciliation says so
+    # (and the coverage too, if none of its legs came back).
+    assert {row[:2] for row in problems if row[2] != no_row} <= {
+        ("c", missing[-1] + timedelta(days=1))
+    }
+    assert re.search(rf"FAIL {len(problems)} assert_every_day_is_loaded", output), output[-3000:]
+    assert re.search(r"FAIL 1 assert_closed_days_reconcile", output)
+
+    # The recovery, as the troubleshooting guide writes it: the days the tests name read
+    # again without moving the bookmark (the range's ends at local midnights), then the
+    # models rebuilt in full. Run for account c: its plugin, its settings, its days.
+    state_id = "emulator:tap-tenios--number-to-target-postgres"
+    state_before = meltano("state", "get", state_id, env=env).stdout
+    days = {"START_DATE": missing[0], "END_DATE": missing[-1] + timedelta(days=2)}
+    for line in documented_commands(
+        TROUBLESHOOTING, "warehouse recovery", "tests/test_transform.py"
+    ):
+        words = shlex.split(line)
+        settings = {}
+        while "=" in words[0]:
+            name = words.pop(0).split("=")[0].removeprefix("TAP_TENIOS_")
+            settings[f"TAP_TENIOS__NUMBER_{name}"] = days[name].isoformat()
+        assert words[0] == "meltano", line
+        args = ["tap-tenios--number" if word == "tap-tenios" else word for word in words[1:]]
+        done = meltano(*args, env={**env, **settings})
+    dbt_summary(done)
+    assert query(
+        database, "SELECT count(*) FROM analytics.tenios__daily_coverage WHERE problem IS NOT NULL"
+    ) == [(0,)]
+    assert query(database, "SELECT DISTINCT status FROM analytics.tenios__cdr_reconciliation") == [
+        ("match",)
+    ]
+    assert meltano("state", "get", state_id, env=env).stdout == state_before
 
 
-def test_dbt_build_on_two_accounts_in_the_duckdb_file_target_duckdb_loads(serve, tmp_path):
-    """The demo's path: two accounts, each its own tap-tenios plugin and schema, in the
-    file target-duckdb loads (cost a DOUBLE, dates text). Keys are unique within an
-    account only: the second account's API returns some of the first one's legs, ids
-    and all. An incremental build after late legs equals a full rebuild; each call has
-    its generated outcome and its exact cost; each month's spend is the exact sum."""
+def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, tmp_path):
+    """The demo's path, three accounts in the file target-duckdb loads (cost a DOUBLE,
+    or a decimal string for account a; dates text), on a machine whose zone is New
+    York. Keys are unique within an account only: account b's API returns some of a's
+    legs, ids and all. An incremental build after late legs equals a full rebuild; each
+    call has its generated outcome and its exact cost; each local month's spend is the
+    exact sum; every edge day reconciles."""
     duckdb = pytest.importorskip("duckdb")
     meltano("install", "--plugin-type=extractor", "tap-tenios")
     meltano("install", "--plugin-type=loader", "target-duckdb")
     meltano("install", "--plugin-type=utility", "dbt-duckdb")
-    legs_a = generate(START, END, calls_per_day=60, seed=4)
-    legs_a += generate_outbound(START, END, legs_per_day=10, seed=5)
-    legs_b = [leg for leg in legs_a if leg.start < START + timedelta(hours=12)]
-    legs_b += generate(START, END, calls_per_day=20, seed=6)
-    legs_b.sort(key=lambda leg: (leg.start, leg.uuid))
-    api_a, api_b = serve(legs_a, now=FIRST_RUN_AT), serve(legs_b)
+    zones = ("America/New_York", "Europe/Berlin", "UTC")
+    legs_a = generated(4, calls_per_day=60, outbound_per_day=10)
+    legs_b = [leg for leg in legs_a if START <= leg.start < START + timedelta(hours=12)]
+    legs_b = sorted(legs_b + generated(6, calls_per_day=20), key=lambda leg: (leg.start, leg.uuid))
+    legs_c = generated(7, calls_per_day=10)
+    api_a, api_b, api_c = serve(legs_a, now=FIRST_RUN_AT), serve(legs_b), serve(legs_c)
     warehouse = tmp_path / "warehouse.duckdb"
     env = {
         **pipeline_env(tmp_path, api_a.url),
-        "TAP_TENIOS__ACCOUNT_B_API_URL": api_b.url,
+        **three_accounts(zones, (api_b.url, api_c.url)),
         "TARGET_DUCKDB_FILEPATH": str(warehouse),
         "DBT_DUCKDB_PATH": str(warehouse),
-        "TENIOS_SOURCES": "[{schema: tenios, account: a}, {schema: tenios_account_b, account: b}]",
         "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
         "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+        # The machine's zone: DuckDB's sessions take it.
+        "TZ": "America/New_York",
     }
-    pipeline = ("tap-tenios--number", "target-duckdb", "tap-tenios--account-b", "target-duckdb")
 
-    meltano("run", *pipeline, "dbt-duckdb:build", env=env)
+    meltano("run", *blocks("target-duckdb"), "dbt-duckdb:build", env=env)
     assert settle_billing_late(api_a, legs_a) == 25
     api_a.emulator.behaviour.now = END + timedelta(days=30)
-    done = meltano("run", *pipeline, "dbt-duckdb:build-with-unit-tests", env=env)
+    done = meltano("run", *blocks("target-duckdb"), "dbt-duckdb:build-with-unit-tests", env=env)
 
-    assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", done.stderr), done.stderr[-3000:]
+    dbt_summary(done)
     assert "incremental model analytics.tenios__calls" in done.stderr
     full = {**env, "DBT_DUCKDB_SCHEMA": "analytics_full"}
     meltano("invoke", "dbt-duckdb", "seed", env=full)
     meltano("invoke", "dbt-duckdb", "run", "--full-refresh", env=full)
     db = duckdb.connect(str(warehouse), read_only=True)
     assert differences(lambda sql: db.sql(sql).fetchall(), "analytics", "analytics_full") == {}
+    assert reconciliation(db.sql(RECONCILIATION).fetchall()) == expected_reconciliation(zones)
+    assert naive_instants(db.sql(INSTANT_COLUMNS).fetchall()) == []
 
     rows = {
         (account, call_id): (outcome, cost)
@@ -355,10 +556,13 @@ def test_dbt_build_on_two_accounts_in_the_duckdb_file_target_duckdb_loads(serve,
                 f"FROM analytics.tenios__monthly_spend WHERE account = '{account}' GROUP BY 1"
             ).fetchall()
         )
-        assert spend == month_costs(legs)
-    assert db.sql(
-        "SELECT DISTINCT account, status FROM analytics.tenios__cdr_reconciliation ORDER BY 1"
-    ).fetchall() == [("a", "match"), ("b", "match")]
+        assert spend == month_costs(legs, zones[0])
+    starts = dict(
+        db.sql(
+            "SELECT leg_id, started_at FROM analytics.tenios__legs WHERE account = 'a'"
+        ).fetchall()
+    )
+    assert starts == {leg.uuid: leg.start for leg in legs_a if START <= leg.start < END}
 
 
 def test_the_project_compiles_for_snowflake_offline(tmp_path):
@@ -398,8 +602,10 @@ def test_the_project_compiles_for_snowflake_offline(tmp_path):
     calls = (marts / "tenios__calls.sql").read_text()
     kpis = (marts / "tenios__daily_kpis.sql").read_text()
     legs = (compiled["full"] / "staging" / "stg_tenios__cdr_legs.sql").read_text()
-    assert "convert_timezone('UTC', 'UTC'" in calls
+    assert "cast(convert_timezone('UTC', started_at) as timestamp_ntz)" in calls
     assert "at time zone" not in calls.lower()
+    # Instants: TIMESTAMP_TZ from the loaded stamps, whatever their type (NTZ, TZ, LTZ).
+    assert "to_timestamp_tz(date_part(epoch_nanosecond, start_stamp), 9)" in legs
     assert "percentile_cont(0.9) within group" in kpis
     assert "cast(cost as decimal(18, 6))" in legs
     assert (

@@ -33,6 +33,7 @@ from .helpers import (
     PG_DSN,
     ROOT,
     dataset,
+    documented_commands,
     free_port,
     in_range,
     meltano,
@@ -169,11 +170,7 @@ EMULATOR_PORT = "8766"  # the README's and meltano.yml's; tests use a free one i
 
 def readme_commands(name: str, document: Path = README) -> list[str]:
     """The shell lines of the block between ``<!-- NAME: ... -->`` markers."""
-    text = document.read_text()
-    begin = text.index(f"<!-- {name}: run as written by tests/test_warehouse.py -->")
-    block = text[begin : text.index(f"<!-- end of {name} -->", begin)]
-    code = block.split("```sh\n", 1)[1].split("```", 1)[0]
-    return [line for line in code.splitlines() if line.strip()]
+    return documented_commands(document, name, "tests/test_warehouse.py")
 
 
 def stop_group(group: int) -> None:

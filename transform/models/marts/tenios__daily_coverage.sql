@@ -9,9 +9,9 @@
   {%- do first_days.append(entry) %}
 {%- endfor %}
 
-with reconciliation as (
+with counted as (
 
-    select * from {{ ref('tenios__cdr_reconciliation') }}
+    select * from {{ ref('int_tenios__counted_periods') }}
 
 ),
 
@@ -26,7 +26,7 @@ zones as (
             row_number() over (
                 partition by account order by window_end_at desc, count_date desc
             ) as recency
-        from reconciliation
+        from counted
     ) ranked
     where recency = 1
 
@@ -51,12 +51,12 @@ bounds as (
     select
         zones.account,
         zones.timezone,
-        coalesce(max(first_days.first_day), min(reconciliation.count_date)) as first_day,
-        max(reconciliation.count_date) as last_day
+        coalesce(max(first_days.first_day), min(counted.count_date)) as first_day,
+        max(counted.count_date) as last_day
     from zones
-    inner join reconciliation
-        on reconciliation.account = zones.account
-        and reconciliation.timezone = zones.timezone
+    inner join counted
+        on counted.account = zones.account
+        and counted.timezone = zones.timezone
     left join first_days on first_days.account = zones.account
     group by zones.account, zones.timezone
 
@@ -102,20 +102,19 @@ select
     days.count_date,
     days.timezone,
     days.first_day,
-    reconciliation.count_date is not null as is_counted,
-    reconciliation.counted_period,
-    reconciliation.api_leg_count,
-    reconciliation.loaded_leg_count,
-    coalesce(reconciliation.is_closed, false) as is_closed,
+    counted.count_date is not null as is_counted,
+    counted.is_whole_day,
+    counted.api_leg_count,
+    counted.loaded_leg_count,
+    coalesce(counted.is_closed, false) as is_closed,
     case
-        when reconciliation.count_date is null
+        when counted.count_date is null
             then 'missing: no cdr_counts row for this day (not loaded, or lost: a warehouse restored or wiped behind the state)'
-        when reconciliation.is_closed and reconciliation.api_leg_count > 0
-            and reconciliation.loaded_leg_count = 0
+        when counted.is_closed and counted.api_leg_count > 0 and counted.loaded_leg_count = 0
             then 'missing: no legs loaded for this closed day, though the API counted some'
     end as problem
 from days
-left join reconciliation
-    on reconciliation.account = days.account
-    and reconciliation.timezone = days.timezone
-    and reconciliation.count_date = days.count_date
+left join counted
+    on counted.account = days.account
+    and counted.timezone = days.timezone
+    and counted.count_date = days.count_date

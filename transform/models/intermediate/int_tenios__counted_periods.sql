@@ -1,0 +1,47 @@
+-- One row per cdr_counts row of every account, with the legs loaded in its own counted
+-- period and whether that period is closed: the common input of the reconciliation and
+-- the coverage, so that a failing reconciliation test does not skip the coverage.
+-- The loaded rows themselves are counted, not the incremental tenios__legs: a leg lost
+-- from the loaded table (a restore, a delete) shows at the next build.
+{{ config(materialized='table') }}
+
+with counts as (
+
+    select * from {{ ref('stg_tenios__cdr_counts') }}
+
+),
+
+legs as (
+
+    select account, leg_id, started_at from {{ ref('stg_tenios__cdr_legs') }}
+
+)
+
+select
+    counts.account,
+    counts.count_date,
+    counts.timezone,
+    counts.window_start_at,
+    counts.window_end_at,
+    counts.day_start_at,
+    counts.day_end_at,
+    counts.is_whole_day,
+    counts.api_leg_count,
+    count(distinct legs.leg_id) as loaded_leg_count,
+    counts.window_end_at
+        <= {{ dbt.dateadd('hour', -1 * var('tenios_settle_hours'), tenios_now()) }} as is_closed
+from counts
+left join legs
+    on legs.account = counts.account
+    and legs.started_at >= counts.window_start_at
+    and legs.started_at < counts.window_end_at
+group by
+    counts.account,
+    counts.count_date,
+    counts.timezone,
+    counts.window_start_at,
+    counts.window_end_at,
+    counts.day_start_at,
+    counts.day_end_at,
+    counts.is_whole_day,
+    counts.api_leg_count
