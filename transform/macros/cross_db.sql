@@ -45,7 +45,7 @@
 
 {# A literal instant, e.g. '2024-03-01 00:00:00' (UTC). #}
 {% macro tenios_instant_literal(utc_text) -%}
-  {{ tenios_instant("'" ~ utc_text ~ "'") }}
+  {{ tenios_instant("cast('" ~ utc_text ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
 {%- endmacro %}
 
 

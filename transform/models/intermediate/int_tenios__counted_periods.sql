@@ -4,6 +4,10 @@
 -- The loaded rows themselves are counted, not the incremental tenios__legs: a leg lost
 -- from the loaded table (a restore, a delete) shows at the next build.
 {{ config(materialized='table') }}
+{%- set columns = [
+    'account', 'count_date', 'timezone', 'window_start_at', 'window_end_at',
+    'day_start_at', 'day_end_at', 'is_whole_day', 'api_leg_count',
+] %}
 
 with counts as (
 
@@ -18,15 +22,9 @@ legs as (
 )
 
 select
-    counts.account,
-    counts.count_date,
-    counts.timezone,
-    counts.window_start_at,
-    counts.window_end_at,
-    counts.day_start_at,
-    counts.day_end_at,
-    counts.is_whole_day,
-    counts.api_leg_count,
+    {%- for column in columns %}
+    counts.{{ column }},
+    {%- endfor %}
     count(distinct legs.leg_id) as loaded_leg_count,
     counts.window_end_at
         <= {{ dbt.dateadd('hour', -1 * var('tenios_settle_hours'), tenios_now()) }} as is_closed
@@ -36,12 +34,6 @@ left join legs
     and legs.started_at >= counts.window_start_at
     and legs.started_at < counts.window_end_at
 group by
-    counts.account,
-    counts.count_date,
-    counts.timezone,
-    counts.window_start_at,
-    counts.window_end_at,
-    counts.day_start_at,
-    counts.day_end_at,
-    counts.is_whole_day,
-    counts.api_leg_count
+    {%- for column in columns %}
+    counts.{{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
