@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -249,7 +249,7 @@ def write_batches(
     stream: str,
     settings: BatchSettings,
     transform: Callable[[Record], Record | None] | None = None,
-) -> Iterator[tuple[str, Record]]:
+) -> Generator[tuple[str, Record], None, None]:
     """Write ``records`` into files of ``settings.batch_size``; yield each finished
     file's URL with the last record read into it.
 
