@@ -166,15 +166,25 @@ class RunFolder:
             self._lock.close()
             self._lock = None
 
+    def remove_if_empty(self) -> bool:
+        """Remove the folder of a run that wrote no file (only its lock is there)."""
+        if any(path.name != LOCK_NAME for path in self.path.iterdir()):
+            return False
+        self.release()
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
+
 
 def sweep(
     root: Path, *, grace: float, keep: Path | None = None, clock: Callable[[], float] = time.time
 ) -> list[Path]:
-    """Remove the run folders under ``root`` whose runs have ended ``grace`` seconds ago.
+    """Remove the run folders under ``root`` whose runs ended more than ``grace``
+    seconds ago.
 
     A run has ended when its lock can be taken; "when" is the folder's last change (its
-    last file). Folders of live runs, recent ones, ``keep`` and anything not named
-    ``run-…`` stay. Returns what was removed.
+    last file). Folders of live runs, recent ones, ``keep``, anything not named
+    ``run-…`` and anything that cannot be removed (permissions) stay. Returns what was
+    removed.
     """
     if fcntl is None or not root.is_dir():
         return []
@@ -191,8 +201,8 @@ def sweep(
                 except BlockingIOError:
                     continue  # its run is still going
                 shutil.rmtree(folder)
-        except FileNotFoundError:
-            continue  # removed meanwhile by another run's sweep
+        except OSError:
+            continue  # removed meanwhile by another run's sweep, or not ours to remove
         removed.append(folder)
     return removed
 

@@ -247,6 +247,26 @@ def test_sweep_keeps_the_folder_it_is_told_to(tmp_path) -> None:
     assert sweep(tmp_path, grace=0, keep=mine.path) == []
 
 
+def test_a_run_folder_without_files_is_removed_and_one_with_files_is_not(tmp_path) -> None:
+    empty, full = RunFolder.create(tmp_path), RunFolder.create(tmp_path)
+    (full.path / "cdrs-00001.jsonl").write_text("{}\n")
+    assert empty.remove_if_empty()
+    assert not full.remove_if_empty()
+    assert sorted(tmp_path.iterdir()) == [full.path]
+
+
+def test_sweep_leaves_what_it_cannot_remove(tmp_path, monkeypatch) -> None:
+    ended = RunFolder.create(tmp_path)
+    ended.release()
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(path)
+
+    monkeypatch.setattr("tap_tenios.batch.shutil.rmtree", refuse)
+    assert sweep(tmp_path, grace=0) == []
+    assert ended.path.exists()
+
+
 def test_sweep_of_a_missing_root_is_a_no_op(tmp_path) -> None:
     assert sweep(tmp_path / "absent", grace=0) == []
 
