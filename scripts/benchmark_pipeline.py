@@ -344,11 +344,16 @@ def end_to_end(s: Setup, database: str, *, batch: bool, catalog: bool) -> Measur
 
 
 def with_children(parent: psutil.Process, seen: dict[int, tuple[str, float]]) -> None:
+    """Each descendant's CPU so far, by pid, with its role (known from its command line
+    while it runs: an exiting process shows an empty one).
+    """
     for child in parent.children(recursive=True):
         try:
             with child.oneshot():
                 times = child.cpu_times()
-                seen[child.pid] = (role(child.cmdline()), times.user + times.system)
+                known = seen.get(child.pid, ("other", 0.0))[0]
+                name = known if known != "other" else role(child.cmdline())
+                seen[child.pid] = (name, times.user + times.system)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
 
@@ -403,7 +408,7 @@ def medians(measures: list[Measure]) -> Measure:
     )
 
 
-PROCESSES = ("meltano", "discovery", "tap", "loader")
+PROCESSES = ("meltano", "discovery", "tap", "loader")  # anything else counts in "all" only
 
 
 def row(label: str, m: Measure, rows: int, baseline: float | None = None) -> str:
