@@ -140,10 +140,11 @@ class RunFolder:
 
     It is created under another name and renamed once locked, so a folder named
     ``run-…`` always has its lock file and ``sweep`` can always tell whether the run
-    that owns it is still alive.
+    that owns it is still alive. The lock is a bare descriptor, held until ``release``
+    or the end of the process (the kernel drops it however the process ends).
     """
 
-    def __init__(self, path: Path, lock: IO[bytes] | None) -> None:
+    def __init__(self, path: Path, lock: int | None) -> None:
         self.path = path
         self._lock = lock
 
@@ -154,7 +155,7 @@ class RunFolder:
         name = f"{RUN_PREFIX}{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         making = root / f".{name}.new"
         making.mkdir()
-        lock = (making / LOCK_NAME).open("wb")
+        lock = os.open(making / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         making.rename(root / name)
@@ -163,7 +164,7 @@ class RunFolder:
     def release(self) -> None:
         """Give up the lock (the process ending does the same); the files stay."""
         if self._lock is not None:
-            self._lock.close()
+            os.close(self._lock)
             self._lock = None
 
     def remove_if_empty(self) -> bool:
