@@ -245,6 +245,9 @@ class Setup:
 def setup(url: str, workdir: Path) -> Setup:
     env = meltano_env(url, workdir)
     config = plugin_config("tap-tenios", env, workdir / "tap.json")
+    settings = json.loads(config.read_text())
+    settings.pop("batch_config", None)  # RECORD messages; BATCH files: ``Setup.tap``
+    config.write_text(json.dumps(settings))
     discover = [executable("extractors", "tap-tenios"), "--config", str(config), "--discover"]
     catalog = workdir / "tap-tenios.catalog.json"
     found = json.loads(subprocess.run(discover, capture_output=True, text=True, check=True).stdout)
