@@ -25,18 +25,22 @@ request would fail the same way, and the command ends with one line (``tap``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from importlib.metadata import version
 from typing import Any
 
-from singer_sdk import Tap
+from singer_sdk import Tap, metrics
 from singer_sdk import typing as th
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.types import Context, Record
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
+from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
 from tap_tenios.errors import RunReport, TapRunError, api_error
 from tap_tenios.planner import (
     CountedDay,
@@ -171,20 +175,99 @@ class TeniosStream(RecordOutput):
         bookmark = self.stream_state.get("replication_key_value")
         return self.bookmark_key(bookmark) if bookmark else ""
 
+    #: Whether the bookmark moves only where the stream says (``advance_bookmark``):
+    #: in BATCH mode once each file's BATCH message is out; for ``cdrs`` once per
+    #: window. Otherwise the SDK moves it with every record.
+    bookmark_deferred = False
+
     @override
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
     ) -> None:
-        """Advance the bookmark, but never move it back.
+        """The SDK's bookmark update after each record: applied, unless deferred.
+        (Private in the SDK, with no public equivalent: guarded by a test.)
+        """
+        if not self.bookmark_deferred:
+            self.advance_bookmark(latest_record, context)
+
+    def advance_bookmark(self, record: Record, context: Context | None = None) -> None:
+        """Advance the bookmark to ``record``, but never move it back.
 
         Rows re-read from the lookback are older than the saved bookmark; letting them
         rewind it would make a run killed during the lookback redo more than needed.
         Everything below the saved bookmark was read by an earlier run, so keeping it
-        is safe. (Private in the SDK, with no public equivalent: guarded by a test.)
+        is safe. The state is then due: the next ``_write_state_message`` writes it.
         """
-        if latest_record[str(self.replication_key)] < self.saved_bookmark:
+        if record[str(self.replication_key)] < self.saved_bookmark:
             return
-        super()._increment_stream_state(latest_record, context=context)
+        super()._increment_stream_state(record, context=context)
+        self.state_manager.is_flushed = False
+
+    #: Seconds after its last file before an ended run's BATCH folder may be removed:
+    #: another job's loader, reading from the same root, may still be at it.
+    BATCH_GRACE_SECONDS = 3600.0
+
+    @override
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """The stream's records as BATCH files (``batch``); the bookmark moves only once
+        each file's BATCH message is out.
+
+        The SDK writes a BATCH message for each file yielded here, then a STATE (the
+        bookmark not moved yet); this resumes after both, moves the bookmark to the
+        file's last record and writes the STATE that covers it. So no STATE ever
+        covers a record that no BATCH message has announced, whenever the run stops.
+        """
+        settings = BatchSettings.from_config(batch_config.asdict())
+        sweep(settings.root, grace=self.BATCH_GRACE_SECONDS)
+        #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
+        self.run_folder = RunFolder.create(settings.root)
+        deferred, self.bookmark_deferred = self.bookmark_deferred, True
+        try:
+            records = self._sync_records(context, write_messages=False)
+            batches = write_batches(
+                records, self.run_folder.path, self.name, settings, self.batch_transform()
+            )
+            with closing(batches):
+                for url, last in batches:
+                    yield batch_config.encoding, [url]
+                    self.advance_bookmark(last, context)
+                    self._write_state_message()
+        finally:
+            self.bookmark_deferred = deferred
+            self.run_folder.remove_if_empty()
+
+    def batch_transform(self) -> Callable[[Record], Record | None] | None:
+        """What RECORD messages would do to each record (stream maps, deselected fields),
+        for the files, where the SDK's own batching writes records unmapped; ``None``
+        when that is nothing (the usual case).
+        """
+        maps = self.stream_maps
+        if len(maps) != 1 or maps[0].stream_alias != self.name:
+            raise self.fail(
+                f"Stream {self.name!r}: a stream map that renames, copies or splits the "
+                "stream cannot be written as BATCH files; remove batch_config or the map"
+            )
+        (mapper,) = maps
+        identity = type(mapper) is SameRecordTransform and not mapper.flattening_enabled
+        if identity and self.every_field_selected:
+            return None
+        keep = [n for n in self.schema["properties"] if self.mask.get(("properties", n), True)]
+
+        def shape(record: Record) -> Record | None:
+            return mapper.transform({name: record[name] for name in keep if name in record})
+
+        return shape
+
+    @override
+    def get_record_counter(
+        self, *, endpoint: str | None = None, log_interval: float = metrics.DEFAULT_LOG_INTERVAL
+    ) -> metrics.Counter:
+        """The SDK's record counter, reading the clock every thousand records only."""
+        counter = super().get_record_counter(endpoint=endpoint, log_interval=log_interval)
+        counter.__class__ = SparseCounter
+        return counter
 
     @override
     def generate_child_contexts(
@@ -194,12 +277,23 @@ class TeniosStream(RecordOutput):
         return ()
 
 
+class SparseCounter(metrics.Counter):
+    """A record counter that checks whether to log every thousand increments only."""
+
+    def increment(self, value: int = 1) -> None:
+        self.value += value
+        if self.value % 1000 == 0 and self._ready_to_log():
+            self._pop()
+
+
 class CdrsStream(TeniosStream):
     """Every call leg (one row per leg, not per call), incremental on ``start_stamp``."""
 
     name = "cdrs"
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
+    # The bookmark moves once per complete window (``read_records``), not per record.
+    bookmark_deferred = True
 
     schema = th.PropertiesList(
         th.Property(
@@ -323,12 +417,14 @@ class CdrsStream(TeniosStream):
         progress = Progress((end - begin).total_seconds(), every_seconds=5.0)
         totals = [0, 0, 0]  # legs, windows, requests
         tops = top_windows(settings, begin, end)
+        batch = bool(self.config.get("batch_config"))
         for read in read_windows(self.transport, settings, tops, end, self.logger):
             for record in read.records:
                 yield self.finish(record)
-            if not self.config.get("batch_config"):
-                # The window is complete: make it resumable. (In BATCH mode the SDK
-                # writes state itself once each batch file exists.)
+            if read.records and not batch:
+                # The window is complete: make it resumable. (In BATCH mode the bookmark
+                # moves once a file's BATCH message is out: ``get_batches``.)
+                self.advance_bookmark(read.records[-1], context)
                 self._write_state_message()
             totals = [totals[0] + len(read.records), totals[1] + 1, totals[2] + read.pages]
             if progress.advance((read.window.end - begin).total_seconds()):
@@ -397,6 +493,11 @@ class CdrCountsStream(TeniosStream):
             "them; today's is partial and recounted next run.",
         ),
     ).to_dict()
+
+    @override
+    def get_batch_config(self, config: Any) -> BatchConfig | None:
+        """Never BATCH files: a run counts a few dozen days, a few RECORD messages."""
+        return None
 
     #: Progress lines at least every this many days, or seconds.
     EVERY_DAYS = 30
