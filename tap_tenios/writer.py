@@ -31,7 +31,7 @@ from functools import cached_property
 from typing import Any
 
 import msgspec
-from singer_sdk import Stream
+from singer_sdk import Stream, Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
@@ -55,6 +55,11 @@ class RecordOutput(Stream):
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
+    def __init__(self, tap: Tap, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tap, *args, **kwargs)
+        #: Where the tap writes its messages (a ``SingerWriter``, unless replaced).
+        self.output = tap.message_writer
+
     @cached_property
     def every_field_selected(self) -> bool:
         """Whether the catalog keeps every field (the usual case)."""
@@ -73,7 +78,7 @@ class RecordOutput(Stream):
             and not maps[0].flattening_enabled
             and maps[0].stream_alias == self.name
             and self._stream_version is None
-            and isinstance(self._tap.message_writer, SingerWriter)
+            and isinstance(self.output, SingerWriter)
         )
 
     @override
