@@ -462,7 +462,7 @@ def test_the_record_counter_reports_every_record_though_it_reads_the_clock_spars
 
     from singer_sdk import metrics
 
-    from tap_tenios.streams import SparseCounter
+    from tap_tenios.progress import SparseCounter
 
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
     counter = tap.streams["cdrs"].get_record_counter(log_interval=0)

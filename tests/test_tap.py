@@ -306,12 +306,12 @@ def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("ours", "name"),
     [
-        ("tap_tenios.streams:TeniosStream", "_increment_stream_state"),
+        ("tap_tenios.base:TeniosStream", "_increment_stream_state"),
         ("tap_tenios.writer:RecordOutput", "_generate_record_messages"),
         ("tap_tenios.streams:CdrsStream", "_generate_schema_messages"),
         ("tap_tenios.streams:CdrsStream", "_write_state_message"),
-        ("tap_tenios.streams:TeniosStream", "_write_state_message"),
-        ("tap_tenios.streams:TeniosStream", "_sync_records"),
+        ("tap_tenios.base:TeniosStream", "_write_state_message"),
+        ("tap_tenios.base:TeniosStream", "_sync_records"),
         ("tap_tenios.tap:TapTenios", "_validate_config"),
     ],
 )
