@@ -6,15 +6,13 @@ from __future__ import annotations
 import gzip
 import json
 import signal
-import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import in_range, make_config, parse_messages, run_cli, tap_command
+from .helpers import in_range, make_config, run_cli, run_until
 
 
 def batch_config(root: Path, size: int = 25, compression: str = "none") -> dict[str, Any]:
@@ -60,29 +58,6 @@ def test_a_batch_run_emits_every_leg_once_in_files_and_state_after_each(
         assert states[-1]["value"]["bookmarks"]["cdrs"]["replication_key_value"] == upto
 
 
-def run_until_batches(tmp_path, config, state, batches: int, delay: float, sig) -> list[dict]:
-    """Run the CLI and send ``sig`` ``delay`` seconds after its ``batches``-th cdrs file."""
-    process = subprocess.Popen(
-        tap_command(tmp_path, config, state),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines, seen = [], 0
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith('{"type":"BATCH","stream":"cdrs"'):
-            seen += 1
-            if seen == batches:
-                time.sleep(delay)
-                process.send_signal(sig)
-                break
-    lines.extend(process.stdout.readlines() if sig != signal.SIGKILL else [])
-    process.wait(timeout=60)
-    return parse_messages("".join(line for line in lines if line.endswith("\n")))
-
-
 @pytest.mark.parametrize(
     ("batches", "delay", "sig"),
     [
@@ -103,7 +78,7 @@ def test_a_killed_batch_run_resumes_from_its_last_state_losing_nothing(
         max_concurrency=2,
         batch_config=batch_config(tmp_path / "b", 30, "gzip"),
     )
-    first = run_until_batches(tmp_path, config, None, batches, delay, sig)
+    first = run_until(tmp_path, config, None, batches, sig, kind="BATCH", delay=delay)
     states = [m["value"] for m in first if m["type"] == "STATE"]
     done = {r["uuid"] for r in announced(first)}
     bookmark = (states[-1]["bookmarks"].get("cdrs", {}) if states else {}).get(
