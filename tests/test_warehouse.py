@@ -378,14 +378,6 @@ FROM tenios.cdrs ORDER BY uuid
 """
 
 
-@pytest.fixture
-def other_database(server: Any) -> Iterator[str]:
-    name = f"tenios_test_{uuid.uuid4().hex[:10]}"
-    server.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 def test_batch_files_and_record_messages_load_the_same_values(
     installed, serve, database, other_database, tmp_path
 ):
