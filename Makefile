@@ -24,7 +24,7 @@ benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_pipeline.py
 
 ## Mutation testing with mutmut (before a release; hours on two cores, so not in CI):
-## every mutant from scratch, or a seeded share (make mutation MUTATION_SAMPLE=0.25:1);
+## every mutant from scratch, or a seeded share (make mutation MUTATION_SAMPLE=0.1:1, a tenth);
 ## then docs/mutation.md from the results. See docs/testing.md.
 MUTATION_SAMPLE ?=
 mutation: $(STAMP)

@@ -12,7 +12,7 @@ into each of its pytest runs as a plugin (``-p scripts.mutation``):
   child gets a ``sitecustomize`` that writes the functions it called to a file at
   exit; the plugin adds them to the test's own before mutmut reads them.
 * **A seeded share.** ``MUTATION_SAMPLE=SHARE:SEED`` (``make mutation
-  MUTATION_SAMPLE=0.25:1``) runs the mutants whose hash with the seed falls below
+  MUTATION_SAMPLE=0.1:1``) runs the mutants whose hash with the seed falls below
   the share; every other one ends at once with mutmut's own "skipped" status.
 
 Run as a script, it writes ``docs/mutation.md`` from mutmut's results::
