@@ -193,7 +193,8 @@ def render(
         "",
         f"**{caught} of {ran} caught ({100 * caught / max(ran, 1):.1f}%)**: "
         + ", ".join(f"{total[s]} {s}" for s in STATUSES if total[s] and s != "skipped")
-        + " (mutmut's counts; a timeout counts as caught).",
+        + " (mutmut's counts; a timeout, and a `segfault`, mutmut's name for a run it"
+        + " killed at its CPU limit, count as caught).",
         "",
         "| module | mutants | ran | " + " | ".join(STATUSES[:-1]) + " |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in STATUSES[:-1]) + " |",
