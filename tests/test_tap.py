@@ -276,6 +276,7 @@ def test_when_both_streams_fail_the_run_names_both(run_tap, serve, legs) -> None
     assert " | cdrs: The Tenios API refused /cdrs/" in message
 
 
+@pytest.mark.meltano
 def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
     """Meltano shows only the last line a failing tap printed: it must hold the reasons."""
     meltano("install", "--plugin-type=extractor", "tap-tenios")
