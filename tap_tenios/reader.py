@@ -39,7 +39,7 @@ from tap_tenios.planner import (
     plausible_recount,
     split,
 )
-from tap_tenios.records import RecordError, misplaced_stamps, to_record
+from tap_tenios.records import RecordError, misplaced_stamps, to_record, typed_records
 from tap_tenios.scheduler import DaemonPool, Split, ordered_plan
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
@@ -139,6 +139,12 @@ def read_windows(
         )
 
 
+class Legs(dict[str, Any]):
+    """A window's legs by uuid; ``typed`` while every page came with its types."""
+
+    typed = True
+
+
 class CdrsReader:
     """Reads ``cdrs`` windows for one run; shared by the threads that read them.
 
@@ -198,7 +204,7 @@ class CdrsReader:
                     family = Family(window, page.total)
                     return Split([Part(w, family) for w in split(window, page.total, capacity)])
                 return self.read_paged(window, body, started)
-            legs = self.collect({}, body, window, 1)
+            legs = self.collect(Legs(), body, window, 1)
             records = self.own(window, self.convert(window, legs))
             if len(legs) == page.total:
                 return WindowRead(window, records, attempt, time.monotonic() - started)
@@ -229,7 +235,7 @@ class CdrsReader:
             counted = self.pages.submit(
                 count_window, self.transport, window, f"{where} (completeness check)"
             )
-        legs = self.collect({}, first, window, 1)
+        legs = self.collect(Legs(), first, window, 1)
         requests = 1
         for round_ in range(PAGED_ROUNDS):
             capacity = max(self.served.capacity, len(first["items"]), 1)
@@ -307,7 +313,10 @@ class CdrsReader:
         """Every leg read for ``window`` as a record, the padding's too."""
         zone = self.settings.api_timezone
         try:
-            read = [to_record(item, zone) for item in legs.values()]
+            if isinstance(legs, Legs) and legs.typed:
+                read = typed_records(list(legs.values()), zone)
+            else:
+                read = [to_record(item, zone) for item in legs.values()]
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         if problem := misplaced_stamps(read, window.padded(), utc_now(), str(zone)):
@@ -341,6 +350,8 @@ class CdrsReader:
         self, legs: dict[str, Any], body: dict[str, Any], window: Window, page: int
     ) -> dict[str, Any]:
         """Add a page's items to ``legs`` by uuid (a later copy of a leg wins)."""
+        if isinstance(legs, Legs):
+            legs.typed = legs.typed and body.get("typed") is True
         for item in body["items"]:
             key = item.get("uuid") if isinstance(item, dict) else None
             if not isinstance(key, str):

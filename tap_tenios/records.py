@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypedDict
+
+import msgspec
 
 from tap_tenios.windows import (
     UTC,
@@ -233,3 +235,82 @@ def misplaced_stamps(
         f"another time zone's local time. Set api_timezone to the zone the API writes "
         f"its timestamps in."
     )
+
+
+class _Cdr(TypedDict):
+    """A CDR with exactly the documented types: what a sane page holds."""
+
+    uuid: str
+    main_leg_uuid: str | None
+    bleg_uuid: str | None
+    call_type: str
+    start_stamp: str
+    answer_stamp: str | None
+    end_stamp: str
+    duration: int
+    billusec: int
+    cost: Decimal
+    prepaid: bool
+    hangup_cause: str
+    callerid_number: str
+    callerid_name: str | None
+    destination_number: str
+    source_type: str
+    routing_status: str | None
+    billing_status: str | None
+
+
+class _Page(TypedDict):
+    items: list[_Cdr]
+    total_items: int
+
+
+#: Decodes, in C, a /cdrs/retrieve page whose items all have the documented types
+#: (unknown fields dropped); any other page fails to decode and takes the careful
+#: path (``to_record``), which converts exactly or names the field.
+TYPED_PAGE = msgspec.json.Decoder(_Page)
+
+#: A list of zone-less whole-second stamps, one per line: the API's usual spelling.
+_WHOLE_SECONDS = re.compile(
+    r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\n)*",
+    re.ASCII,
+)
+
+
+def canonical_stamps(values: list[str], zone: tzinfo = UTC) -> list[str]:
+    """``canonical_timestamp`` of each value. Zone-less whole seconds read as UTC (the
+    API's usual spelling) are checked and rewritten for the whole list at once, in C:
+    one regular expression, each distinct date checked once, two replacements.
+    """
+    if zone is UTC and values:
+        joined = "\n".join(values) + "\n"
+        if _WHOLE_SECONDS.fullmatch(joined):
+            try:
+                for day in {value[:10] for value in values}:
+                    datetime.fromisoformat(day)  # the month has that day
+            except ValueError:
+                pass
+            else:
+                spelled = joined.replace(" ", "T").replace("\n", ".000000Z\n")
+                return spelled.split("\n")[:-1]
+    return [canonical_timestamp(value, zone) for value in values]
+
+
+def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[str, Any]]:
+    """Records from items decoded with their documented types (``TYPED_PAGE``): only
+    the stamps' spelling and the cost's finiteness are left to check.
+    """
+    answered = [item for item in items if item["answer_stamp"] is not None]
+    for name, group in (("start_stamp", items), ("end_stamp", items), ("answer_stamp", answered)):
+        try:
+            stamps = canonical_stamps([item[name] for item in group], zone)
+        except TimestampError:
+            return [to_record(item, zone) for item in items]  # names the field and leg
+        for item, stamp in zip(group, stamps, strict=True):
+            item[name] = stamp
+    for item in items:
+        if not item["cost"].is_finite():
+            raise RecordError(
+                item["uuid"], "cost", f"is {item['cost']!r}, expected a finite number"
+            )
+    return items

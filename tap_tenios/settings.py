@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tap_tenios.batch import BatchSettings, BatchSettingsError
 from tap_tenios.windows import UTC, TimestampError, parse_setting
 
 ON_MISMATCH = ("fail", "warn")
@@ -141,6 +142,11 @@ class Settings:
                 "max_retries",
             )
         }
+        if batch := config.get("batch_config"):
+            try:
+                BatchSettings.from_config(batch)
+            except BatchSettingsError as exc:
+                problems.append(str(exc))
         if problems:
             raise SettingsError(problems)
         assert start is not None

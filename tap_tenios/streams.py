@@ -1,4 +1,4 @@
-"""The two streams, ``cdrs`` and ``cdr_counts``: their schemas and the SDK glue.
+"""The two streams, ``cdrs`` and ``cdr_counts``: their schemas and how each reads.
 
 How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
 ``windows`` hold the logic):
@@ -16,31 +16,28 @@ How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
 * Windows are read ahead by a few worker threads (``scheduler``); records and state
   stay on the main thread, in order.
 
-A failure of the tap's own (``TapRunError``) is caught where the records are made
-(``get_records``) and kept in the run's ``RunReport``: the stream ends cleanly (its
-state is what it had safely reached), the other stream still runs unless every
-request would fail the same way, and the command ends with one line (``tap``).
+What both share with the SDK (settings, transport, bookmark rules, BATCH files,
+failures) is in ``base``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from datetime import timedelta
-from functools import cached_property, lru_cache
-from importlib.metadata import version
+from functools import lru_cache
 from typing import Any
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.types import Context, Record
 from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
-from tap_tenios.errors import RunReport, TapRunError, api_error
+from tap_tenios.base import TeniosStream
+from tap_tenios.errors import RunReport
 from tap_tenios.planner import (
     CountedDay,
-    bookmark_problem,
     cdrs_range,
     count_days,
     top_windows,
@@ -49,17 +46,12 @@ from tap_tenios.progress import Progress
 from tap_tenios.reader import WindowRead, count_window, read_windows
 from tap_tenios.records import RecordError, decimal_string
 from tap_tenios.scheduler import ordered_map
-from tap_tenios.settings import Settings, utc_now
-from tap_tenios.transport import Transport
+from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
     format_request,
     format_utc,
     parse_setting,
 )
-from tap_tenios.writer import RecordOutput, SingerWriter
-
-#: How the tap introduces itself to the API.
-USER_AGENT = f"tap-tenios/{version('tap-tenios')}"
 
 NULLABLE_STRING = th.StringType(nullable=True)
 
@@ -83,123 +75,14 @@ def canonical(timestamp: str) -> str:
     return format_utc(parse_setting(timestamp))
 
 
-class TeniosStream(RecordOutput):
-    """Base for both endpoints: settings, the transport, state rules, failure handling."""
-
-    # Emission is sorted, but each run first re-reads a lookback that lies below the
-    # saved bookmark on purpose; see ``_increment_stream_state``.
-    is_sorted = True
-    check_sorted = False
-
-    def __init__(self, tap: Tap, report: RunReport | None = None) -> None:
-        super().__init__(tap)
-        self.report = report or RunReport()
-        #: Set when this stream stops early (a read failed for good, the run ends):
-        #: requests still out give up instead of retrying.
-        self.stopping = threading.Event()
-        self._output = tap.message_writer
-
-    @cached_property
-    def settings(self) -> Settings:
-        """The config, typed; already validated by the tap before any request."""
-        return Settings.from_config(self.config)
-
-    @cached_property
-    def transport(self) -> Transport:
-        """The stream's HTTP client, built on first use (from the main thread)."""
-        settings = self.settings
-        return Transport(
-            settings.api_url,
-            str(self.config["access_key"]),
-            timeout=settings.request_timeout,
-            tries=settings.max_retries + 1,
-            concurrency=settings.max_concurrency,
-            user_agent=USER_AGENT,
-            logger=self.logger,
-            stop=self.stopping,
-        )
-
-    @override
-    def get_records(self, context: Context | None) -> Iterable[Record]:
-        """The stream's records; a failure of the tap's own ends the stream cleanly.
-
-        The failure goes to the run's report, not up through the SDK: the stream's
-        state stays what it had safely reached, and the command ends with one line
-        naming it. Records still held for the output are written either way, so a
-        stream ending without a new STATE does not leave them behind.
-        """
-        if not self.report.begin(self.name):
-            return
-        self.stopping.clear()  # a tap object may sync more than once
-        try:
-            self.check_bookmark()
-            _ = self.transport  # built here, on the main thread, before any worker
-            yield from self.read_records(context)
-        except TapRunError as failure:
-            self.report.add(self.name, failure)
-            self.logger.warning(
-                "Stream %s stopped; the run reports why at its end%s",
-                self.name,
-                "" if failure.stops_run else ", after the other streams",
-            )
-        finally:
-            self.stopping.set()  # whatever is still out gives up
-            if isinstance(self._output, SingerWriter):
-                self._output.drain()
-
-    def read_records(self, context: Context | None) -> Iterator[Record]:
-        """The records themselves (each stream's own)."""
-        raise NotImplementedError
-
-    def fail(self, message: str) -> TapRunError:
-        """An error safe to raise: the key is removed whatever ``message`` holds."""
-        return api_error(message, self.config.get("access_key"))
-
-    def check_bookmark(self) -> None:
-        """Refuse a saved bookmark that does not parse or lies in the future."""
-        value = self.stream_state.get("replication_key_value")
-        if problem := bookmark_problem(self.name, value, utc_now()):
-            raise self.fail(problem)
-
-    def bookmark_key(self, bookmark: str) -> str:
-        """A saved bookmark in the spelling records use, for comparing the two."""
-        return bookmark
-
-    @cached_property
-    def saved_bookmark(self) -> str:
-        """The bookmark this run started from ("" if none), in the records' spelling."""
-        bookmark = self.stream_state.get("replication_key_value")
-        return self.bookmark_key(bookmark) if bookmark else ""
-
-    @override
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Context | None = None
-    ) -> None:
-        """Advance the bookmark, but never move it back.
-
-        Rows re-read from the lookback are older than the saved bookmark; letting them
-        rewind it would make a run killed during the lookback redo more than needed.
-        Everything below the saved bookmark was read by an earlier run, so keeping it
-        is safe. (Private in the SDK, with no public equivalent: guarded by a test.)
-        """
-        if latest_record[str(self.replication_key)] < self.saved_bookmark:
-            return
-        super()._increment_stream_state(latest_record, context=context)
-
-    @override
-    def generate_child_contexts(
-        self, record: dict[str, Any], context: Context | None
-    ) -> Iterable[Context | None]:
-        """Neither stream has child streams, so there is no per-record context to build."""
-        return ()
-
-
 class CdrsStream(TeniosStream):
     """Every call leg (one row per leg, not per call), incremental on ``start_stamp``."""
 
     name = "cdrs"
     primary_keys = ("uuid",)
     replication_key = "start_stamp"
+    # The bookmark moves once per complete window (``read_records``), not per record.
+    bookmark_deferred = True
 
     schema = th.PropertiesList(
         th.Property(
@@ -323,12 +206,14 @@ class CdrsStream(TeniosStream):
         progress = Progress((end - begin).total_seconds(), every_seconds=5.0)
         totals = [0, 0, 0]  # legs, windows, requests
         tops = top_windows(settings, begin, end)
+        batch = bool(self.config.get("batch_config"))
         for read in read_windows(self.transport, settings, tops, end, self.logger):
             for record in read.records:
                 yield self.finish(record)
-            if not self.config.get("batch_config"):
-                # The window is complete: make it resumable. (In BATCH mode the SDK
-                # writes state itself once each batch file exists.)
+            if read.records and not batch:
+                # The window is complete: make it resumable. (In BATCH mode the bookmark
+                # moves once a file's BATCH message is out: ``get_batches``.)
+                self.advance_bookmark(read.records[-1], context)
                 self._write_state_message()
             totals = [totals[0] + len(read.records), totals[1] + 1, totals[2] + read.pages]
             if progress.advance((read.window.end - begin).total_seconds()):
@@ -397,6 +282,11 @@ class CdrCountsStream(TeniosStream):
             "them; today's is partial and recounted next run.",
         ),
     ).to_dict()
+
+    @override
+    def get_batch_config(self, config: Any) -> BatchConfig | None:
+        """Never BATCH files: a run counts a few dozen days, a few RECORD messages."""
+        return None
 
     #: Progress lines at least every this many days, or seconds.
     EVERY_DAYS = 30

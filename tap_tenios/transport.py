@@ -40,6 +40,7 @@ import msgspec
 import requests
 
 from tap_tenios.errors import TeniosAPIError, api_error, redact
+from tap_tenios.records import TYPED_PAGE
 
 #: HTTP statuses worth another try besides 5xx: a timeout, a rate limit.
 RETRIABLE_STATUSES = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
@@ -87,7 +88,20 @@ _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def decode(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
-    """Decode a 200 body with exact decimals and check the documented keys."""
+    """Decode a 200 body with exact decimals and check the documented keys.
+
+    A page of CDRs is first decoded with the documented types (``TYPED_PAGE``); it is
+    then marked ``typed``. Any other page is decoded as it comes.
+    """
+    if "items" in required:
+        try:
+            typed: dict[str, Any] = dict(TYPED_PAGE.decode(content))
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if typed["total_items"] >= 0:  # else the careful path names the problem
+                typed["typed"] = True
+                return typed
     try:
         body = _DECODER.decode(content)
     except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeDecodeError

@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import atexit
 import sys
+import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from singer_sdk import Stream
+import msgspec
+from singer_sdk import Stream, Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from typing_extensions import override
 
@@ -50,11 +55,31 @@ class RecordOutput(Stream):
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
+    def __init__(self, tap: Tap, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tap, *args, **kwargs)
+        #: Where the tap writes its messages (a ``SingerWriter``, unless replaced).
+        self.output = tap.message_writer
+
     @cached_property
     def every_field_selected(self) -> bool:
         """Whether the catalog keeps every field (the usual case)."""
         mask = self.mask
         return all(mask.get(("properties", name), True) for name in self.schema["properties"])
+
+    @cached_property
+    def plain_records(self) -> bool:
+        """Whether RECORD lines can skip message objects: no stream map or flattening
+        changes records, and the tap writes with ``SingerWriter``.
+        """
+        maps = self.stream_maps
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == self.name
+            and self._stream_version is None
+            and isinstance(self.output, SingerWriter)
+        )
 
     @override
     def _generate_record_messages(
@@ -71,6 +96,9 @@ class RecordOutput(Stream):
         ):
             yield from super()._generate_record_messages(record)
             return
+        if self.plain_records:
+            yield RecordLine(self.name, record)  # type: ignore[misc]
+            return
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
@@ -82,11 +110,32 @@ class RecordOutput(Stream):
                 )
 
 
+@dataclass(slots=True)
+class RecordLine(Message):
+    """A RECORD message that ``SingerWriter`` encodes itself, the record straight into
+    the block between a prefix built once per stream and a suffix built once a second
+    (``time_extracted``), instead of a message object turned into a dict first.
+    """
+
+    stream: str
+    record: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.type = SingerMessageType.RECORD
+
+
+#: Records as JSON: decimals as exact JSON numbers, as the SDK's msgspec writer does.
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
 class SingerWriter(MsgSpecWriter):
     """The SDK's msgspec writer (exact decimals as JSON numbers), written in blocks."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._prefixes: dict[str, bytes] = {}
+        self._second = -1
+        self._suffix = b""
         self._block = bytearray()
         self._writing = False
         #: The signal that stopped the run, if one did: nothing is written after it.
@@ -101,9 +150,32 @@ class SingerWriter(MsgSpecWriter):
         if not self._writing:
             raise Interrupted(signum)
 
+    def write_record(self, line: RecordLine) -> None:
+        """A RECORD line: the record encoded once, into the block."""
+        prefix = self._prefixes.get(line.stream)
+        if prefix is None:
+            stream = _ENCODER.encode(line.stream)
+            prefix = self._prefixes[line.stream] = (
+                b'{"type":"RECORD","stream":' + stream + b',"record":'
+            )
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            moment = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)
+            self._suffix = b',"time_extracted":"' + moment.isoformat().encode() + b'Z"}\n'
+        block = self._block
+        block += prefix
+        _ENCODER.encode_into(line.record, block, -1)
+        block += self._suffix
+        if len(block) >= BLOCK:
+            self._write()
+
     @override
     def write_message(self, message: Message) -> None:
         if self.stopped_by is not None:
+            return
+        if type(message) is RecordLine:
+            self.write_record(message)
             return
         self._block += self.format_message(message)
         if not isinstance(message, RecordMessage):

@@ -100,10 +100,21 @@ def server() -> Any:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def database(server: Any) -> Iterator[str]:
-    """A database of this test's own on the test server, dropped afterwards."""
+def own_database(server: Any) -> Iterator[str]:
+    """A database of the test's own on the test server, dropped afterwards."""
     name = f"tenios_test_{uuid.uuid4().hex[:10]}"
     server.execute(f'CREATE DATABASE "{name}"')
     yield name
     server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(server: Any) -> Iterator[str]:
+    """A database of this test's own on the test server, dropped afterwards."""
+    yield from own_database(server)
+
+
+@pytest.fixture
+def other_database(server: Any) -> Iterator[str]:
+    """A second one, for tests that compare two loads."""
+    yield from own_database(server)

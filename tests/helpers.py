@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from typing import Any
 
 import pytest
 
+from tap_tenios.base import TeniosStream
 from tap_tenios.emulator import Leg, generate, make_call
-from tap_tenios.streams import TeniosStream
 from tap_tenios.tap import TapTenios
 from tap_tenios.transport import Transport
 
@@ -313,10 +314,14 @@ def run_until(
     tmp_path: Path,
     config: dict[str, Any],
     state: dict[str, Any] | None,
-    records_before_kill: int,
+    messages_before_kill: int,
     sig: signal.Signals,
+    *,
+    kind: str = "RECORD",
+    delay: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Run the CLI and send ``sig`` once it has written that many cdrs records."""
+    """Run the CLI and send ``sig`` (``delay`` seconds) after it has written that many
+    cdrs messages of ``kind`` (RECORD, or BATCH: a file announced)."""
     process = subprocess.Popen(
         tap_command(tmp_path, config, state or None),
         stdout=subprocess.PIPE,
@@ -325,12 +330,14 @@ def run_until(
     )
     lines: list[str] = []
     seen = 0
+    wanted = f'{{"type":"{kind}","stream":"cdrs"'
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line)
-        if line.startswith('{"type":"RECORD","stream":"cdrs"'):
+        if line.startswith(wanted):
             seen += 1
-            if seen == records_before_kill:
+            if seen == messages_before_kill:
+                time.sleep(delay)
                 process.send_signal(sig)
                 break
     lines.extend(process.stdout.readlines() if sig != signal.SIGKILL else [])

@@ -29,7 +29,7 @@ def test_jobs_and_the_schedule_resolve_to_declared_plugins():
     jobs = json.loads(meltano("job", "list", "--format=json").stdout)["jobs"]
     tasks = {job["job_name"]: job["tasks"] for job in jobs}
     assert tasks["tenios-to-postgres"][0] == "tap-tenios target-postgres"
-    assert tasks["tenios-to-snowflake"][0] == "tap-tenios target-snowflake"
+    assert tasks["tenios-to-snowflake"][0] == "tap-tenios--snowflake target-snowflake"
     assert tasks["tenios-to-duckdb"][0] == "tap-tenios--number target-duckdb"
     schedules = json.loads(meltano("schedule", "list", "--format=json").stdout)["schedules"]
     hourly = {s["name"]: s for s in schedules["job"]}["tenios-hourly"]
@@ -82,12 +82,16 @@ def test_every_sql_loader_writes_each_account_to_its_own_schema(tmp_path):
     (The configuration each loader gets in that pipeline, resolved without a run; the
     dbt pipeline tests load accounts into their schemas in PostgreSQL and DuckDB.)"""
     env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
-    accounts = (("tap-tenios", "tenios"), ("tap-tenios--account-b", "tenios_account_b"))
-    for loader in ("target-postgres", "target-snowflake"):
-        for extractor, schema in accounts:
-            dumped = meltano("el", extractor, loader, "--dump=loader-config", env=env).stdout
-            config = json.loads(dumped[dumped.index("{") :])
-            assert config["default_target_schema"] == schema, (loader, extractor)
+    pipelines = (
+        ("tap-tenios", "target-postgres", "tenios"),
+        ("tap-tenios--account-b", "target-postgres", "tenios_account_b"),
+        ("tap-tenios--snowflake", "target-snowflake", "tenios"),
+        ("tap-tenios--account-b", "target-snowflake", "tenios_account_b"),
+    )
+    for extractor, loader, schema in pipelines:
+        dumped = meltano("el", extractor, loader, "--dump=loader-config", env=env).stdout
+        config = json.loads(dumped[dumped.index("{") :])
+        assert config["default_target_schema"] == schema, (loader, extractor)
 
 
 @pytest.mark.meltano
@@ -129,3 +133,21 @@ def test_meltano_config_test_works_as_documented(serve, legs, tmp_path):
     assert command.split()[0] == "meltano"
     done = meltano(*shlex.split(command)[1:], env=env)
     assert "Plugin configuration is valid" in done.stdout + done.stderr
+
+
+@pytest.mark.meltano
+@pytest.mark.parametrize("environment", ["emulator", "prod"])
+def test_batch_files_go_only_to_the_loaders_that_read_them(environment):
+    """tap-tenios writes BATCH files (target-postgres), tap-tenios--snowflake gzipped ones;
+    the plugins for loaders that read RECORD messages only must not inherit them.
+    (Meltano hands an inheriting plugin an environment's plain values, not its objects:
+    should that change, tap-tenios--number would write files target-duckdb ignores.)"""
+
+    def batch(plugin: str) -> dict:
+        printed = meltano("--environment", environment, "config", "--unsafe", "print", plugin)
+        return json.loads(printed.stdout).get("batch_config") or {}
+
+    assert batch("tap-tenios")["encoding"] == {"format": "jsonl", "compression": "none"}
+    assert batch("tap-tenios--snowflake")["encoding"] == {"format": "jsonl", "compression": "gzip"}
+    for records_only in ("tap-tenios--number", "tap-tenios--account-b", "tap-tenios--records"):
+        assert batch(records_only) == {}, records_only

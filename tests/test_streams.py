@@ -454,3 +454,28 @@ def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stre
         assert {r["uuid"] for r in records} == in_range(legs)
     else:
         assert [r["date"] for r in records] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+
+
+def test_the_record_counter_reports_every_record_though_it_reads_the_clock_sparsely(caplog):
+    import json as json_module
+    import logging
+
+    from singer_sdk import metrics
+
+    from tap_tenios.progress import SparseCounter
+
+    tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
+    counter = tap.streams["cdrs"].get_record_counter(log_interval=0)
+    assert isinstance(counter, SparseCounter)
+    with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"), counter:
+        for _ in range(2500):
+            counter.increment()
+    points = [
+        json_module.loads(r.getMessage().split("METRIC: ", 1)[1])
+        for r in caplog.records
+        if "METRIC: " in r.getMessage()
+    ]
+    counted = [p for p in points if p["metric"] == metrics.Metric.RECORD_COUNT.value]
+    assert sum(p["value"] for p in counted) == 2500
+    assert 1 < len(counted) <= 3  # a line per thousand (the interval is 0), and the rest
+    assert {p["tags"]["stream"] for p in counted} == {"cdrs"}

@@ -276,6 +276,7 @@ def test_when_both_streams_fail_the_run_names_both(run_tap, serve, legs) -> None
     assert " | cdrs: The Tenios API refused /cdrs/" in message
 
 
+@pytest.mark.meltano
 def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
     """Meltano shows only the last line a failing tap printed: it must hold the reasons."""
     meltano("install", "--plugin-type=extractor", "tap-tenios")
@@ -306,10 +307,12 @@ def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("ours", "name"),
     [
-        ("tap_tenios.streams:TeniosStream", "_increment_stream_state"),
+        ("tap_tenios.base:TeniosStream", "_increment_stream_state"),
         ("tap_tenios.writer:RecordOutput", "_generate_record_messages"),
         ("tap_tenios.streams:CdrsStream", "_generate_schema_messages"),
         ("tap_tenios.streams:CdrsStream", "_write_state_message"),
+        ("tap_tenios.base:TeniosStream", "_write_state_message"),
+        ("tap_tenios.base:TeniosStream", "_sync_records"),
         ("tap_tenios.tap:TapTenios", "_validate_config"),
     ],
 )
@@ -326,6 +329,18 @@ def test_the_private_sdk_hooks_the_tap_relies_on_still_exist(ours: str, name: st
     assert owners, f"the SDK no longer defines {name}"
     theirs = inspect.signature(getattr(owners[0], name)).parameters
     assert list(inspect.signature(getattr(cls, name)).parameters) == list(theirs)
+
+
+def test_the_sdk_writes_a_state_only_when_its_state_manager_says_it_is_due() -> None:
+    """``advance_bookmark`` marks the state due (``is_flushed``), as the SDK's own
+    record and batch writing do; without it, the STATE after a BATCH file is lost."""
+    import inspect
+
+    from singer_sdk.streams.core import Stream
+
+    tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
+    assert tap.streams["cdrs"].state_manager.is_flushed is True
+    assert "state_manager.is_flushed" in inspect.getsource(Stream._write_state_message)
 
 
 def test_the_private_sdk_attribute_the_record_fast_path_reads_still_exists() -> None:

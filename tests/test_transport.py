@@ -425,14 +425,14 @@ def test_timeouts_are_retried_as_often_as_max_retries_allows(serve, run_tap, leg
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Keeps each POST's headers, and refuses it (HTTP ``status``, a JSON error)."""
+    """Keeps each POST's headers, and refuses it (HTTP ``status``, the JSON ``answer``)."""
 
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.headers.append(dict(self.headers))  # type: ignore[attr-defined]
-        answer = b'{"error": "no"}'
+        answer = self.server.answer  # type: ignore[attr-defined]
         self.send_response(self.server.status)  # type: ignore[attr-defined]
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -443,11 +443,13 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
-def refused_by(status: int, run_tap) -> tuple[Any, list[dict[str, str]]]:
-    """A run against a server that answers every request with ``status``: the run,
-    and each request's headers.
+def refused_by(
+    status: int, run_tap, answer: bytes = b'{"error": "no"}'
+) -> tuple[Any, list[dict[str, str]]]:
+    """A run against a server that answers every request with ``status`` and
+    ``answer``: the run, and each request's headers.
     """
-    with http_server(_Recorder, headers=[], status=status) as (url, server):
+    with http_server(_Recorder, headers=[], status=status, answer=answer) as (url, server):
         run = run_tap(make_config(url, max_concurrency=1), fails=True)
     return run, server.headers  # type: ignore[attr-defined]
 
@@ -465,6 +467,14 @@ def test_a_status_below_500_outside_the_retriable_ones_is_final(run_tap):
     run, sent = refused_by(499, run_tap)
     assert "HTTP 499: no" in str(run.error)
     assert len(sent) == 1 and run.waits == []
+
+
+@pytest.mark.parametrize("key", ["error", "message", "errorMessage", "detail"])
+def test_a_refusal_quotes_the_api_s_own_words_under_each_usual_key(run_tap, key):
+    """Not the JSON around them: the words a person needs to fix the request."""
+    answer = json.dumps({"status": 400, key: "start_date_from is not a date"}).encode()
+    run, _ = refused_by(400, run_tap, answer)
+    assert str(run.error).endswith("HTTP 400: start_date_from is not a date")
 
 
 def test_a_stopping_stream_sends_no_new_request(serve, legs):

@@ -63,7 +63,11 @@ def load(
     user: str | None = None,
     **tap: str,
 ) -> str:
-    """``meltano run EXTRACTOR target-postgres`` into ``database``; its log."""
+    """``meltano run EXTRACTOR target-postgres`` into ``database``; its log.
+
+    ``tap-tenios`` writes BATCH files (meltano.yml), ``tap-tenios--records`` RECORD
+    messages.
+    """
     info = psycopg.conninfo.conninfo_to_dict(PG_DSN)
     env = {
         **pipeline_env(tmp_path, api_url, **tap),
@@ -357,3 +361,37 @@ def test_decimal_cost_lands_digit_for_digit_through_copy(installed, serve, datab
     for leg in owned:
         assert costs[leg.uuid] == format(leg.fields["cost"].quantize(Decimal("0.000001")), "f")
     assert [costs[leg.uuid] for leg in owned[:3]] == EDGE_COSTS[:3]
+
+
+#: Every column as text: instants to the microsecond, ``cost`` with its scale.
+EVERY_VALUE = """
+SELECT uuid, main_leg_uuid, bleg_uuid, call_type,
+    to_char(start_stamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+    to_char(answer_stamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+    to_char(end_stamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+    duration, billusec, cost::text, prepaid, hangup_cause, callerid_number, callerid_name,
+    destination_number, source_type, routing_status, billing_status
+FROM tenios.cdrs ORDER BY uuid
+"""
+
+
+def test_batch_files_and_record_messages_load_the_same_values(
+    installed, serve, database, other_database, tmp_path
+):
+    legs = dataset(calls_per_day=40)
+    owned = [leg for leg in legs if leg.uuid in in_range(legs)]
+    for leg, cost in zip(owned, EDGE_COSTS, strict=False):
+        leg.fields["cost"] = Decimal(cost)
+    emulator = serve(legs)
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "record").mkdir()
+    batch_log = load(tmp_path / "batch", emulator.url, database)  # meltano.yml: BATCH files
+    record_log = load(tmp_path / "record", emulator.url, other_database, "tap-tenios--records")
+    # cdrs in one BATCH file (cdr_counts always as RECORD messages), or as RECORD messages
+    assert re.search(r"\d+ records, 1 batch manifests", batch_log)
+    assert re.search(r"\d+ records, 0 batch manifests", record_log)
+    batch = query(database, EVERY_VALUE)
+    assert len(batch) == len(owned)
+    assert batch == query(other_database, EVERY_VALUE)
+    ((total,),) = query(database, "SELECT sum(cost) FROM tenios.cdrs")
+    assert total == sum(leg.fields["cost"] for leg in owned)

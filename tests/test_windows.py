@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -102,6 +103,19 @@ def test_one_canonical_output_spelling() -> None:
     assert format_utc(berlin) == "2024-03-01T12:00:00.000000Z"
     assert format_utc(NOON + timedelta(microseconds=7)) == "2024-03-01T12:00:00.000007Z"
     assert format_request(berlin + timedelta(microseconds=1500)) == "2024-03-01T12:00:00.001Z"
+
+
+def test_the_output_spelling_does_not_depend_on_the_machine_s_time_zone(monkeypatch) -> None:
+    """Taps run on machines set to any zone; what they emit is UTC all the same."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        berlin = NOON.astimezone(ZoneInfo("Europe/Berlin"))
+        assert format_utc(berlin) == "2024-03-01T12:00:00.000000Z"
+        assert format_request(berlin) == "2024-03-01T12:00:00.000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @given(
