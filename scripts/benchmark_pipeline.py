@@ -46,11 +46,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
 import psycopg
 from benchmark import cpu_model, free_port  # the same directory
+
+if TYPE_CHECKING:
+    import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "performance.md"
@@ -339,6 +341,8 @@ def end_to_end(s: Setup, database: str, *, batch: bool, catalog: bool) -> Measur
     began = time.perf_counter()
     with LOGS.open("a") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        import psutil  # Meltano's dependency: only the `dev` extra has it
+
         parent = psutil.Process(process.pid)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -362,6 +366,8 @@ def with_children(parent: psutil.Process, seen: dict[int, tuple[str, float]]) ->
     """Each descendant's CPU so far, by pid, with its role (known from its command line
     while it runs: an exiting process shows an empty one).
     """
+    import psutil
+
     for child in parent.children(recursive=True):
         try:
             with child.oneshot():
