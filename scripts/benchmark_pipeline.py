@@ -233,9 +233,11 @@ class Setup:
         return [tap, "--config", str(config), "--catalog", str(self.catalog)]
 
     def loader(self, database: str) -> list[str]:
+        # The schema ``meltano run`` gives the loader: tap-tenios's load_schema.
+        schema = {"MELTANO_EXTRACT__LOAD_SCHEMA": "tenios"}
         config = plugin_config(
             "target-postgres",
-            {**self.env, "TARGET_POSTGRES_DATABASE": database},
+            {**self.env, **schema, "TARGET_POSTGRES_DATABASE": database},
             self.workdir / f"target-postgres-{database}.json",
         )
         return [executable("loaders", "target-postgres"), "--config", str(config)]
