@@ -148,9 +148,11 @@
 
 {#
   Second boundaries crossed between two instants, as an integer on every database (the
-  whole seconds between them for whole-second stamps). PostgreSQL's: from the epoch,
-  since dbt.datediff reads a timestamptz in the session's zone (an hour off across a
-  clock change).
+  whole seconds between them for whole-second stamps). PostgreSQL's and DuckDB's: from
+  the epoch, since their dbt.datediff reads a timestamptz in the session's zone (an
+  hour off across a clock change: 3615 s for a 15 s ring across New York's spring
+  change in a New York session). Snowflake's datediff is right on TIMESTAMP_TZ values
+  that are both in UTC.
 #}
 {% macro tenios_seconds_between(start, end) -%}
   {{ return(adapter.dispatch('tenios_seconds_between', 'tenios')(start, end)) }}
@@ -162,6 +164,10 @@
 
 {% macro postgres__tenios_seconds_between(start, end) -%}
   cast(floor(extract(epoch from {{ end }})) - floor(extract(epoch from {{ start }})) as {{ dbt.type_bigint() }})
+{%- endmacro %}
+
+{% macro duckdb__tenios_seconds_between(start, end) -%}
+  {{ postgres__tenios_seconds_between(start, end) }}
 {%- endmacro %}
 
 

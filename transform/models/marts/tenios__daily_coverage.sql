@@ -90,6 +90,7 @@ days as (
         bounds.account,
         bounds.timezone,
         bounds.first_day,
+        bounds.last_day,
         cast({{ dbt.dateadd('day', 'numbers.day_number', 'bounds.first_day') }} as date) as count_date
     from bounds
     inner join numbers
@@ -112,6 +113,13 @@ select
             then 'missing: no cdr_counts row for this day (not loaded, or lost: a warehouse restored or wiped behind the state)'
         when counted.is_closed and counted.api_leg_count > 0 and counted.loaded_leg_count = 0
             then 'missing: no legs loaded for this closed day, though the API counted some'
+        -- Counted while it was going on (a run's "today") and never again, though later
+        -- days were: the next runs resumed after it, as from a state ahead of a restored
+        -- backup. (A day an end_date ends within is the latest counted day.)
+        when not counted.is_whole_day
+            and counted.window_end_at < counted.day_end_at
+            and days.count_date < days.last_day
+            then 'missing: the rest of this day (counted only until a run ended, and by none of the later runs: lost behind the state)'
     end as problem
 from days
 left join counted
