@@ -98,6 +98,22 @@ def test_unusable_settings_are_each_named(tmp_path) -> None:
         assert name in message
 
 
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"storage": {"root": "batches", "prefix": 5}}, "batch_config.storage.prefix"),
+        ({"batch_size": "10"}, "batch_config.batch_size: '10'"),
+        ({"batch_size": 2.5}, "batch_config.batch_size: 2.5"),
+        ({"batch_size": True}, "batch_config.batch_size: True"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_named_not_crashed_on(raw, named) -> None:
+    config = {"encoding": {"format": "jsonl"}, "storage": {"root": "batches"}, **raw}
+    with pytest.raises(BatchSettingsError) as caught:
+        BatchSettings.from_config(config)
+    assert named in str(caught.value)
+
+
 def test_a_missing_root_is_named(tmp_path) -> None:
     with pytest.raises(BatchSettingsError, match=r"batch_config\.storage\.root: missing"):
         BatchSettings.from_config({"encoding": {"format": "jsonl"}, "storage": {}})
@@ -217,6 +233,13 @@ def test_a_loader_built_on_the_sdk_reads_the_files_exactly(tmp_path, compression
 
 
 # --- run folders ------------------------------------------------------------------
+
+
+def test_a_run_folder_makes_the_folders_above_it(tmp_path) -> None:
+    root = tmp_path / "not" / "yet"
+    folder = RunFolder.create(root)
+    assert folder.path.parent == root and (folder.path / LOCK_NAME).exists()
+    folder.release()
 
 
 def test_a_run_folder_is_locked_while_its_run_lives(tmp_path) -> None:

@@ -112,6 +112,22 @@ def test_stream_maps_and_deselected_fields_shape_the_files_as_they_shape_records
         assert record["cost_text"] == format(by_uuid[record["uuid"]].fields["cost"], "f")
 
 
+def test_a_stream_map_that_renames_the_stream_cannot_go_into_files(tmp_path, serve, legs):
+    emulator = serve(legs)
+    config = make_config(
+        emulator.url,
+        batch_config=batch_config(tmp_path / "b"),
+        stream_maps={"cdrs": {"__alias__": "calls"}},
+    )
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 1
+    assert (
+        "Stream 'cdrs': a stream map that renames, copies or splits the stream cannot be "
+        "written as BATCH files; remove batch_config or the map" in result.stderr
+    )
+    assert not [m for m in result.messages if m["type"] == "BATCH"]
+
+
 def test_a_batch_config_the_tap_cannot_honour_fails_before_any_request(tmp_path, serve, legs):
     emulator = serve(legs)
     config = make_config(

@@ -18,6 +18,7 @@ from tap_tenios.records import (
     decimal_string,
     misplaced_stamps,
     to_record,
+    typed_records,
 )
 from tap_tenios.windows import Window, format_utc
 
@@ -143,9 +144,11 @@ def test_a_cost_that_is_not_a_finite_number_is_an_error(cost: str) -> None:
     """Exactly typed items take the fast path: the guard there must hold too."""
     fast_path_item = item(cost=Decimal(cost))
     assert all(type(v) in (str, int, bool, Decimal, type(None)) for v in fast_path_item.values())
-    finite = r"CDR leg-1: field 'cost' is .* expected a finite number"
+    finite = r"^CDR leg-1: field 'cost' is .* expected a finite number$"
     with pytest.raises(RecordError, match=finite):
         to_record(fast_path_item)
+    with pytest.raises(RecordError, match=finite):  # a page decoded with its types
+        typed_records([fast_path_item])
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -348,16 +349,23 @@ def records_in(out: str) -> list[dict]:
     return [m["record"] for m in parse_messages(out) if m["type"] == "RECORD"]
 
 
+@pytest.mark.parametrize("typed", [True, False], ids=["typed pages", "careful path"])
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
 def test_stamps_in_the_api_zone_are_read_exactly_when_api_timezone_names_it(
-    serve, run_tap, legs, zone
+    serve, run_tap, legs, zone, typed
 ):
+    if not typed:  # a duration spelled as text: every page is converted field by field
+        legs = [
+            dataclasses.replace(g, fields={**g.fields, "duration": str(g.fields["duration"])})
+            for g in legs
+        ]
     emulator = serve(legs, timestamp_style="space", stamp_zone=zone)
     run = run_tap(make_config(emulator.url, api_timezone=zone))
     truth = {leg.uuid: format_utc(leg.start) for leg in legs}
     records = run.records()
     assert {r["uuid"] for r in records} == in_range(legs)
     assert all(r["start_stamp"] == truth[r["uuid"]] for r in records)
+    assert all(isinstance(r["duration"], int) for r in records)
 
 
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
