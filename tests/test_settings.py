@@ -51,6 +51,17 @@ def test_https_anywhere_and_plain_http_on_loopback_are_accepted(url: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://proxy.example/tenios/", "https://proxy.example/tenios"),
+        ("https://proxy.example/X//", "https://proxy.example/X"),
+    ],
+)
+def test_the_api_url_loses_only_its_trailing_slashes(url: str, kept: str) -> None:
+    assert settings(api_url=url).api_url == kept
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://api.tenios.com",
