@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -11,8 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tap_tenios.emulator import generate
+from tap_tenios.emulator.server import encode_leg
 from tap_tenios.records import (
     FIELDS,
+    TYPED_PAGE,
     RecordError,
     _convert,
     decimal_string,
@@ -203,6 +207,22 @@ def test_the_fast_and_careful_record_paths_agree_on_every_item(changes, zone) ->
             return str(exc)
 
     assert outcome(to_record) == outcome(_convert)
+
+
+@pytest.mark.parametrize("style", ["space", "naive_t", "iso_z", "millis_z", "offset"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_a_page_decoded_with_its_types_gives_the_careful_paths_records(style, zone) -> None:
+    """The typed decoding (the usual page) and the careful one (any other page) are
+    the same records: only speed picks between them."""
+    legs = generate(datetime(2024, 3, 30), datetime(2024, 4, 1), 200)
+    api_zone = None if zone == "UTC" else zone
+    body = (
+        b'{"total_items":%d,"items":[' % len(legs)
+        + b",".join(encode_leg(leg, style, api_zone) for leg in legs)
+        + b"]}"
+    )
+    careful = [to_record(i, ZoneInfo(zone)) for i in json.loads(body, parse_float=Decimal)["items"]]
+    assert typed_records(list(TYPED_PAGE.decode(body)["items"]), ZoneInfo(zone)) == careful
 
 
 def test_stamps_without_a_zone_are_read_in_the_given_zone() -> None:
