@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit benchmark test-pythons mutation clean
+.PHONY: demo test lint typecheck unit benchmark test-pythons mutation clean \
+	orchestrate-demo orchestrate-benchmark test-orchestrate meltano-postgres-plugins
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +41,8 @@ mutation: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check tap_tenios tests scripts
-	$(BIN)/ruff format --check tap_tenios tests scripts
+	$(BIN)/ruff check tap_tenios tests scripts orchestrate
+	$(BIN)/ruff format --check tap_tenios tests scripts orchestrate
 
 typecheck: $(STAMP)
 	$(BIN)/mypy tap_tenios
@@ -72,5 +73,38 @@ $(addprefix test-python-,$(OTHER_PYTHONS)): test-python-%: .venv-%/.installed
 	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+## Many accounts on Dagster (docs/orchestration.md). Dagster, dagster-dbt and their dbt
+## live in a virtualenv of their own, .venv-orchestrate (orchestrate/requirements.txt),
+## never in the tap's install; Meltano and its plugins stay in .venv and .meltano/.
+ORCH       := .venv-orchestrate
+ORCH_STAMP := $(ORCH)/.installed
+ORCH_ENV   := TENIOS_MELTANO=$(CURDIR)/$(BIN)/meltano
+
+$(ORCH_STAMP): orchestrate/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(ORCH)
+	$(ORCH)/bin/python -m pip install --quiet --upgrade pip
+	$(ORCH)/bin/python -m pip install --quiet -r orchestrate/requirements.txt -e '.[test]' \
+	  mypy types-PyYAML
+	touch $@
+
+meltano-postgres-plugins: $(STAMP)
+	$(BIN)/meltano install --plugin-type=extractor tap-tenios
+	$(BIN)/meltano install --plugin-type=loader target-postgres
+
+## Twenty emulated accounts through Dagster into the PostgreSQL of scripts/postgres.sh,
+## then the dbt models; per account the legs loaded against the API's count.
+orchestrate-demo: $(ORCH_STAMP) meltano-postgres-plugins
+	$(ORCH_ENV) $(ORCH)/bin/python -m orchestrate.demo
+
+## The same twenty accounts' backfill one after another and 1, 2, 4 in flight (minutes).
+orchestrate-benchmark: $(ORCH_STAMP) meltano-postgres-plugins
+	$(ORCH_ENV) $(ORCH)/bin/python -m orchestrate.demo --measure
+
+## mypy on orchestrate/ (it needs Dagster's types), then tests/test_orchestrate.py: three
+## small accounts through Dagster, the per-account lock, a kill and resume, bad input.
+test-orchestrate: $(ORCH_STAMP) meltano-postgres-plugins
+	$(ORCH)/bin/mypy orchestrate
+	$(ORCH_ENV) $(ORCH)/bin/python -m pytest -q -p no:cacheprovider tests/test_orchestrate.py
+
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(ORCH) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis
