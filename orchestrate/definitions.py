@@ -152,7 +152,6 @@ def build_definitions(accounts: list[Account], settings: Settings) -> Definition
     job = define_asset_job(
         JOB,
         selection=[tenios_loads, tenios_models],
-        partitions_def=partitions,
         executor_def=multiprocess_executor.configured({"max_concurrent": settings.max_in_flight}),
         description="Every account's load, at most TENIOS_MAX_IN_FLIGHT at once; then dbt.",
     )
@@ -182,4 +181,4 @@ def definitions_from_env(environ: Mapping[str, str] | None = None) -> Definition
 
 def tenios_job() -> JobDefinition:
     """The job, rebuilt from the environment (what each step's process calls)."""
-    return definitions_from_env().get_job_def(JOB)
+    return definitions_from_env().resolve_job_def(JOB)

@@ -42,7 +42,13 @@ from .helpers import (  # noqa: E402
     query,
 )
 
-pytestmark = [pytest.mark.orchestrate, pytest.mark.postgres, pytest.mark.meltano]
+pytestmark = [
+    pytest.mark.orchestrate,
+    pytest.mark.postgres,
+    pytest.mark.meltano,
+    # dagster-dbt's SQL parser (sqlglot) imports its deprecated Rust tokenizer when present.
+    pytest.mark.filterwarnings("ignore:sqlglotrs is deprecated:DeprecationWarning"),
+]
 
 DOC = ROOT / "docs" / "orchestration.md"
 
@@ -342,3 +348,46 @@ def test_a_run_killed_mid_load_resumes_in_another_process_losing_and_doubling_no
     assert first_request_day(emulator.emulator.stats.bodies[killed_at:]) > START + timedelta(
         hours=12
     )
+
+
+# --- The definitions ----------------------------------------------------------------
+
+
+def test_the_definitions_have_a_partition_per_account_an_hourly_schedule_and_limits(
+    tmp_path, monkeypatch
+):
+    from dagster import build_schedule_context
+
+    from orchestrate.definitions import definitions_from_env
+
+    entries = [entry(name, "https://api.tenios.com") for name in ("b_one", "a_two", "c_three")]
+    path = write_accounts(tmp_path, entries)
+    env = {
+        **orchestrate_env(tmp_path, "unused", "unused", TENIOS_MAX_IN_FLIGHT="3"),
+        **keys(entries),
+        "TENIOS_ACCOUNTS_FILE": str(path),
+        "TENIOS_RETRIES": "5",
+    }
+
+    defs = definitions_from_env(env)
+
+    job = defs.resolve_job_def("tenios_accounts")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys() == ["b_one", "a_two", "c_three"]
+    assert job.executor_def.name == "multiprocess"
+    (load,) = [node for node in job.all_node_defs if node.name == "load_account"]
+    assert load.retry_policy is not None
+    assert load.retry_policy.max_retries == 5
+    # The dbt models read both loaded streams of every account.
+    assets = defs.resolve_asset_graph()
+    reconciliation = next(
+        k for k in assets.get_all_asset_keys() if k.path[-1] == "tenios__cdr_reconciliation"
+    )
+    upstream = {key.to_user_string() for key in assets.get_ancestor_asset_keys(reconciliation)}
+    assert {"tenios/cdrs", "tenios/cdr_counts"} <= upstream
+    # Every hour, every account: one run over the whole range.
+    schedule = defs.resolve_schedule_def("tenios_hourly")
+    assert schedule.cron_schedule == "0 * * * *"
+    (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests or []
+    assert request.tags["dagster/asset_partition_range_start"] == "b_one"
+    assert request.tags["dagster/asset_partition_range_end"] == "c_three"
