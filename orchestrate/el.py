@@ -36,6 +36,8 @@ from .settings import Settings
 
 #: Lines of a failed run's log kept for its error message.
 _TAIL = 15
+#: How long an interrupted ``meltano run`` gets to stop before it is killed.
+_STOP_SECONDS = 60
 #: The tap's first line once data moves: everything before it is start-up.
 _FIRST_SYNC = "Beginning sync of"
 
@@ -148,6 +150,21 @@ def meltano_command(account: Account, settings: Settings) -> list[str]:
         settings.extractor,
         settings.loader,
     ]
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop the ``meltano run`` of an interrupted step (Dagster terminates a run by
+    signalling its steps) while the account's lock is still held, so that no load
+    outlives it: SIGTERM, then SIGKILL after a minute.
+    """
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run_account(
