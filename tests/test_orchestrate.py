@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 pytest.importorskip("dagster", reason="needs Dagster: make test-orchestrate")
 psycopg = pytest.importorskip("psycopg")
+yaml = pytest.importorskip("yaml")
 
 from orchestrate.accounts import load_accounts  # noqa: E402
 from orchestrate.el import AccountBusyError, lock_key, run_account  # noqa: E402
