@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
 from .definitions import RANGE_END, RANGE_START
+from .settings import ROOT
 
 
 def run_job(accounts: Sequence[str], *, all_accounts: Sequence[str] | None = None) -> bool:
@@ -38,7 +39,12 @@ def _run_all(instance: DagsterInstance, runs: list[dict[str, str]]) -> bool:
     ok = True
     for tags in runs:
         with execute_job(
-            build_reconstructable_job("orchestrate.definitions", "tenios_job"),
+            build_reconstructable_job(
+                "orchestrate.definitions",
+                "tenios_job",
+                # Where each step's process imports ``orchestrate`` from, whatever its cwd.
+                reconstructor_working_directory=str(ROOT),
+            ),
             instance=instance,
             tags=tags,
             raise_on_error=False,
