@@ -82,6 +82,11 @@ def manifest_path(profiles_dir: Path) -> Path:
     return manifest
 
 
+def run_config(max_in_flight: int) -> dict[str, Any]:
+    """A run's configuration: at most ``max_in_flight`` accounts' steps at once."""
+    return {"execution": {"config": {"max_concurrent": max_in_flight}}}
+
+
 def build_definitions(accounts: list[Account], settings: Settings) -> Definitions:
     """The definitions for these accounts (checked) with these settings."""
     by_name = {account.account: account for account in accounts}
@@ -152,7 +157,10 @@ def build_definitions(accounts: list[Account], settings: Settings) -> Definition
     job = define_asset_job(
         JOB,
         selection=[tenios_loads, tenios_models],
-        executor_def=multiprocess_executor.configured({"max_concurrent": settings.max_in_flight}),
+        executor_def=multiprocess_executor,
+        # The default; a run may set its own (python -m orchestrate run does, from
+        # TENIOS_MAX_IN_FLIGHT as it starts the run).
+        config=run_config(settings.max_in_flight),
         description="Every account's load, at most TENIOS_MAX_IN_FLIGHT at once; then dbt.",
     )
 
@@ -162,6 +170,7 @@ def build_definitions(accounts: list[Account], settings: Settings) -> Definition
         keys = partitions.get_partition_keys()
         return RunRequest(
             run_key=None,
+            run_config=run_config(settings.max_in_flight),
             tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
         )
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-from .definitions import RANGE_END, RANGE_START
-from .settings import ROOT
+from .definitions import RANGE_END, RANGE_START, run_config
+from .settings import ROOT, load_settings
 
 
 def run_job(accounts: Sequence[str], *, all_accounts: Sequence[str] | None = None) -> bool:
@@ -36,6 +36,9 @@ def run_job(accounts: Sequence[str], *, all_accounts: Sequence[str] | None = Non
 
 
 def _run_all(instance: DagsterInstance, runs: list[dict[str, str]]) -> bool:
+    # Read now, not from the job: Dagster caches a reconstructed job per process, so a
+    # second run in this process would otherwise keep the first one's limit.
+    config = run_config(load_settings().max_in_flight)
     ok = True
     for tags in runs:
         with execute_job(
@@ -46,6 +49,7 @@ def _run_all(instance: DagsterInstance, runs: list[dict[str, str]]) -> bool:
                 reconstructor_working_directory=str(ROOT),
             ),
             instance=instance,
+            run_config=config,
             tags=tags,
             raise_on_error=False,
         ) as result:

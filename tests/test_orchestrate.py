@@ -391,3 +391,4 @@ def test_the_definitions_have_a_partition_per_account_an_hourly_schedule_and_lim
     (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests or []
     assert request.tags["dagster/asset_partition_range_start"] == "b_one"
     assert request.tags["dagster/asset_partition_range_end"] == "c_three"
+    assert request.run_config == {"execution": {"config": {"max_concurrent": 3}}}
