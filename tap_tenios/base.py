@@ -29,6 +29,7 @@ from tap_tenios.planner import bookmark_problem
 from tap_tenios.progress import SparseCounter
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
+from tap_tenios.windows import parse_setting
 from tap_tenios.writer import RecordOutput, SingerWriter
 
 #: How the tap introduces itself to the API.
@@ -105,6 +106,19 @@ class TeniosStream(RecordOutput):
     def fail(self, message: str) -> TapRunError:
         """An error safe to raise: the key is removed whatever ``message`` holds."""
         return api_error(message, self.config.get("access_key"))
+
+    @override
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        """The later of the saved bookmark and ``start_date``, read as the tap reads both.
+
+        The SDK calls this with the saved state before ``get_records``; its own version
+        parses the bookmark and ends in a traceback on one it cannot read (state as
+        Meltano stores it, with ``replication_key``). Such a bookmark is passed on as it
+        is, for ``check_bookmark`` to refuse with one line.
+        """
+        if bookmark_problem(self.name, value, utc_now()) or not self.is_timestamp_replication_key:
+            return value
+        return max(value, start_date_value, key=parse_setting)
 
     def check_bookmark(self) -> None:
         """Refuse a saved bookmark that does not parse or lies in the future."""

@@ -183,8 +183,9 @@ def bookmark_problem(stream: str, value: object, now: datetime) -> str | None:
     if value is None or value == "":
         return None
     advice = (
-        f"clear the saved state of stream {stream!r} (e.g. `meltano state clear`) "
-        "to start again from start_date."
+        f"clear the saved state of stream {stream!r} to start again from start_date "
+        "(`meltano state clear <state id>`), or save a bookmark it can read "
+        "(`meltano state set <state id> '<state>'`)."
     )
     try:
         moment = parse_setting(value)  # type: ignore[arg-type]

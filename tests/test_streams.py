@@ -464,6 +464,43 @@ def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stre
         assert [r["date"] for r in records] == ["2024-03-01", "2024-03-02", "2024-03-03"]
 
 
+@pytest.mark.parametrize(
+    ("stream", "bookmark"),
+    [
+        ("cdrs", "not-a-date"),
+        ("cdrs", 17),
+        ("cdrs", "2030-01-01T00:00:00.000000Z"),
+        ("cdr_counts", "not-a-date"),
+        ("cdr_counts", "2024-02-31"),
+    ],
+)
+def test_a_bad_bookmark_in_the_shape_meltano_stores_is_refused_naming_the_fix(
+    serve, run_tap, legs, stream, bookmark
+):
+    """Meltano saves ``replication_key`` beside the value, so the SDK reads the bookmark
+    (against ``start_date``) before the stream does: that must not end in its traceback."""
+    key = {"cdrs": "start_stamp", "cdr_counts": "date"}[stream]
+    emulator = serve(legs)
+    state = {"bookmarks": {stream: {"replication_key": key, "replication_key_value": bookmark}}}
+    run = run_tap(make_config(emulator.url), state=state, streams=(stream,), fails=True)
+    message = str(run.error)
+    assert message.startswith(f"The saved state of stream {stream!r} holds bookmark {bookmark!r}")
+    assert "`meltano state clear <state id>`" in message
+    assert "`meltano state set <state id> '<state>'`" in message
+    assert run.records(stream) == []
+    assert emulator.emulator.stats.requests == {}
+
+
+def test_a_readable_bookmark_in_the_shape_meltano_stores_resumes_from_it(serve, run_tap, legs):
+    emulator = serve(legs)
+    bookmark = "2024-03-02 00:00:00+00:00"  # another spelling than the tap's own
+    state = {
+        "bookmarks": {"cdrs": {"replication_key": "start_stamp", "replication_key_value": bookmark}}
+    }
+    run = run_tap(make_config(emulator.url), state=state)
+    assert {r["uuid"] for r in run.records()} == in_range(legs, START + timedelta(days=1))
+
+
 def test_the_record_counter_reports_every_record_though_it_reads_the_clock_sparsely(caplog):
     import json as json_module
     import logging

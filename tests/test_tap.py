@@ -242,6 +242,21 @@ def test_a_stream_that_fails_on_its_own_ends_the_run_in_exactly_one_error_line(
     assert "cdr_counts" not in final or not final["cdr_counts"].get("replication_key_value")
 
 
+def test_a_garbled_bookmark_saved_by_meltano_ends_in_one_line(tmp_path, serve, legs) -> None:
+    emulator = serve(legs)
+    bookmark = {"replication_key": "start_stamp", "replication_key_value": "not-a-date"}
+    state = {"bookmarks": {"cdrs": bookmark}}
+    result = run_cli(tmp_path, make_config(emulator.url), state=state)
+    assert result.returncode == 1
+    errors = [message for level, message in log_lines(result.stderr) if level == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(
+        "The saved state of stream 'cdrs' holds bookmark 'not-a-date', which is not a "
+        "date-time: clear the saved state of stream 'cdrs' to start again from start_date "
+        "(`meltano state clear <state id>`), or save a bookmark it can read"
+    )
+
+
 def test_a_bug_keeps_its_traceback() -> None:
     """Only the tap's own failures become one line: anything else is a bug to report."""
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
