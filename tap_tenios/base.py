@@ -182,19 +182,28 @@ class TeniosStream(RecordOutput):
         """
         settings = BatchSettings.from_config(batch_config.asdict())
         sweep(settings.root, grace=self.BATCH_GRACE_SECONDS)
-        #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
-        self.run_folder = RunFolder.create(settings.root)
+        try:
+            #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
+            self.run_folder = RunFolder.create(settings.root)
+        except TapRunError as failure:
+            self.report.add(self.name, failure)
+            return
         deferred, self.bookmark_deferred = self.bookmark_deferred, True
         try:
             records = self._sync_records(context, write_messages=False)
             batches = write_batches(
                 records, self.run_folder.path, self.name, settings, self.batch_transform()
             )
-            with closing(batches):
+            with closing(records), closing(batches):
                 for url, last in batches:
                     yield batch_config.encoding, [url]
                     self.advance_bookmark(last, context)
                     self._write_state_message()
+        except TapRunError as failure:
+            # The files could not be written (``batch.BatchWriteError``), or a stream
+            # map cannot go into files: the stream ends here, like a failed read (its
+            # state covers the files announced), and the run ends with one line.
+            self.report.add(self.name, failure)
         finally:
             self.bookmark_deferred = deferred
             self.run_folder.remove_if_empty()

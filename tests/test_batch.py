@@ -24,6 +24,7 @@ from tap_tenios.batch import (
     sweep,
     write_batches,
 )
+from tap_tenios.errors import TapRunError
 
 from .helpers import item
 
@@ -189,6 +190,35 @@ def test_a_transform_shapes_or_drops_records_and_the_bookmark_still_sees_them(tm
     )
     assert last["uuid"] == "leg-2"
     assert read_file(url) == [{"uuid": "leg-0"}, {"uuid": "leg-1"}]
+
+
+def test_a_full_disk_is_one_error_naming_the_folder_and_batch_config(tmp_path) -> None:
+    """The file's name points at /dev/full, whose every write fails with ENOSPC."""
+    (tmp_path / "cdrs-00001.jsonl").symlink_to("/dev/full")
+    batches = write_batches(iter(legs(2)), tmp_path, "cdrs", settings(tmp_path))
+    with pytest.raises(TapRunError) as failure:
+        next(batches)
+    assert str(failure.value) == (
+        f"Cannot write BATCH files in {tmp_path}: No space left on device (writing "
+        "cdrs-00001.jsonl). Free space or grant write access there, or set "
+        "batch_config.storage.root to another folder."
+    )
+    assert list(tmp_path.iterdir()) == [], "the unfinished file is gone"
+
+
+@pytest.mark.parametrize("blocker", ["root", "parent"])
+def test_a_root_where_a_file_stands_is_one_error_naming_it(tmp_path, blocker) -> None:
+    root = tmp_path / "batches" / "tenios"
+    if blocker == "root":
+        root.parent.mkdir()
+    (root if blocker == "root" else root.parent).write_text("")
+    with pytest.raises(TapRunError) as failure:
+        RunFolder.create(root)
+    assert str(failure.value) == (
+        f"Cannot write BATCH files in {root}: a file stands where a folder should be. "
+        "Free space or grant write access there, or set batch_config.storage.root to "
+        "another folder."
+    )
 
 
 # --- read back by the SDK's own loader code ------------------------------------------

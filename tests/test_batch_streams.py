@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import resource
 import signal
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import in_range, make_config, run_cli, run_until
+from .helpers import in_range, log_lines, make_config, run_cli, run_until, tap_command
 
 
 def batch_config(root: Path, size: int = 25, compression: str = "none") -> dict[str, Any]:
@@ -139,3 +142,50 @@ def test_a_batch_config_the_tap_cannot_honour_fails_before_any_request(tmp_path,
     assert "batch_config.encoding.format: 'parquet' is not supported" in result.stderr
     assert "batch_config.storage.root: 's3://b/x' is not a local folder" in result.stderr
     assert emulator.emulator.stats.requests == {}
+
+
+#: Where no process may create a folder, root included (sysfs refuses every mkdir).
+REFUSED = Path("/sys/tap-tenios-batches")
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "refused", "disk full"])
+def test_a_batch_folder_that_cannot_be_written_ends_in_one_line_naming_it(
+    tmp_path, serve, legs, where
+) -> None:
+    """A full disk is played by a limit on file size: every write past it fails
+    (EFBIG), as on a disk that fills up, while stdout and stderr (pipes) go on."""
+    if where == "refused" and not Path("/sys").is_dir():
+        pytest.skip("no sysfs here")
+    root = {
+        "parent is a file": tmp_path / "file" / "batches",
+        "refused": REFUSED,
+        "disk full": tmp_path / "batches",
+    }[where]
+    (tmp_path / "file").write_text("")
+    emulator = serve(legs)
+    config = make_config(emulator.url, batch_config=batch_config(root, 1000))
+
+    def small_files() -> None:
+        if where == "disk full":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    done = subprocess.run(
+        tap_command(tmp_path, config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+        preexec_fn=small_files,
+        check=False,
+    )
+    assert done.returncode == 1
+    errors = [message for level, message in log_lines(done.stderr) if level == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"Cannot write BATCH files in {root}")
+    assert errors[0].endswith("or set batch_config.storage.root to another folder.")
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert not [m for m in messages if m["type"] == "BATCH"]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert not any(s["bookmarks"].get("cdrs", {}).get("replication_key_value") for s in states)
+    if where == "disk full":
+        assert [p.name for p in root.iterdir()] == [], "no unfinished file, no empty folder"

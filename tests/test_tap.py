@@ -25,6 +25,7 @@ from .helpers import (
     dataset,
     in_range,
     load_script,
+    log_lines,
     make_config,
     meltano,
     run_cli,
@@ -171,16 +172,6 @@ def test_readme_settings_table_matches_about() -> None:
     assert readme_tables.section(readme, "settings") == readme_tables.settings_table(), (
         "README settings table is stale: run python scripts/readme_tables.py --write"
     )
-
-
-LOG_LINE = re.compile(r"^\S+ \S+ \| (?P<level>\w+)\s+\| (?P<logger>\S+)\s+\| (?P<message>.*)$")
-
-
-def log_lines(stderr: str) -> list[tuple[str, str]]:
-    """(level, message) of every line; a line that is not a log line (a traceback) fails."""
-    parsed = [LOG_LINE.match(line) for line in stderr.splitlines()]
-    assert all(parsed), stderr[-3000:]
-    return [(m["level"], m["message"]) for m in parsed if m]
 
 
 def test_invalid_settings_end_in_one_line_that_names_each_problem(tmp_path) -> None:
