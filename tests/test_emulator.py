@@ -150,3 +150,23 @@ def test_the_banner_counts_the_legs_its_range_holds() -> None:
     assert any(leg.start >= end for leg in legs)  # the case in question is in the default data
     held = sum(start <= leg.start < end for leg in legs)
     assert f": {held} legs from 2024-01-01 to 2024-01-22 (exclusive)" in banner, banner
+
+
+def test_a_busy_port_is_one_line_naming_it_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tap_tenios.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tap-tenios-emulator: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(an emulator still running?). Stop what listens there, or choose another port "
+        "with --port.\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -84,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cannot_listen(port: int, exc: OSError) -> str:
+    """Why the emulator cannot serve on ``port``, in one line that says what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the port is in use (an emulator still running?)"
+    else:
+        reason = exc.strerror or type(exc).__name__
+    return (
+        f"cannot listen on 127.0.0.1:{port}: {reason}. Stop what listens there, or "
+        "choose another port with --port."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = parse_setting(args.start)
@@ -102,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         echo_body_in_errors=args.echo_body_in_errors,
     )
     legs = generate(start, end, args.calls_per_day, seed=args.seed)
-    running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    try:
+        running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    except OSError as exc:
+        print(f"tap-tenios-emulator: {cannot_listen(args.port, exc)}", file=sys.stderr)
+        return 1
     # A call near the end can forward to a leg that starts at or after it: served to a
     # query that reaches that far, but not part of the range announced here.
     in_range = sum(start <= leg.start < end for leg in legs)
