@@ -164,10 +164,6 @@ class TeniosStream(RecordOutput):
         super()._increment_stream_state(record, context=context)
         self.state_manager.is_flushed = False
 
-    #: Seconds after its last file before an ended run's BATCH folder may be removed:
-    #: another job's loader, reading from the same root, may still be at it.
-    BATCH_GRACE_SECONDS = 3600.0
-
     @override
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
@@ -181,7 +177,9 @@ class TeniosStream(RecordOutput):
         covers a record that no BATCH message has announced, whenever the run stops.
         """
         settings = BatchSettings.from_config(batch_config.asdict())
-        sweep(settings.root, grace=self.BATCH_GRACE_SECONDS)
+        # Earlier runs' files hold caller numbers and their loaders are done with them
+        # (a job's next run starts after its last loader ended): removed now.
+        sweep(settings.root)
         try:
             #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
             self.run_folder = RunFolder.create(settings.root)

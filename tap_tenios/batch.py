@@ -15,17 +15,22 @@ exact JSON numbers.
 
 Files live in a folder per run under the configured root, named ``run-…``. A run
 holds a lock on its folder while it lives (the lock goes with the process, however
-it ends); the next run removes the folders of runs that have ended (``sweep``). A
-later run of the same job starts only once the previous job's loader has exited, so
-nothing still needs those files; ``grace`` keeps folders of runs that ended only
-moments ago, for another job's loader that may still be reading from a shared root.
+it ends). The files hold personal data (caller numbers), so they go as soon as their
+loader is done with them: a job removes them in the step after its loader
+(``python -m tap_tenios.batch remove ROOT``, meltano.yml's
+``tap-tenios-batches:remove``), and each run removes those of runs that have ended
+when it starts (``sweep``), in case a job stopped before that step. A later run of
+the same job starts only once the previous run's loader has exited, so nothing still
+needs them; hence one root per extractor and loader.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -208,7 +213,11 @@ class RunFolder:
 
 
 def sweep(
-    root: Path, *, grace: float, keep: Path | None = None, clock: Callable[[], float] = time.time
+    root: Path,
+    *,
+    grace: float = 0.0,
+    keep: Path | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> list[Path]:
     """Remove the run folders under ``root`` whose runs ended more than ``grace``
     seconds ago.
@@ -357,3 +366,26 @@ def write_batches(
     finally:
         if current is not None:
             current.discard()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tap_tenios.batch remove ROOT``: remove the files of ended runs."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tap_tenios.batch",
+        description="Remove the BATCH files of the tap's ended runs under ROOT (the "
+        "batch_config.storage.root), once their loader has read them. Live runs' "
+        "files stay.",
+    )
+    parser.add_argument("command", choices=["remove"])
+    parser.add_argument("root", help="file:///path or /path")
+    args = parser.parse_args(argv)
+    root = local_path(args.root)
+    if root is None:
+        parser.error(f"{args.root!r} is not a local folder")
+    removed = sweep(root)
+    print(f"Removed the BATCH files of {len(removed)} ended run(s) under {root}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

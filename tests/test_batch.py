@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -329,3 +331,24 @@ def test_run_folders_of_one_second_do_not_collide(tmp_path) -> None:
     second = RunFolder.create(tmp_path, clock=lambda: 0.0)
     assert first.path != second.path
     assert first.path.name.startswith("run-19700101T000000Z-")
+
+
+def test_the_remove_command_takes_the_files_of_ended_runs_at_once(tmp_path) -> None:
+    """What a job runs once its loader has read the files (meltano.yml's
+    ``tap-tenios-batches:remove``): ended runs' folders go, however recent; a live
+    run's stays."""
+    ended, live = RunFolder.create(tmp_path), RunFolder.create(tmp_path)
+    for folder in (ended, live):
+        (folder.path / "cdrs-00001.jsonl").write_text('{"callerid_number": "+4930123"}\n')
+    ended.release()
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_tenios.batch", "remove", tmp_path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"Removed the BATCH files of 1 ended run(s) under {tmp_path}\n"
+    assert sorted(tmp_path.iterdir()) == [live.path]
+    live.release()

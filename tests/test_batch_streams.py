@@ -189,3 +189,16 @@ def test_a_batch_folder_that_cannot_be_written_ends_in_one_line_naming_it(
     assert not any(s["bookmarks"].get("cdrs", {}).get("replication_key_value") for s in states)
     if where == "disk full":
         assert [p.name for p in root.iterdir()] == [], "no unfinished file, no empty folder"
+
+
+def test_the_next_run_removes_the_files_of_an_ended_run_at_once(tmp_path, serve, legs) -> None:
+    """The files hold caller numbers: an ended run's are gone when the next run starts,
+    not an hour later (a run of the same job starts once the last one's loader ended)."""
+    emulator = serve(legs)
+    root = tmp_path / "b"
+    config = make_config(emulator.url, batch_config=batch_config(root, 1000))
+    assert run_cli(tmp_path, config).returncode == 0
+    (first,) = root.iterdir()
+    assert run_cli(tmp_path, config).returncode == 0
+    (second,) = root.iterdir()
+    assert second != first

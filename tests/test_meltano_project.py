@@ -37,6 +37,24 @@ def test_jobs_and_the_schedule_resolve_to_declared_plugins():
     assert hourly["job"]["name"] == "tenios-to-postgres"
 
 
+def test_the_postgres_job_removes_the_batch_files_once_its_loader_has_read_them():
+    """The files hold caller numbers: the step after the loader removes them, from the
+    folder tap-tenios writes them to in every environment."""
+    yaml = pytest.importorskip("yaml")  # Meltano's own dependency
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    (job,) = [job for job in project["jobs"] if job["name"] == "tenios-to-postgres"]
+    assert job["tasks"][:2] == ["tap-tenios target-postgres", "tap-tenios-batches:remove"]
+    (utility,) = [p for p in project["plugins"]["utilities"] if p["name"] == "tap-tenios-batches"]
+    command = [utility["executable"], *utility["commands"]["remove"]["args"].split()]
+    assert command[:4] == ["python", "-m", "tap_tenios.batch", "remove"]
+    for environment in project["environments"]:
+        (tap,) = [
+            e for e in environment["config"]["plugins"]["extractors"] if e["name"] == "tap-tenios"
+        ]
+        root = tap["config"]["batch_config"]["storage"]["root"]
+        assert root == f"file://{command[4]}", environment["name"]
+
+
 @pytest.mark.meltano
 def test_the_emulator_comes_with_meltano_install():
     meltano("install", "--plugin-type=utility", "tap-tenios-emulator")
