@@ -24,7 +24,7 @@ from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
-from tap_tenios.errors import RunReport, TapRunError, api_error
+from tap_tenios.errors import RunReport, TapRunError, api_error, redact
 from tap_tenios.planner import bookmark_problem
 from tap_tenios.progress import SparseCounter
 from tap_tenios.settings import Settings, utc_now
@@ -114,9 +114,13 @@ class TeniosStream(RecordOutput):
         The SDK calls this with the saved state before ``get_records``; its own version
         parses the bookmark and ends in a traceback on one it cannot read (state as
         Meltano stores it, with ``replication_key``). Such a bookmark is passed on as it
-        is, for ``check_bookmark`` to refuse with one line.
+        is, for ``check_bookmark`` to refuse with one line; redacted, since the SDK logs
+        it (a key pasted into the state by mistake must not reach the log).
         """
-        if bookmark_problem(self.name, value, utc_now()) or not self.is_timestamp_replication_key:
+        if bookmark_problem(self.name, value, utc_now()):
+            secret = self.config.get("access_key")
+            return redact(value, secret) if isinstance(value, str) else value
+        if not self.is_timestamp_replication_key:
             return value
         return max(value, start_date_value, key=parse_setting)
 
