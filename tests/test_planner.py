@@ -16,12 +16,14 @@ from tap_tenios.planner import (
     MIN_PART,
     Page,
     PageSize,
+    bookmark_problem,
     can_split,
     fits,
     plausible_recount,
     split,
 )
-from tap_tenios.windows import Window
+from tap_tenios.records import CLOCK_SKEW
+from tap_tenios.windows import Window, format_utc
 
 UTC = timezone.utc
 DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
@@ -168,3 +170,25 @@ def test_honest_counts_of_one_second_parts_are_never_refused() -> None:
     recount = sum(count(p) for p in parts)
     assert recount > 3.5 * first
     assert plausible_recount(first, recount)
+
+
+NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("bookmark", "refused"),
+    [
+        (format_utc(NOW), False),  # the last leg started as the run began
+        (format_utc(NOW + CLOCK_SKEW), False),  # the most the API's clock may be ahead
+        (format_utc(NOW + CLOCK_SKEW + timedelta(microseconds=1)), True),
+        ("2024-03-02", False),  # today somewhere east of UTC: the whole day's slack
+        ("2024-03-02T12:00:00.000001Z", True),
+    ],
+)
+def test_a_bookmark_is_in_the_future_only_beyond_the_clock_skew(bookmark, refused) -> None:
+    """A bookmark exactly at now (or at the skew's edge) is a normal state to resume
+    from; refusing it would fail a run that just caught up with the API."""
+    problem = bookmark_problem("cdrs", bookmark, NOW)
+    assert (problem is not None) == refused, problem
+    if refused:
+        assert "later than now (2024-03-01T12:00:00.000Z)" in str(problem)
