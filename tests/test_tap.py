@@ -30,6 +30,7 @@ from .helpers import (
     meltano,
     run_cli,
     run_until,
+    tap_command,
 )
 
 # The SDK builds its standard test class (and a tap, for discovery) when this module is
@@ -245,6 +246,30 @@ def test_a_garbled_bookmark_saved_by_meltano_ends_in_one_line(tmp_path, serve, l
         "The saved state of stream 'cdrs' holds bookmark 'not-a-date', which is not a "
         "date-time: clear the saved state of stream 'cdrs' to start again from start_date "
         "(`meltano state clear <state id>`), or save a bookmark it can read"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_says_by_what_and_where_the_next_resumes(tmp_path, serve, sig) -> None:
+    emulator = serve(dataset(calls_per_day=200), latency_ms=20)
+    process = subprocess.Popen(
+        tap_command(tmp_path, make_config(emulator.url, page_size=40)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    for line in process.stdout:
+        if line.startswith('{"type":"STATE"'):
+            break
+    process.send_signal(sig)
+    process.stdout.read()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=30) == 128 + sig
+    warnings = [message for level, message in log_lines(stderr) if level == "WARNING"]
+    assert warnings[-1] == (
+        f"The run was stopped by {sig.name}: the last STATE written covers every record "
+        "before it; the next run resumes from there."
     )
 
 
