@@ -169,3 +169,35 @@ def test_batch_files_go_only_to_the_loaders_that_read_them(environment):
     assert batch("tap-tenios--snowflake")["encoding"] == {"format": "jsonl", "compression": "gzip"}
     for records_only in ("tap-tenios--number", "tap-tenios--account-b", "tap-tenios--records"):
         assert batch(records_only) == {}, records_only
+
+
+#: ``meltano state copy|clear|set`` naming a state id, in a document's code (up to the
+#: end of its code span, or the next command of a code block).
+STATE_COMMAND = re.compile(
+    r"meltano state (?:copy|clear|set)\b(?:(?!meltano )[^`])*:(?:(?!meltano )[^`])*"
+)
+
+
+def documented_state_commands() -> list[str]:
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = [document.read_text().replace("\n", " ") for document in documents]
+    return [" ".join(m[0].split()) for text in texts for m in STATE_COMMAND.finditer(text)]
+
+
+def test_documented_state_commands_do_not_wait_for_an_answer():
+    """``meltano state copy``, ``clear`` and ``set`` ask for confirmation, which a run
+    without a terminal (a deploy script, a CI job) cannot give: they abort."""
+    commands = documented_state_commands()
+    assert any(c.startswith("meltano state copy") for c in commands), commands
+    assert [c for c in commands if "--force" not in c] == []
+
+
+@pytest.mark.meltano
+def test_the_documented_state_copy_works_without_a_terminal(tmp_path):
+    (copy,) = [c for c in documented_state_commands() if c.startswith("meltano state copy")]
+    source, target = shlex.split(copy)[-2:]
+    env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
+    state = {"singer_state": {"bookmarks": {"cdrs": {"replication_key_value": "2024-01-15"}}}}
+    meltano("state", "set", "--force", source, json.dumps(state), env=env)
+    meltano(*shlex.split(copy)[1:], env=env)
+    assert json.loads(meltano("state", "get", target, env=env).stdout) == state

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
@@ -23,6 +25,8 @@ from .helpers import (
     MELTANO,
     ROOT,
     dataset,
+    documented_commands,
+    free_port,
     in_range,
     load_script,
     log_lines,
@@ -378,3 +382,39 @@ def test_the_private_sdk_attribute_the_record_fast_path_reads_still_exists() -> 
     """``RecordOutput`` stamps RECORD messages with ``_stream_version`` as the SDK does."""
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
     assert "_stream_version" in vars(tap.streams["cdrs"])
+
+
+def test_the_readme_standalone_steps_work_as_written(tmp_path) -> None:
+    """In a folder holding sample_config.json, with the package installed (the venv's
+    scripts on PATH) and the emulator on a port of this test's own."""
+    port = free_port()
+    steps = [
+        line.replace("8766", str(port))
+        for line in documented_commands(ROOT / "README.md", "standalone steps", "tests/test_tap.py")
+        if not line.startswith("pip ")
+    ]
+    shutil.copy(ROOT / "sample_config.json", tmp_path)
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_TENIOS_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    script = "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + "\n".join(steps) + "\n"
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    assert {s["tap_stream_id"] for s in catalog["streams"]} == {"cdrs", "cdr_counts"}
+    messages = [json.loads(line) for line in (tmp_path / "messages.jsonl").read_text().splitlines()]
+    dates = {
+        m["record"]["date"]
+        for m in messages
+        if m["type"] == "RECORD" and m["stream"] == "cdr_counts"
+    }
+    assert {"2024-01-01", "2024-01-21"} <= dates  # the emulator's three weeks
+    assert any(m["type"] == "RECORD" and m["stream"] == "cdrs" for m in messages)
