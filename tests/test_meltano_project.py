@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import KEY, ROOT, load_script, meltano, pipeline_env
+from .helpers import documented_commands as documented_block
 
 readme_tables = load_script("readme_tables")
 MELTANO_YML = readme_tables.MELTANO_YML
@@ -201,3 +202,22 @@ def test_the_documented_state_copy_works_without_a_terminal(tmp_path):
     meltano("state", "set", "--force", source, json.dumps(state), env=env)
     meltano(*shlex.split(copy)[1:], env=env)
     assert json.loads(meltano("state", "get", target, env=env).stdout) == state
+
+
+def test_the_troubleshooting_recovery_reads_days_of_the_emulator_project():
+    """Run as written in this repository's project, the recovery block must read days
+    its default environment (the emulator's three weeks) holds."""
+    yaml = pytest.importorskip("yaml")  # Meltano's own dependency
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    (emulator,) = [
+        e for e in project["environments"] if e["name"] == project["default_environment"]
+    ]
+    (tap,) = [p for p in emulator["config"]["plugins"]["extractors"] if p["name"] == "tap-tenios"]
+    lines = documented_block(
+        ROOT / "docs" / "troubleshooting.md", "warehouse recovery", "tests/test_transform.py"
+    )
+    dates = dict(
+        word.removeprefix("TAP_TENIOS_").split("=") for word in shlex.split(lines[0]) if "=" in word
+    )
+    start, end = tap["config"]["start_date"], tap["config"]["end_date"]
+    assert start <= dates["START_DATE"] < dates["END_DATE"] <= end, (dates, start, end)
