@@ -700,7 +700,7 @@ class Probe:
         for seen in answers:
             for name, value in seen.headers.items():
                 names[name] += 1
-                values.setdefault(name, set()).add(safe_text(value, self.key))
+                values.setdefault(name, set()).add(safe_text(value, self.key, from_api=True))
                 if name.lower() == "retry-after":
                     forms[retry_after_form(value)] += 1
         throttled = sum(a.status == 429 for a in answers)  # noqa: PLR2004

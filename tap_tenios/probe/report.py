@@ -81,16 +81,18 @@ def value_shape(value: Any) -> str:
     return f"text({len(value)} chars)"
 
 
-def safe_text(text: str, key: str | None) -> str:
-    """The API's words, fit for the report: key redacted, numbers and e-mail shaped."""
+def safe_text(text: str, key: str | None, *, from_api: bool = False) -> str:
+    """Text fit for the report: key redacted, numbers and e-mail addresses shaped, and
+    in the API's own words (all of ``text`` with ``from_api``, else what follows an
+    ``HTTP nnn:`` in an error line) capitalised words that may be names.
+    """
     text = redact(" ".join(str(text).split()), key)
     text = EMAIL.sub("[e-mail]", text)
     text = PHONE.sub(phone_shape, text)
-    # The API's own words may name a person: capitalised words go, but for the words
-    # of HTTP and API errors.
     found = API_WORDS.search(text)
-    at = found.end() if found else 0
-    text = text[:at] + TITLE_WORD.sub(name_shape, text[at:])
+    if found or from_api:
+        at = found.end() if found else 0
+        text = text[:at] + TITLE_WORD.sub(name_shape, text[at:])
     return text[:MAX_QUOTE] + ("…" if len(text) > MAX_QUOTE else "")
 
 
