@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate, make_call
+from tap_tenios.emulator.server import ApiError
 
 from .helpers import KEY, START, dataset
 
@@ -214,3 +215,17 @@ def test_retry_after_can_be_an_http_date(serve) -> None:
     connection.close()
     assert status == 429
     assert headers["Retry-After"] == "Sun, 10 Mar 2024 12:00:30 GMT"
+
+
+def test_counts_over_a_day_are_refused_unless_the_limit_is_lifted() -> None:
+    legs = crowd(3)
+    body = {
+        "access_key": KEY,
+        "start_date_from": "2024-02-29T00:00:00.000Z",
+        "start_date_to": "2024-03-02T00:00:00.000Z",
+    }
+    raw = json.dumps(body).encode()
+    with pytest.raises(ApiError, match=r"max\. 1 day"):
+        Emulator(legs, Behaviour(access_key=KEY)).handle("/cdrs/count", raw)
+    lifted = Emulator(legs, Behaviour(access_key=KEY, count_max_period=None))
+    assert json.loads(lifted.handle("/cdrs/count", raw)[1]) == {"total_items": len(legs)}

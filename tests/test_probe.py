@@ -216,6 +216,11 @@ def test_a_page_size_refused_with_400(probe) -> None:
     assert "Invalid page_size" in " ".join(run.finding("page_cap")["evidence"])
 
 
+def test_a_count_over_more_than_a_day_that_counts_it_whole(probe) -> None:
+    run = probe(count_max_period=None)
+    assert run.value("count_over_a_day") == "whole"
+
+
 def test_counts_that_disagree_with_total_items(probe) -> None:
     run = probe(count_offset=1)
     assert run.value("counts") is False

@@ -109,6 +109,9 @@ class Behaviour:
     hidden_legs: frozenset[str] = frozenset()
     #: Added to every /cdrs/count answer: a count endpoint that disagrees.
     count_offset: int = 0
+    #: The longest period /cdrs/count accepts (400 beyond, as documented); ``None``:
+    #: any period is counted whole.
+    count_max_period: timedelta | None = timedelta(days=1)
     #: Answer /cdrs/retrieve with exactly these bytes (hostile-input tests).
     retrieve_body: bytes | None = None
     #: Keep every page served and answer the same request from memory (benchmarks:
@@ -384,7 +387,8 @@ class Emulator:
         upper = _instant(body, "start_date_to")
         if upper < lower:
             raise ApiError(400, "start_date_to must not be before start_date_from")
-        if upper - lower > timedelta(days=1):
+        longest = self.behaviour.count_max_period
+        if longest is not None and upper - lower > longest:
             raise ApiError(400, "The interval can be max. 1 day")
         legs = self.store.select(lower, upper, self.behaviour.bounds, self.seen_until())
         return json.dumps({"total_items": len(legs) + self.behaviour.count_offset}).encode()

@@ -171,6 +171,9 @@ class Probe:
         except TeniosAPIError as exc:
             self.failed = True
             self.report.stopped = safe_text(str(exc), self.key)
+        except KeyboardInterrupt:
+            self.failed = True
+            self.report.stopped = "interrupted (Ctrl-C)"
         finally:
             if self.sample is None and not self.report.stopped:
                 for finding in self.report.findings[2:]:
@@ -321,14 +324,19 @@ class Probe:
             read = [leg.uuid for page in pages for leg in page.legs]
             repeated = len(read) - len(set(read))
             skipped = len(all_uuids - set(read))
-            value.update(pages_repeated=repeated, pages_skipped=skipped)
             evidence.append(
                 f"read again in pages of {size}: {repeated} leg(s) served twice, "
                 f"{skipped} not served"
             )
-            if repeated or skipped:
+            if pages[0].total_items != total:
+                # New legs shift pages too: that says nothing about the API's paging.
+                evidence.append(f"legs arrived meanwhile ({total} then {pages[0].total_items})")
+                answer += "; pages not judged (legs arrived while they were read)"
+            elif repeated or skipped:
+                value.update(pages_repeated=repeated, pages_skipped=skipped)
                 answer += "; pages of one window repeat and skip legs"
             else:
+                value.update(pages_repeated=0, pages_skipped=0)
                 answer += "; pages neither repeat nor skip legs"
         self.f("stability").found(answer, value, *evidence)
 
