@@ -23,9 +23,9 @@ import pytest
 
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate, make_call
 from tap_tenios.emulator.server import ApiError
-from tap_tenios.probe.cli import main
+from tap_tenios.probe.cli import DEFAULT_MAX_REQUESTS, DEFAULT_PACE, main
 
-from .helpers import KEY, UTC, http_server, write_json
+from .helpers import KEY, ROOT, UTC, http_server, write_json
 
 #: The probe's "now": a Sunday in March, Berlin at UTC+01:00.
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -443,3 +443,11 @@ def test_the_console_script_runs_as_installed(serve, tmp_path) -> None:
     assert "| Authentication | the access key is accepted | determined |" in done.stdout
     assert done.stderr.startswith("tap-tenios-probe: Counting legs per day")
     assert_read_only(api)
+
+
+def test_the_documented_budget_and_pace_are_the_defaults() -> None:
+    probe_doc = (ROOT / "docs" / "probe.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert f"at most {DEFAULT_MAX_REQUESTS} requests (`--max-requests N`)" in probe_doc
+    assert f"at most {DEFAULT_MAX_REQUESTS} requests" in readme
+    assert DEFAULT_PACE == 1.0 and "at least a second apart (`--pace SECONDS`)" in probe_doc

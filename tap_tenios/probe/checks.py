@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from tap_tenios.errors import TeniosAPIError
@@ -81,6 +82,12 @@ BOUND_VARIANTS = {
 }
 
 
+def host_of(url: str) -> str:
+    """The API's host and port, without a path or any credentials in the URL."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
 def human(seconds: float) -> str:
     """A duration as people read it."""
     if abs(seconds) < 120:  # noqa: PLR2004
@@ -118,7 +125,7 @@ class Probe:
         self.now = client.clock.now().astimezone(UTC)
         self.now = self.now.replace(microsecond=self.now.microsecond // 1000 * 1000)
         self.report = Report(
-            api_host=settings.api_url.split("//", 1)[-1].split("/", 1)[0],
+            api_host=host_of(settings.api_url),
             started=format_request(self.now),
             findings=[Finding(key, question) for key, question in QUESTIONS],
             requests_allowed=client.budget.allowed,
