@@ -232,8 +232,9 @@ class Probe:
             )
         self.sample = window
         back = len(per_day) - 1
+        when = "the last 24 hours" if back == 0 else f"the 24 hours ending {back} day(s) ago"
         rng.found(
-            f"{self.day_count} legs in the day ending {back} day(s) ago; a sample of "
+            f"{self.day_count} legs in {when}; a sample of "
             f"{count} legs over {human((window.end - window.start).total_seconds())}",
             {"days_back": back, "day_count": self.day_count, "sample_count": count},
             counted,
@@ -312,6 +313,11 @@ class Probe:
         ]
         if a == b:
             answer = "the same query twice gives the same order"
+            if not tied:
+                evidence.append(
+                    "no two legs share a start_stamp: ties put in another order each time "
+                    "could not show"
+                )
         elif [stamp[u] for u in a] == [stamp[u] for u in b]:
             answer = "legs with the same start_stamp come back in another order each time"
             value["ties_only"] = True
@@ -563,7 +569,9 @@ class Probe:
         pairs = [(w, t, self.counts[w]) for w, t in self.totals.items() if w in self.counts]
         differ = [(w, t, c) for w, t, c in pairs if t != c]
         evidence = [
-            f"{w.end - w.start} window: total_items {t}, /cdrs/count {c}" for w, t, c in pairs
+            f"{human((w.end - w.start).total_seconds())} from {format_request(w.start)}: "
+            f"total_items {t}, /cdrs/count {c}"
+            for w, t, c in pairs
         ]
         counts = self.f("counts")
         if not pairs:
@@ -776,8 +784,8 @@ class Probe:
             why = f"the longest leg seen lasted {human(self.longest.total_seconds())}"
             if self.age_needed:
                 why += (
-                    f"; legs appeared or changed up to {human(self.age_needed.total_seconds())} "
-                    "after they started"
+                    f"; legs appeared or changed more than "
+                    f"{human(self.age_needed.total_seconds())} after they started"
                 )
             implied.append(Implied("lookback_minutes", minutes, why))
         if self.changed is True:
