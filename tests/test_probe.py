@@ -207,6 +207,29 @@ def test_a_silent_page_cap(probe) -> None:
     assert run.value("counts") is True  # pages of 50 still carry the window's total
 
 
+def test_legs_counted_but_never_listed_are_not_a_page_cap(probe) -> None:
+    legs = recent_legs()
+    hidden = frozenset(leg.uuid for leg in legs[-400:-390])
+    run = probe(legs=legs, hidden_legs=hidden)
+    cap = run.value("page_cap")
+    assert cap["largest_honoured"] is None and 0 < cap["unlisted"] <= 10
+    assert any("no page lists" in line for line in run.finding("counts")["evidence"])
+
+
+def test_pages_that_start_one_leg_early_repeat_legs(probe) -> None:
+    run = probe(repeat_leg_across_pages=True)
+    stability = run.value("stability")
+    assert stability["same_order"] is True
+    assert stability["pages_repeated"] > 0
+
+
+def test_legs_landing_while_pages_are_read_are_not_blamed_on_paging(probe) -> None:
+    run = probe(insert_during_paging=3)
+    stability = run.finding("stability")
+    assert "pages not judged" in stability["answer"]
+    assert "pages_repeated" not in stability["value"]
+
+
 def test_a_page_size_refused_with_400(probe) -> None:
     run = probe(max_page_size=500)
     cap = run.value("page_cap")

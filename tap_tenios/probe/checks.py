@@ -144,6 +144,8 @@ class Probe:
         self.longest = timedelta(0)
         self.changed: bool | None = None
         self.age_needed = timedelta(0)
+        #: Legs the newest day's total_items counts but no page lists.
+        self.unlisted = 0
         #: Whether the API stopped answering (rather than the budget running out).
         self.failed = False
 
@@ -508,10 +510,27 @@ class Probe:
         expected = min(asked, page.total_items)
         echo = f"page_size echoed: {value_shape(page.page_size_echoed)}"
         if page.items < expected:
+            # A cap serves the rest on page 2; legs counted but never listed do not.
+            rest = Page.read(self.client.retrieve(self.day.start, self.day.end, 2, asked))
+            if rest.items == 0:
+                self.unlisted = page.total_items - page.items
+                cap.found(
+                    f"no cap seen; {self.unlisted} leg(s) counted in total_items are never listed",
+                    {
+                        "largest_honoured": None,
+                        "at_least": page.items,
+                        "says_so": None,
+                        "unlisted": self.unlisted,
+                    },
+                    f"asked {asked}: page 1 lists {page.items} of {page.total_items}, page 2 none",
+                    echo,
+                )
+                return
             cap.found(
                 f"at most {page.items} legs a page, served silently (no error)",
                 {"largest_honoured": page.items, "says_so": False},
-                f"asked {asked}, served {page.items} of {page.total_items}",
+                f"asked {asked}, served {page.items} of {page.total_items}; page 2: "
+                f"{rest.items} more",
                 echo,
             )
         elif page.total_items < asked:
@@ -574,6 +593,10 @@ class Probe:
             for w, t, c in pairs
         ]
         counts = self.f("counts")
+        if self.unlisted:
+            evidence.append(
+                f"both count {self.unlisted} leg(s) of the newest day that no page lists"
+            )
         if not pairs:
             counts.unknown("no window was both read and counted")
         elif not differ:
