@@ -309,6 +309,15 @@ def test_the_request_budget_is_never_exceeded(probe) -> None:
     assert run.finding("bounds")["status"] == "not reached"
 
 
+def test_a_quiet_line_is_found_days_back_and_read_there(probe) -> None:
+    legs = generate(NOW - timedelta(days=10), NOW - timedelta(days=2, hours=1), 100, seed=2)
+    run = probe(legs=legs)
+    assert run.value("range")["days_back"] == 2
+    assert run.value("order") == "asc" and run.value("bounds") == "half_open"
+    assert run.value("latency")["newest_start_seconds_ago"] > 2 * 86_400
+    assert run.api.emulator.stats.requests["/cdrs/count"] >= 3
+
+
 def test_no_legs_in_the_days_looked_at(probe) -> None:
     run = probe(
         "--days", "3", legs=generate(NOW - timedelta(days=30), NOW - timedelta(days=20), 50)

@@ -405,9 +405,10 @@ class Probe:
             range(math.ceil(low / quarter), math.floor(high / quarter) + 1) if low <= high else ()
         )
         others = sorted((k * quarter for k in steps), key=abs)
-        fits = [o for o in preferred if low - SECOND <= o <= high + SECOND] + [
-            o for o in others if o not in preferred
-        ]
+        # Legs that fit no offset at all (an API that serves outside the window):
+        # the likely offsets are tried anyway.
+        fits = [o for o in preferred if low > high or low - SECOND <= o <= high + SECOND]
+        fits += [o for o in others if o not in preferred]
         found: timedelta | None = None
         tried = []
         for offset in fits[:ZONE_TESTS]:
@@ -640,22 +641,27 @@ class Probe:
         if self.zone is None:
             latency.unknown("the stamps' zone is not known")
             return
-        if self.sample.end < self.now:
-            latency.unknown("no legs in the last day: nothing recent to compare with the clock")
-            return
         ends = [end for leg in self.legs if (end := leg.end(self.zone)) is not None]
         if not ends:
             latency.unknown("no end_stamp readable")
             return
         lag = (self.read_at - max(ends)).total_seconds()
         ahead = sum(end > self.read_at + SECOND for end in ends)
+        # The sample holds the newest legs of the newest day with legs (a half
+        # without legs is never kept), so its newest end is the account's.
+        quiet = (self.now - max(leg.start(self.zone) for leg in self.legs)).total_seconds()
         latency.found(
             f"the newest leg served had ended {human(lag)} before it was read",
-            {"newest_end_lag_seconds": round(lag, 3), "ends_in_the_future": ahead},
+            {
+                "newest_end_lag_seconds": round(lag, 3),
+                "newest_start_seconds_ago": round(quiet, 3),
+                "ends_in_the_future": ahead,
+            },
             f"{len(ends)} legs read at {format_request(self.read_at)}",
+            f"the newest leg started {human(quiet)} before the probe began",
             f"{ahead} leg(s) end after the moment they were read",
-            "on a busy line this is about how soon legs appear; --watch shows legs that "
-            "appear later than that",
+            "on a busy line this is about how soon legs appear (on a quiet one, only an "
+            "upper bound); --watch shows legs that appear later than that",
         )
 
     def watch(self) -> None:
