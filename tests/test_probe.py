@@ -25,7 +25,7 @@ from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate, 
 from tap_tenios.emulator.server import ApiError
 from tap_tenios.probe.cli import DEFAULT_MAX_REQUESTS, DEFAULT_PACE, main
 
-from .helpers import KEY, ROOT, UTC, http_server, write_json
+from .helpers import KEY, ROOT, UTC, free_port, http_server, write_json
 
 #: The probe's "now": a Sunday in March, Berlin at UTC+01:00.
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -483,3 +483,32 @@ def test_the_documented_budget_and_pace_are_the_defaults() -> None:
     assert f"at most {DEFAULT_MAX_REQUESTS} requests (`--max-requests N`)" in probe_doc
     assert f"at most {DEFAULT_MAX_REQUESTS} requests" in readme
     assert DEFAULT_PACE == 1.0 and "at least a second apart (`--pace SECONDS`)" in probe_doc
+
+
+class StillClock:
+    """Time that passes only in the probe's waits, with no emulator behind it."""
+
+    def __init__(self) -> None:
+        self.moment = NOW
+        self.waits: list[float] = []
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.moment += timedelta(seconds=seconds)
+
+
+def test_an_unreachable_api_ends_in_one_line(tmp_path, capsys) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    path = write_json(tmp_path, "config.json", {"access_key": KEY, "api_url": url})
+    clock = StillClock()
+    assert main(["--config", str(path)], clock=clock) == 1
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert "unreachable: the connection was refused" in last
+    assert "Traceback" not in captured.err
+    assert captured.out.startswith("## tap-tenios probe report")
+    assert "0 of 60 requests" not in captured.out  # the tries are counted
+    assert len(clock.waits) == 2  # two retries, waited on the probe's clock
