@@ -107,6 +107,7 @@ class _Redacting(logging.Filter):
 
 
 def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
+    """The command: settings, the probe, the report; the exit code."""
     args = build_parser().parse_args(argv)
     logger = logging.getLogger("tap-tenios-probe")
     try:

@@ -144,6 +144,7 @@ class Report:
         return next(f for f in self.findings if f.key == key)
 
     def to_json(self, key: str | None) -> str:
+        """The report for machines (``--json``), the key redacted once more."""
         body = {
             "probe": "tap-tenios-probe",
             "api_host": self.api_host,
@@ -157,6 +158,7 @@ class Report:
         return redact(json.dumps(body, indent=2, default=str), key)
 
     def to_markdown(self, key: str | None) -> str:
+        """The report to paste into an issue, the key redacted once more."""
         lines = [
             "## tap-tenios probe report",
             "",
