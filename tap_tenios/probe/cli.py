@@ -24,7 +24,7 @@ from tap_tenios.probe.report import safe_text
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.tap import TapTenios
 
-#: Requests one probe makes at most, retries included; a full probe takes 20 to 40.
+#: Requests one probe makes at most, retries included; a full probe takes about 20.
 DEFAULT_MAX_REQUESTS = 60
 #: Seconds between two requests at least (one a second: far below any usual limit).
 DEFAULT_PACE = 1.0
