@@ -229,3 +229,44 @@ def test_counts_over_a_day_are_refused_unless_the_limit_is_lifted() -> None:
         Emulator(legs, Behaviour(access_key=KEY)).handle("/cdrs/count", raw)
     lifted = Emulator(legs, Behaviour(access_key=KEY, count_max_period=None))
     assert json.loads(lifted.handle("/cdrs/count", raw)[1]) == {"total_items": len(legs)}
+
+
+def test_the_command_line_switches_on_rate_limits_and_late_billing() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tap_tenios.emulator",
+            "--port",
+            "0",
+            "--rate-limit",
+            "5",
+            "--settle-seconds",
+            "1000000000",
+            "--appear-delay-seconds",
+            "0",
+            "--retry-after-style",
+            "http_date",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        host, port = banner.split("http://")[1].split(":")[0:2]
+        connection = http.client.HTTPConnection(host, int(port.split()[0]), timeout=5)
+        body = {**HTTP_BODY, "access_key": Behaviour.access_key, "page_size": 50}
+        body["start_date_from"], body["start_date_to"] = (
+            "2024-01-02T00:00:00.000Z",
+            "2024-01-03T00:00:00.000Z",
+        )
+        status, headers, raw = post(connection, body)
+        connection.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert status == 200
+    assert headers["X-RateLimit-Limit"] == "5"
+    items = json.loads(raw)["items"]
+    assert items and {item["billing_status"] for item in items} == {"PENDING"}
