@@ -271,10 +271,12 @@ def test_watch_without_changes_calls_a_count_guided_lookback_safe_so_far(probe) 
     assert run.implied("count-guided lookback") == "safe as far as seen"
 
 
-def test_rate_limit_headers_are_reported_and_obeyed(probe) -> None:
-    """Three requests per ten seconds: the probe waits for the window to reset when
-    the headers say none is left, so it is never throttled."""
-    run = probe("--pace", "0", rate_limit=3, rate_period_seconds=10)
+@pytest.mark.parametrize(("pace", "limit", "period"), [("0", 3, 10), ("1", 1, 1)])
+def test_rate_limit_headers_are_reported_and_obeyed(probe, pace, limit, period) -> None:
+    """Three requests per ten seconds without pacing, or one a second at the default
+    pace: the probe waits for the window to reset when the headers say none is left,
+    so it is never throttled."""
+    run = probe("--pace", pace, rate_limit=limit, rate_period_seconds=period)
     limits = run.value("rate_limits")
     assert limits["throttled"] == 0
     assert set(limits["headers"]) == {
@@ -286,7 +288,7 @@ def test_rate_limit_headers_are_reported_and_obeyed(probe) -> None:
     assert any(wait >= 1 for wait in run.clock.waits)
 
 
-def test_without_pacing_a_rate_limit_trips_and_retry_after_forms_are_named(probe) -> None:
+def test_429s_are_retried_and_retry_after_forms_are_named(probe) -> None:
     run = probe(
         "--pace",
         "0",
