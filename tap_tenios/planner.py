@@ -18,26 +18,36 @@ request holds (``total_items``). The planner uses that instead of a fixed window
   second or two of it than a page holds. Only such a part is read page by page,
   keeping every leg seen across reads until the distinct legs reach the count.
 
+With ``lookback_mode`` ``on_count_change`` the lookback is checked before it is
+read: each UTC day of it that an earlier run read whole (``DayRead``, kept in state)
+is counted again over exactly the part that run read, and only a day whose count
+differs from the legs that run emitted is read again (``worth_checking``,
+``spans_to_read``, ``Ledger``).
+
 Edges fall on whole seconds (the API's timestamps are FreeSWITCH stamps, and a
 request is padded by ``EDGE_PADDING`` anyway), and never closer than ``MIN_PART``.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tap_tenios.records import CLOCK_SKEW
 from tap_tenios.settings import Settings
 from tap_tenios.windows import (
+    UTC,
     LocalDay,
     TimestampError,
     Window,
     format_request,
+    format_utc,
     iter_windows,
     local_date,
     local_days,
@@ -213,15 +223,156 @@ def cdrs_range(
     return begin, settings.run_end(now)
 
 
-def top_windows(settings: Settings, begin: datetime, end: datetime) -> Iterator[Window]:
+def top_windows(
+    settings: Settings, begin: datetime, end: datetime, spans: Sequence[Window] | None = None
+) -> Iterator[Window]:
     """The windows a ``cdrs`` run starts from, ascending, on the grid of ``start_date``.
 
+    They cover ``spans`` (ascending parts of ``[begin, end)``; by default all of it).
     None straddles the start of the settling range (the lookback of the run's end),
     so a window either is re-read by the next run or is not.
     """
     settling = min(max(begin, end - settings.lookback), end)
-    for lower, upper in ((begin, settling), (settling, end)):
-        yield from iter_windows(lower, upper, settings.window, settings.start)
+    for span in spans if spans is not None else [Window(begin, end)]:
+        for lower, upper in (
+            (span.start, min(span.end, settling)),
+            (max(span.start, settling), span.end),
+        ):
+            yield from iter_windows(lower, upper, settings.window, settings.start)
+
+
+_DAY = timedelta(days=1)
+
+
+def utc_day(moment: datetime) -> Window:
+    """The UTC calendar day ``moment`` lies in: one ``/cdrs/count`` request long."""
+    day = moment.astimezone(UTC).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return Window(start, start + _DAY)
+
+
+@dataclass(frozen=True)
+class DayRead:
+    """The part of one UTC day a run read whole, and how many legs it emitted from it.
+
+    ``lookback_mode`` ``on_count_change`` keeps these in state for the days of the
+    lookback: a later run counts the same part again and reads it only if the count
+    differs from ``legs``. A part always lies within one UTC day, so one count request
+    covers it.
+    """
+
+    window: Window
+    legs: int
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "from": format_utc(self.window.start),
+            "to": format_utc(self.window.end),
+            "legs": self.legs,
+        }
+
+    @classmethod
+    def from_state(cls, value: object) -> DayRead | None:
+        """An entry of saved state, or ``None`` if it is not one the tap wrote (then
+        the day is read again, which is always safe).
+        """
+        if not isinstance(value, dict):
+            return None
+        legs = value.get("legs")
+        if isinstance(legs, bool) or not isinstance(legs, int) or legs < 0:
+            return None
+        try:
+            start, end = parse_setting(value["from"]), parse_setting(value["to"])
+        except (KeyError, TimestampError, TypeError, AttributeError):
+            return None
+        if not start < end <= utc_day(start).end:
+            return None
+        return cls(Window(start, end), legs)
+
+
+def days_read_from_state(value: object) -> list[DayRead]:
+    """The saved ``DayRead`` entries, one per day at most; the malformed are dropped."""
+    entries: dict[datetime, DayRead] = {}
+    for raw in value if isinstance(value, list) else []:
+        entry = DayRead.from_state(raw)
+        if entry is not None:
+            entries.setdefault(utc_day(entry.window.start).start, entry)
+    return sorted(entries.values(), key=lambda e: e.window.start)
+
+
+def worth_checking(saved: Sequence[DayRead], begin: datetime, end: datetime) -> list[DayRead]:
+    """The saved days whose recount could spare a read in ``[begin, end)``.
+
+    A day qualifies if its saved part covers the start of the part of the day this
+    run reads: only then is "unchanged" enough to skip a prefix of it and read the
+    rest, which the saved part then extends. Any other saved part (of a day this run
+    does not reach, or starting after where this run starts in the day) is of no use.
+    """
+    useful = []
+    for entry in saved:
+        day = utc_day(entry.window.start)
+        first, last = max(day.start, begin), min(day.end, end)
+        if first < last and entry.window.start <= first < entry.window.end:
+            useful.append(entry)
+    return useful
+
+
+def spans_to_read(begin: datetime, end: datetime, confirmed: Sequence[DayRead]) -> list[Window]:
+    """``[begin, end)`` less the parts ``confirmed`` unchanged by their recount, ascending."""
+    spans: list[Window] = []
+    cursor = begin
+    for entry in sorted(confirmed, key=lambda e: e.window.start):
+        lower, upper = max(entry.window.start, begin), min(entry.window.end, end)
+        if lower >= upper:
+            continue
+        if cursor < lower:
+            spans.append(Window(cursor, lower))
+        cursor = max(cursor, upper)
+    if cursor < end:
+        spans.append(Window(cursor, end))
+    return spans
+
+
+class Ledger:
+    """The days a run has read whole so far, as the next run may check them.
+
+    Starts from the days confirmed unchanged by their recount; every window read is
+    added in order (``add``): a part of a day that continues the day's entry extends
+    it, any other starts it afresh. What ``entries`` returns is true of whatever has
+    been emitted: the caller saves it only where its records are out.
+    """
+
+    def __init__(self, confirmed: Sequence[DayRead] = ()) -> None:
+        self.days: dict[datetime, DayRead] = {utc_day(e.window.start).start: e for e in confirmed}
+
+    def add(self, window: Window, stamps: Sequence[str]) -> None:
+        """``window`` read whole; ``stamps``: its legs' ``start_stamp``, sorted."""
+        cursor = window.start
+        while cursor < window.end:
+            day = utc_day(cursor)
+            part = Window(cursor, min(day.end, window.end))
+            legs = bisect.bisect_left(stamps, format_utc(part.end)) - bisect.bisect_left(
+                stamps, format_utc(part.start)
+            )
+            known = self.days.get(day.start)
+            if known is not None and known.window.end == part.start:
+                self.days[day.start] = DayRead(
+                    Window(known.window.start, part.end), known.legs + legs
+                )
+            else:
+                self.days[day.start] = DayRead(part, legs)
+            cursor = part.end
+
+    def entries(self, settings: Settings, bookmark: str | None) -> list[DayRead]:
+        """The entries a later run may use: the days of the lookback of ``bookmark``
+        (where every later run starts), and no more than the lookback spans.
+        """
+        keep = math.ceil(settings.lookback / _DAY) + 2
+        floor = parse_setting(bookmark) - settings.lookback if bookmark else None
+        entries = sorted(self.days.values(), key=lambda e: e.window.start)
+        if floor is not None:
+            entries = [e for e in entries if e.window.end > floor]
+        return entries[-keep:]
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ failures) is in ``base``.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Generator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -38,9 +39,14 @@ from tap_tenios.base import TeniosStream
 from tap_tenios.errors import RunReport
 from tap_tenios.planner import (
     CountedDay,
+    DayRead,
+    Ledger,
     cdrs_range,
     count_days,
+    days_read_from_state,
+    spans_to_read,
     top_windows,
+    worth_checking,
 )
 from tap_tenios.progress import Progress
 from tap_tenios.reader import WindowRead, count_window, read_windows
@@ -48,6 +54,7 @@ from tap_tenios.records import RecordError, decimal_string
 from tap_tenios.scheduler import ordered_map
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
+    Window,
     format_request,
     format_utc,
     parse_setting,
@@ -191,6 +198,12 @@ class CdrsStream(TeniosStream):
     def bookmark_key(self, bookmark: str) -> str:
         return canonical(bookmark)
 
+    #: Where ``lookback_mode`` ``on_count_change`` keeps the days read (``DayRead``)
+    #: in the stream's state, beside the bookmark.
+    DAYS_READ = "days_read"
+    #: The days read whole so far this run (``on_count_change`` only).
+    ledger: Ledger | None = None
+
     @override
     def read_records(self, context: Context | None) -> Iterator[Record]:
         settings = self.settings
@@ -203,26 +216,99 @@ class CdrsStream(TeniosStream):
             settings.window / timedelta(hours=1),
             settings.page_size,
         )
+        self.ledger = None
+        spans = None
+        if settings.lookback_mode == "on_count_change":
+            self.ledger, spans = self.check_lookback(begin, end)
+        else:
+            self.stream_state.pop(self.DAYS_READ, None)
         progress = Progress((end - begin).total_seconds(), every_seconds=5.0)
-        totals = [0, 0, 0]  # legs, windows, requests
-        tops = top_windows(settings, begin, end)
+        # Legs, of them beyond the saved bookmark (new), windows, requests.
+        totals = [0, 0, 0, 0]
+        tops = top_windows(settings, begin, end, spans)
         batch = bool(self.config.get("batch_config"))
+        saved = self.saved_bookmark
         for read in read_windows(self.transport, settings, tops, end, self.logger):
             for record in read.records:
                 yield self.finish(record)
-            if read.records and not batch:
+            stamps = [r["start_stamp"] for r in read.records]
+            if self.ledger is not None:
+                self.ledger.add(read.window, stamps)
+            if not batch:
                 # The window is complete: make it resumable. (In BATCH mode the bookmark
                 # moves once a file's BATCH message is out: ``get_batches``.)
-                self.advance_bookmark(read.records[-1], context)
-                self._write_state_message()
-            totals = [totals[0] + len(read.records), totals[1] + 1, totals[2] + read.pages]
+                if read.records:
+                    self.advance_bookmark(read.records[-1], context)
+                self.save_days_read()
+                if read.records:
+                    self._write_state_message()
+            new = len(stamps) - bisect.bisect_right(stamps, saved) if saved else len(stamps)
+            totals = [
+                totals[0] + len(stamps),
+                totals[1] + new,
+                totals[2] + 1,
+                totals[3] + read.pages,
+            ]
             if progress.advance((read.window.end - begin).total_seconds()):
                 self.log_progress(read, progress, totals)
+        if totals[2] == 0:
+            self.logger.info("cdrs: nothing to read: 0 legs (0 beyond the saved bookmark)")
+
+    def check_lookback(self, begin: datetime, end: datetime) -> tuple[Ledger, list[Window]]:
+        """``lookback_mode`` ``on_count_change``: recount the days of ``[begin, end)``
+        an earlier run read whole; what is left to read, and the ledger to keep.
+
+        A day is skipped only where its count, over exactly the part that run read,
+        equals the legs it emitted there; anything else is read as always.
+        """
+        saved = days_read_from_state(self.stream_state.get(self.DAYS_READ))
+        checks = worth_checking(saved, begin, end)
+        counts = ordered_map(
+            self.count_day_read, checks, self.settings.max_concurrency, self.stopping
+        )
+        confirmed = [e for e, n in zip(checks, counts, strict=True) if n == e.legs]
+        spans = spans_to_read(begin, end, confirmed)
+        self.logger.info(
+            "cdrs: lookback_mode=on_count_change: %d of %d day(s) checked unchanged by "
+            "/cdrs/count, not read again; reading %s",
+            len(confirmed),
+            len(checks),
+            ", ".join(s.describe() for s in spans) or "nothing",
+        )
+        return Ledger(confirmed), spans
+
+    def count_day_read(self, entry: DayRead) -> int:
+        """The API's count now over the part of a day an earlier run read."""
+        where = f"cdrs lookback check {entry.window.describe()}"
+        return count_window(self.transport, entry.window, where)
+
+    def save_days_read(self) -> None:
+        """Put the days read so far into the stream's state (``on_count_change``).
+
+        Called only where every record of the days read is out (after a window's
+        records; in BATCH mode once a file's BATCH message is), so state never says
+        a day was read whose legs a target has not been sent.
+        """
+        if self.ledger is None:
+            return
+        bookmark = self.stream_state.get("replication_key_value")
+        entries = self.ledger.entries(self.settings, bookmark)
+        self.stream_state[self.DAYS_READ] = [e.to_state() for e in entries]
+        self.state_manager.is_flushed = False
+
+    @override
+    def file_announced(self) -> None:
+        self.save_days_read()
 
     def log_progress(self, read: WindowRead, progress: Progress, totals: list[int]) -> None:
-        """A line every few seconds (and at the end), so a long backfill never looks hung."""
+        """A line every few seconds (and at the end), so a long backfill never looks hung.
+
+        It says how many of the legs emitted are new (start after the saved bookmark):
+        the rest were re-read from the lookback, and an hourly run's cost is mostly theirs.
+        """
         self.logger.info(
-            "cdrs: read up to %s: %d legs in %d window(s), %d request(s); %s",
+            "cdrs: read up to %s: %d legs (%d beyond the saved bookmark) in %d window(s), "
+            "%d request(s); %s",
             format_request(read.window.end),
             *totals,
             progress.timing(" of the range"),
