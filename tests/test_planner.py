@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -15,13 +16,22 @@ from tap_tenios.planner import (
     MAX_PARTS,
     MIN_PART,
     Page,
+    DayRead,
+    Ledger,
     PageSize,
     can_split,
+    days_read_from_state,
     fits,
     plausible_recount,
+    spans_to_read,
     split,
+    top_windows,
+    utc_day,
+    worth_checking,
 )
-from tap_tenios.windows import Window
+from tap_tenios.settings import Settings
+from tap_tenios.tap import TapTenios
+from tap_tenios.windows import Window, format_utc
 
 UTC = timezone.utc
 DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
@@ -168,3 +178,159 @@ def test_honest_counts_of_one_second_parts_are_never_refused() -> None:
     recount = sum(count(p) for p in parts)
     assert recount > 3.5 * first
     assert plausible_recount(first, recount)
+
+
+# The lookback checked by count (``lookback_mode`` on_count_change).
+
+MARCH_2 = datetime(2024, 3, 2, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def day_read(start: datetime, end: datetime, legs: int = 5) -> DayRead:
+    return DayRead(Window(start, end), legs)
+
+
+def lookback_settings(**config: object) -> Settings:
+    """Settings as the tap has them: its defaults, then ``config``."""
+    properties = TapTenios.config_jsonschema["properties"]
+    defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
+    return Settings.from_config(
+        {**defaults, "access_key": "k", "start_date": "2024-01-01", **config}
+    )
+
+
+def test_a_utc_day_is_the_calendar_day_of_the_instant_in_utc() -> None:
+    berlin_midnight = datetime(2024, 3, 2, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert utc_day(berlin_midnight) == DAY
+    assert utc_day(MARCH_2) == Window(MARCH_2, MARCH_2 + timedelta(days=1))
+
+
+def test_a_day_read_goes_through_state_unchanged() -> None:
+    entry = day_read(MARCH_2 + HOUR, MARCH_2 + 5 * HOUR, legs=42)
+    state = entry.to_state()
+    assert state == {
+        "from": "2024-03-02T01:00:00.000000Z",
+        "to": "2024-03-02T05:00:00.000000Z",
+        "legs": 42,
+    }
+    assert DayRead.from_state(state) == entry
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "2024-03-02",
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z"},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": -1},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": True},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": "3"},
+        {"from": "not a date", "to": "2024-03-02T05:00:00Z", "legs": 3},
+        {"from": "2024-03-02T05:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": 3},
+        {"from": "2024-03-02T23:00:00Z", "to": "2024-03-03T01:00:00Z", "legs": 3},
+    ],
+)
+def test_a_saved_day_the_tap_did_not_write_is_ignored_so_the_day_is_read(value: object) -> None:
+    assert DayRead.from_state(value) is None
+    assert days_read_from_state([value]) == []
+
+
+def test_saved_days_keep_one_entry_per_day() -> None:
+    first = day_read(MARCH_2, MARCH_2 + HOUR)
+    saved = [first.to_state(), day_read(MARCH_2 + HOUR, MARCH_2 + 2 * HOUR).to_state()]
+    assert days_read_from_state(saved) == [first]
+    assert days_read_from_state({"not": "a list"}) == []
+
+
+def test_a_saved_day_is_checked_only_where_it_covers_the_start_of_what_is_read() -> None:
+    begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
+    whole_day = day_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    later_in_the_day = day_read(MARCH_2 + 12 * HOUR, MARCH_2 + 24 * HOUR)
+    ended_before_begin = day_read(MARCH_2, MARCH_2 + 9 * HOUR)
+    outside = day_read(DAY.start, DAY.end)
+    assert worth_checking([whole_day, today], begin, end) == [whole_day, today]
+    assert worth_checking([later_in_the_day, ended_before_begin, outside], begin, end) == []
+
+
+def test_what_is_read_is_the_range_less_the_parts_confirmed() -> None:
+    begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
+    yesterday = day_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    assert spans_to_read(begin, end, []) == [Window(begin, end)]
+    assert spans_to_read(begin, end, [yesterday]) == [Window(MARCH_2 + 24 * HOUR, end)]
+    assert spans_to_read(begin, end, [yesterday, today]) == [Window(MARCH_2 + 33 * HOUR, end)]
+    assert spans_to_read(begin, end, [today]) == [
+        Window(begin, MARCH_2 + 24 * HOUR),
+        Window(MARCH_2 + 33 * HOUR, end),
+    ]
+
+
+@given(
+    begin=st.integers(0, 72),
+    length=st.integers(1, 72),
+    parts=st.lists(st.tuples(st.integers(0, 95), st.integers(1, 24)), max_size=5),
+)
+def test_the_spans_read_and_the_parts_confirmed_cover_the_range_once(
+    begin: int, length: int, parts: list[tuple[int, int]]
+) -> None:
+    start, end = MARCH_2 + begin * HOUR, MARCH_2 + (begin + length) * HOUR
+    confirmed = [day_read(MARCH_2 + a * HOUR, MARCH_2 + (a + n) * HOUR) for a, n in parts]
+    spans = spans_to_read(start, end, confirmed)
+    hours = set()
+    for span in spans:
+        assert start <= span.start < span.end <= end
+        hours |= {
+            int((span.start - MARCH_2) / HOUR) + i
+            for i in range(int((span.end - span.start) / HOUR))
+        }
+    skipped = {h for a, n in parts for h in range(a, a + n) if begin <= h < begin + length}
+    assert not hours & skipped
+    assert hours | skipped == set(range(begin, begin + length))
+    assert spans == sorted(spans, key=lambda s: s.start)
+
+
+def test_the_ledger_extends_a_confirmed_day_and_counts_legs_per_utc_day() -> None:
+    confirmed = day_read(MARCH_2, MARCH_2 + 5 * HOUR, legs=7)
+    ledger = Ledger([confirmed])
+    stamps = [format_utc(MARCH_2 + h * HOUR) for h in (5, 6, 23)]
+    stamps += [format_utc(MARCH_2 + timedelta(days=1))]
+    ledger.add(Window(MARCH_2 + 5 * HOUR, MARCH_2 + 26 * HOUR), stamps)
+    settings = lookback_settings(lookback_minutes=2880)
+    assert ledger.entries(settings, None) == [
+        day_read(MARCH_2, MARCH_2 + 24 * HOUR, legs=10),
+        day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 26 * HOUR, legs=1),
+    ]
+
+
+def test_a_part_that_does_not_continue_the_days_entry_replaces_it() -> None:
+    ledger = Ledger([day_read(MARCH_2, MARCH_2 + 2 * HOUR, legs=7)])
+    ledger.add(Window(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR), [])
+    assert ledger.entries(lookback_settings(), None) == [
+        day_read(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR, legs=0)
+    ]
+
+
+def test_the_ledger_keeps_only_the_days_of_the_lookback() -> None:
+    ledger = Ledger()
+    ledger.add(Window(MARCH_2 - timedelta(days=10), MARCH_2 + 12 * HOUR), [])
+    settings = lookback_settings(lookback_minutes=1440)
+    kept = ledger.entries(settings, format_utc(MARCH_2 + 6 * HOUR))
+    assert [e.window.start for e in kept] == [MARCH_2 - timedelta(days=1), MARCH_2]
+    # Without a bookmark (nothing emitted yet), at most the lookback's days and two.
+    assert len(ledger.entries(settings, None)) == 3
+
+
+def test_top_windows_cover_the_spans_and_never_straddle_the_settling_range() -> None:
+    settings = lookback_settings(lookback_minutes=600, window_size_hours=8784)
+    begin, end = MARCH_2, MARCH_2 + 24 * HOUR
+    assert list(top_windows(settings, begin, end)) == [
+        Window(begin, end - 10 * HOUR),
+        Window(end - 10 * HOUR, end),
+    ]
+    spans = [Window(begin + HOUR, begin + 2 * HOUR), Window(begin + 12 * HOUR, end)]
+    assert list(top_windows(settings, begin, end, spans)) == [
+        spans[0],
+        Window(begin + 12 * HOUR, begin + 14 * HOUR),
+        Window(begin + 14 * HOUR, end),
+    ]
