@@ -234,14 +234,12 @@ class CdrsStream(TeniosStream):
             stamps = [r["start_stamp"] for r in read.records]
             if self.ledger is not None:
                 self.ledger.add(read.window, stamps)
-            if not batch:
+                self.save_days_read()
+            if read.records and not batch:
                 # The window is complete: make it resumable. (In BATCH mode the bookmark
                 # moves once a file's BATCH message is out: ``get_batches``.)
-                if read.records:
-                    self.advance_bookmark(read.records[-1], context)
-                self.save_days_read()
-                if read.records:
-                    self._write_state_message()
+                self.advance_bookmark(read.records[-1], context)
+                self._write_state_message()
             new = len(stamps) - bisect.bisect_right(stamps, saved) if saved else len(stamps)
             totals = [
                 totals[0] + len(stamps),
@@ -285,9 +283,10 @@ class CdrsStream(TeniosStream):
     def save_days_read(self) -> None:
         """Put the days read so far into the stream's state (``on_count_change``).
 
-        Called only where every record of the days read is out (after a window's
-        records; in BATCH mode once a file's BATCH message is), so state never says
-        a day was read whose legs a target has not been sent.
+        Called once a window's records are all yielded, so no STATE says a day was
+        read whose legs a target has not been sent. In BATCH mode too: STATE is
+        written only when a file is announced, which holds every record yielded so
+        far (this generator is then suspended inside a window, the ledger not past it).
         """
         if self.ledger is None:
             return
@@ -295,10 +294,6 @@ class CdrsStream(TeniosStream):
         entries = self.ledger.entries(self.settings, bookmark)
         self.stream_state[self.DAYS_READ] = [e.to_state() for e in entries]
         self.state_manager.is_flushed = False
-
-    @override
-    def file_announced(self) -> None:
-        self.save_days_read()
 
     def log_progress(self, read: WindowRead, progress: Progress, totals: list[int]) -> None:
         """A line every few seconds (and at the end), so a long backfill never looks hung.
