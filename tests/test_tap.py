@@ -76,6 +76,7 @@ def test_sample_config_names_every_setting_and_holds_no_secret() -> None:
         ({"lookback_minutes": -5}, "lookback_minutes"),
         ({"api_url": "ftp://example"}, "api_url"),
         ({"on_count_mismatch": "ignore"}, "on_count_mismatch"),
+        ({"lookback_mode": "sometimes"}, "lookback_mode"),
         ({"access_key": 12345678}, "access_key"),
         ({"access_key": ""}, "access_key"),
         ({"access_key": None}, "access_key"),
@@ -117,6 +118,11 @@ def test_about_lists_every_setting_with_a_description(tmp_path) -> None:
         assert properties[name]["description"], name
     assert properties["access_key"]["secret"] is True
     assert properties["lookback_minutes"]["default"] == 1440
+    # The opt-in's assumption is stated where the setting is chosen.
+    assert properties["lookback_mode"]["default"] == "always"
+    assert (
+        "a CDR does not change once the API serves it" in properties["lookback_mode"]["description"]
+    )
 
 
 def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve, legs) -> None:
