@@ -19,10 +19,10 @@ request holds (``total_items``). The planner uses that instead of a fixed window
   keeping every leg seen across reads until the distinct legs reach the count.
 
 With ``lookback_mode`` ``on_count_change`` the lookback is checked before it is
-read: each UTC day of it that an earlier run read whole (``DayRead``, kept in state)
-is counted again over exactly the part that run read, and only a day whose count
-differs from the legs that run emitted is read again (``worth_checking``,
-``spans_to_read``, ``Ledger``).
+read: each part of a UTC day that an earlier run read whole (``PartRead``, kept in
+state) is counted again over exactly that part, and only a part whose count differs
+from the legs emitted from it is read again (``worth_checking``, ``spans_to_read``,
+``Ledger``).
 
 Edges fall on whole seconds (the API's timestamps are FreeSWITCH stamps, and a
 request is padded by ``EDGE_PADDING`` anyway), and never closer than ``MIN_PART``.
@@ -252,17 +252,20 @@ def utc_day(moment: datetime) -> Window:
 
 
 @dataclass(frozen=True)
-class DayRead:
-    """The part of one UTC day a run read whole, and how many legs it emitted from it.
+class PartRead:
+    """A part of one UTC day that a run read whole, and how many legs it emitted from it.
 
-    ``lookback_mode`` ``on_count_change`` keeps these in state for the days of the
-    lookback: a later run counts the same part again and reads it only if the count
-    differs from ``legs``. A part always lies within one UTC day, so one count request
-    covers it.
+    ``lookback_mode`` ``on_count_change`` keeps these in state for the lookback's days:
+    a later run counts the same part again and reads it only if the count differs
+    from ``legs``. A part lies within one UTC day, so one count request covers it.
     """
 
     window: Window
     legs: int
+
+    @property
+    def day(self) -> Window:
+        return utc_day(self.window.start)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -272,9 +275,9 @@ class DayRead:
         }
 
     @classmethod
-    def from_state(cls, value: object) -> DayRead | None:
+    def from_state(cls, value: object) -> PartRead | None:
         """An entry of saved state, or ``None`` if it is not one the tap wrote (then
-        the day is read again, which is always safe).
+        its part is read again, which is always safe).
         """
         if not isinstance(value, dict):
             return None
@@ -290,39 +293,32 @@ class DayRead:
         return cls(Window(start, end), legs)
 
 
-def days_read_from_state(value: object) -> list[DayRead]:
-    """The saved ``DayRead`` entries, one per day at most; the malformed are dropped."""
-    entries: dict[datetime, DayRead] = {}
-    for raw in value if isinstance(value, list) else []:
-        entry = DayRead.from_state(raw)
-        if entry is not None:
-            entries.setdefault(utc_day(entry.window.start).start, entry)
-    return sorted(entries.values(), key=lambda e: e.window.start)
+def parts_read_from_state(value: object) -> list[PartRead]:
+    """The saved ``PartRead`` entries, ascending; malformed or overlapping ones dropped."""
+    parts = [
+        p for raw in (value if isinstance(value, list) else []) if (p := PartRead.from_state(raw))
+    ]
+    kept: list[PartRead] = []
+    for part in sorted(parts, key=lambda p: p.window.start):
+        if not kept or kept[-1].window.end <= part.window.start:
+            kept.append(part)
+    return kept
 
 
-def worth_checking(saved: Sequence[DayRead], begin: datetime, end: datetime) -> list[DayRead]:
-    """The saved days whose recount could spare a read in ``[begin, end)``.
-
-    A day qualifies if its saved part covers the start of the part of the day this
-    run reads: only then is "unchanged" enough to skip a prefix of it and read the
-    rest, which the saved part then extends. Any other saved part (of a day this run
-    does not reach, or starting after where this run starts in the day) is of no use.
+def worth_checking(saved: Sequence[PartRead], begin: datetime, end: datetime) -> list[PartRead]:
+    """The saved parts whose recount could spare a read in ``[begin, end)``: those
+    that reach into it. A part that begins before ``begin`` is counted whole: equal,
+    the part of it in the range is skipped; different, only that part is read.
     """
-    useful = []
-    for entry in saved:
-        day = utc_day(entry.window.start)
-        first, last = max(day.start, begin), min(day.end, end)
-        if first < last and entry.window.start <= first < entry.window.end:
-            useful.append(entry)
-    return useful
+    return [p for p in saved if p.window.start < end and p.window.end > begin]
 
 
-def spans_to_read(begin: datetime, end: datetime, confirmed: Sequence[DayRead]) -> list[Window]:
+def spans_to_read(begin: datetime, end: datetime, confirmed: Sequence[PartRead]) -> list[Window]:
     """``[begin, end)`` less the parts ``confirmed`` unchanged by their recount, ascending."""
     spans: list[Window] = []
     cursor = begin
-    for entry in sorted(confirmed, key=lambda e: e.window.start):
-        lower, upper = max(entry.window.start, begin), min(entry.window.end, end)
+    for part in sorted(confirmed, key=lambda p: p.window.start):
+        lower, upper = max(part.window.start, begin), min(part.window.end, end)
         if lower >= upper:
             continue
         if cursor < lower:
@@ -333,46 +329,69 @@ def spans_to_read(begin: datetime, end: datetime, confirmed: Sequence[DayRead]) 
     return spans
 
 
-class Ledger:
-    """The days a run has read whole so far, as the next run may check them.
+#: The most parts kept per day. Each run's reads make a part of their own, so the
+#: last hours, where late legs land (calls still going at a run's end), are checked,
+#: and read again, apart from the rest of the day; older parts are merged.
+PARTS_PER_DAY = 4
 
-    Starts from the days confirmed unchanged by their recount; every window read is
-    added in order (``add``): a part of a day that continues the day's entry extends
-    it, any other starts it afresh. What ``entries`` returns is true of whatever has
-    been emitted: the caller saves it only where its records are out.
+
+class Ledger:
+    """The parts of days read whole so far, as the next run may check them.
+
+    Starts from the parts confirmed unchanged by their recount; every window read is
+    added in order (``add``). This run's reads extend the part it last added while
+    they continue it within the day, so each run adds one part per day it reads on
+    (more where it skips a confirmed part). ``entries`` is true of whatever has been
+    emitted: the caller saves it only where its records are out.
     """
 
-    def __init__(self, confirmed: Sequence[DayRead] = ()) -> None:
-        self.days: dict[datetime, DayRead] = {utc_day(e.window.start).start: e for e in confirmed}
+    def __init__(self, confirmed: Sequence[PartRead] = ()) -> None:
+        self.parts: dict[datetime, PartRead] = {p.window.start: p for p in confirmed}
+        self._open: PartRead | None = None
 
     def add(self, window: Window, stamps: Sequence[str]) -> None:
         """``window`` read whole; ``stamps``: its legs' ``start_stamp``, sorted."""
         cursor = window.start
         while cursor < window.end:
             day = utc_day(cursor)
-            part = Window(cursor, min(day.end, window.end))
-            legs = bisect.bisect_left(stamps, format_utc(part.end)) - bisect.bisect_left(
-                stamps, format_utc(part.start)
+            upper = min(day.end, window.end)
+            legs = bisect.bisect_left(stamps, format_utc(upper)) - bisect.bisect_left(
+                stamps, format_utc(cursor)
             )
-            known = self.days.get(day.start)
-            if known is not None and known.window.end == part.start:
-                self.days[day.start] = DayRead(
-                    Window(known.window.start, part.end), known.legs + legs
-                )
-            else:
-                self.days[day.start] = DayRead(part, legs)
-            cursor = part.end
+            part = PartRead(Window(cursor, upper), legs)
+            last = self._open
+            if last is not None and last.window.end == cursor and last.day == day:
+                if self.parts.get(last.window.start) == last:
+                    part = PartRead(Window(last.window.start, upper), last.legs + legs)
+            self.parts[part.window.start] = self._open = part
+            cursor = upper
 
-    def entries(self, settings: Settings, bookmark: str | None) -> list[DayRead]:
-        """The entries a later run may use: the days of the lookback of ``bookmark``
-        (where every later run starts), and no more than the lookback spans.
+    def entries(self, settings: Settings, bookmark: str | None) -> list[PartRead]:
+        """The parts a later run may use, ascending: those of the days of the lookback
+        of ``bookmark`` (where every later run starts), of no more days than the
+        lookback spans, at most ``PARTS_PER_DAY`` a day (the earliest merged). The
+        ledger keeps no more than that either.
         """
-        keep = math.ceil(settings.lookback / _DAY) + 2
         floor = parse_setting(bookmark) - settings.lookback if bookmark else None
-        entries = sorted(self.days.values(), key=lambda e: e.window.start)
-        if floor is not None:
-            entries = [e for e in entries if e.window.end > floor]
-        return entries[-keep:]
+        days: dict[datetime, list[PartRead]] = {}
+        for part in sorted(self.parts.values(), key=lambda p: p.window.start):
+            if floor is None or part.window.end > floor:
+                days.setdefault(part.day.start, []).append(part)
+        kept: list[PartRead] = []
+        for day in sorted(days)[-(math.ceil(settings.lookback / _DAY) + 2) :]:
+            parts = days[day]
+            while len(parts) > PARTS_PER_DAY:
+                first, second, *rest = parts
+                if first.window.end == second.window.start:
+                    merged = PartRead(
+                        Window(first.window.start, second.window.end), first.legs + second.legs
+                    )
+                    parts = [merged, *rest]
+                else:
+                    parts = [second, *rest]
+            kept += parts
+        self.parts = {p.window.start: p for p in kept}
+        return kept
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,11 @@ from tap_tenios.base import TeniosStream
 from tap_tenios.errors import RunReport
 from tap_tenios.planner import (
     CountedDay,
-    DayRead,
     Ledger,
+    PartRead,
     cdrs_range,
     count_days,
-    days_read_from_state,
+    parts_read_from_state,
     spans_to_read,
     top_windows,
     worth_checking,
@@ -198,10 +198,10 @@ class CdrsStream(TeniosStream):
     def bookmark_key(self, bookmark: str) -> str:
         return canonical(bookmark)
 
-    #: Where ``lookback_mode`` ``on_count_change`` keeps the days read (``DayRead``)
-    #: in the stream's state, beside the bookmark.
-    DAYS_READ = "days_read"
-    #: The days read whole so far this run (``on_count_change`` only).
+    #: Where ``lookback_mode`` ``on_count_change`` keeps the parts of days read
+    #: (``PartRead``) in the stream's state, beside the bookmark.
+    PARTS_READ = "parts_read"
+    #: The parts of days read whole so far this run (``on_count_change`` only).
     ledger: Ledger | None = None
 
     @override
@@ -221,7 +221,7 @@ class CdrsStream(TeniosStream):
         if settings.lookback_mode == "on_count_change":
             self.ledger, spans = self.check_lookback(begin, end)
         else:
-            self.stream_state.pop(self.DAYS_READ, None)
+            self.stream_state.pop(self.PARTS_READ, None)
         progress = Progress((end - begin).total_seconds(), every_seconds=5.0)
         # Legs, of them beyond the saved bookmark (new), windows, requests.
         totals = [0, 0, 0, 0]
@@ -234,7 +234,7 @@ class CdrsStream(TeniosStream):
             stamps = [r["start_stamp"] for r in read.records]
             if self.ledger is not None:
                 self.ledger.add(read.window, stamps)
-                self.save_days_read()
+                self.save_parts_read()
             if read.records and not batch:
                 # The window is complete: make it resumable. (In BATCH mode the bookmark
                 # moves once a file's BATCH message is out: ``get_batches``.)
@@ -253,37 +253,37 @@ class CdrsStream(TeniosStream):
             self.logger.info("cdrs: nothing to read: 0 legs (0 beyond the saved bookmark)")
 
     def check_lookback(self, begin: datetime, end: datetime) -> tuple[Ledger, list[Window]]:
-        """``lookback_mode`` ``on_count_change``: recount the days of ``[begin, end)``
-        an earlier run read whole; what is left to read, and the ledger to keep.
+        """``lookback_mode`` ``on_count_change``: recount the parts of ``[begin, end)``
+        earlier runs read whole; what is left to read, and the ledger to keep.
 
-        A day is skipped only where its count, over exactly the part that run read,
-        equals the legs it emitted there; anything else is read as always.
+        A part is skipped only where its count, over exactly the period read, equals
+        the legs emitted from it; anything else is read as always.
         """
-        saved = days_read_from_state(self.stream_state.get(self.DAYS_READ))
+        saved = parts_read_from_state(self.stream_state.get(self.PARTS_READ))
         checks = worth_checking(saved, begin, end)
         counts = ordered_map(
-            self.count_day_read, checks, self.settings.max_concurrency, self.stopping
+            self.count_part_read, checks, self.settings.max_concurrency, self.stopping
         )
-        confirmed = [e for e, n in zip(checks, counts, strict=True) if n == e.legs]
+        confirmed = [p for p, n in zip(checks, counts, strict=True) if n == p.legs]
         spans = spans_to_read(begin, end, confirmed)
         self.logger.info(
-            "cdrs: lookback_mode=on_count_change: %d of %d day(s) checked unchanged by "
-            "/cdrs/count, not read again; reading %s",
+            "cdrs: lookback_mode=on_count_change: %d of %d part(s) read before are "
+            "unchanged by /cdrs/count, not read again; reading %s",
             len(confirmed),
             len(checks),
             ", ".join(s.describe() for s in spans) or "nothing",
         )
         return Ledger(confirmed), spans
 
-    def count_day_read(self, entry: DayRead) -> int:
-        """The API's count now over the part of a day an earlier run read."""
-        where = f"cdrs lookback check {entry.window.describe()}"
-        return count_window(self.transport, entry.window, where)
+    def count_part_read(self, part: PartRead) -> int:
+        """The API's count now over a part of a day an earlier run read."""
+        where = f"cdrs lookback check {part.window.describe()}"
+        return count_window(self.transport, part.window, where)
 
-    def save_days_read(self) -> None:
-        """Put the days read so far into the stream's state (``on_count_change``).
+    def save_parts_read(self) -> None:
+        """Put the parts read so far into the stream's state (``on_count_change``).
 
-        Called once a window's records are all yielded, so no STATE says a day was
+        Called once a window's records are all yielded, so no STATE says a part was
         read whose legs a target has not been sent. In BATCH mode too: STATE is
         written only when a file is announced, which holds every record yielded so
         far (this generator is then suspended inside a window, the ledger not past it).
@@ -292,7 +292,7 @@ class CdrsStream(TeniosStream):
             return
         bookmark = self.stream_state.get("replication_key_value")
         entries = self.ledger.entries(self.settings, bookmark)
-        self.stream_state[self.DAYS_READ] = [e.to_state() for e in entries]
+        self.stream_state[self.PARTS_READ] = [e.to_state() for e in entries]
         self.state_manager.is_flushed = False
 
     def log_progress(self, read: WindowRead, progress: Progress, totals: list[int]) -> None:

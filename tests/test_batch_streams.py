@@ -159,11 +159,11 @@ def test_on_count_change_saves_only_days_whose_legs_are_in_announced_files(
     for i, message in enumerate(messages):
         if message["type"] != "STATE":
             continue
-        days = message["value"]["bookmarks"].get("cdrs", {}).get("days_read", [])
+        days = message["value"]["bookmarks"].get("cdrs", {}).get("parts_read", [])
         stamps = [r["start_stamp"] for r in announced(messages[:i])]
         for day in days:
             saved += 1
             assert day["legs"] == sum(day["from"] <= s < day["to"] for s in stamps), day
     states = [m["value"] for m in messages if m["type"] == "STATE"]
-    final = states[-1]["bookmarks"]["cdrs"]["days_read"]
+    final = states[-1]["bookmarks"]["cdrs"]["parts_read"]
     assert final[-1]["to"] == "2024-03-04T00:00:00.000000Z" and saved > len(final)

@@ -15,13 +15,14 @@ from tap_tenios.planner import (
     FILL,
     MAX_PARTS,
     MIN_PART,
-    DayRead,
+    PARTS_PER_DAY,
     Ledger,
     Page,
     PageSize,
+    PartRead,
     can_split,
-    days_read_from_state,
     fits,
+    parts_read_from_state,
     plausible_recount,
     spans_to_read,
     split,
@@ -186,8 +187,8 @@ MARCH_2 = datetime(2024, 3, 2, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
-def day_read(start: datetime, end: datetime, legs: int = 5) -> DayRead:
-    return DayRead(Window(start, end), legs)
+def part_read(start: datetime, end: datetime, legs: int = 5) -> PartRead:
+    return PartRead(Window(start, end), legs)
 
 
 def lookback_settings(**config: object) -> Settings:
@@ -206,14 +207,14 @@ def test_a_utc_day_is_the_calendar_day_of_the_instant_in_utc() -> None:
 
 
 def test_a_day_read_goes_through_state_unchanged() -> None:
-    entry = day_read(MARCH_2 + HOUR, MARCH_2 + 5 * HOUR, legs=42)
+    entry = part_read(MARCH_2 + HOUR, MARCH_2 + 5 * HOUR, legs=42)
     state = entry.to_state()
     assert state == {
         "from": "2024-03-02T01:00:00.000000Z",
         "to": "2024-03-02T05:00:00.000000Z",
         "legs": 42,
     }
-    assert DayRead.from_state(state) == entry
+    assert PartRead.from_state(state) == entry
 
 
 @pytest.mark.parametrize(
@@ -231,32 +232,34 @@ def test_a_day_read_goes_through_state_unchanged() -> None:
     ],
 )
 def test_a_saved_day_the_tap_did_not_write_is_ignored_so_the_day_is_read(value: object) -> None:
-    assert DayRead.from_state(value) is None
-    assert days_read_from_state([value]) == []
+    assert PartRead.from_state(value) is None
+    assert parts_read_from_state([value]) == []
 
 
-def test_saved_days_keep_one_entry_per_day() -> None:
-    first = day_read(MARCH_2, MARCH_2 + HOUR)
-    saved = [first.to_state(), day_read(MARCH_2 + HOUR, MARCH_2 + 2 * HOUR).to_state()]
-    assert days_read_from_state(saved) == [first]
-    assert days_read_from_state({"not": "a list"}) == []
+def test_saved_parts_that_overlap_keep_the_first() -> None:
+    first = part_read(MARCH_2, MARCH_2 + 2 * HOUR)
+    after = part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR)
+    overlapping = part_read(MARCH_2 + HOUR, MARCH_2 + 4 * HOUR)
+    saved = [after.to_state(), overlapping.to_state(), first.to_state()]
+    assert parts_read_from_state(saved) == [first, after]
+    assert parts_read_from_state({"not": "a list"}) == []
 
 
-def test_a_saved_day_is_checked_only_where_it_covers_the_start_of_what_is_read() -> None:
+def test_a_saved_part_is_checked_where_it_reaches_into_the_range() -> None:
     begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
-    whole_day = day_read(MARCH_2, MARCH_2 + 24 * HOUR)
-    today = day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
-    later_in_the_day = day_read(MARCH_2 + 12 * HOUR, MARCH_2 + 24 * HOUR)
-    ended_before_begin = day_read(MARCH_2, MARCH_2 + 9 * HOUR)
-    outside = day_read(DAY.start, DAY.end)
-    assert worth_checking([whole_day, today], begin, end) == [whole_day, today]
-    assert worth_checking([later_in_the_day, ended_before_begin, outside], begin, end) == []
+    whole_day = part_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    later_in_the_day = part_read(MARCH_2 + 12 * HOUR, MARCH_2 + 24 * HOUR)
+    ended_at_begin = part_read(MARCH_2, MARCH_2 + 10 * HOUR)
+    after_end = part_read(end, end + HOUR)
+    saved = [ended_at_begin, whole_day, later_in_the_day, today, after_end]
+    assert worth_checking(saved, begin, end) == [whole_day, later_in_the_day, today]
 
 
 def test_what_is_read_is_the_range_less_the_parts_confirmed() -> None:
     begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
-    yesterday = day_read(MARCH_2, MARCH_2 + 24 * HOUR)
-    today = day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    yesterday = part_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
     assert spans_to_read(begin, end, []) == [Window(begin, end)]
     assert spans_to_read(begin, end, [yesterday]) == [Window(MARCH_2 + 24 * HOUR, end)]
     assert spans_to_read(begin, end, [yesterday, today]) == [Window(MARCH_2 + 33 * HOUR, end)]
@@ -275,7 +278,7 @@ def test_the_spans_read_and_the_parts_confirmed_cover_the_range_once(
     begin: int, length: int, parts: list[tuple[int, int]]
 ) -> None:
     start, end = MARCH_2 + begin * HOUR, MARCH_2 + (begin + length) * HOUR
-    confirmed = [day_read(MARCH_2 + a * HOUR, MARCH_2 + (a + n) * HOUR) for a, n in parts]
+    confirmed = [part_read(MARCH_2 + a * HOUR, MARCH_2 + (a + n) * HOUR) for a, n in parts]
     spans = spans_to_read(start, end, confirmed)
     hours = set()
     for span in spans:
@@ -290,25 +293,38 @@ def test_the_spans_read_and_the_parts_confirmed_cover_the_range_once(
     assert spans == sorted(spans, key=lambda s: s.start)
 
 
-def test_the_ledger_extends_a_confirmed_day_and_counts_legs_per_utc_day() -> None:
-    confirmed = day_read(MARCH_2, MARCH_2 + 5 * HOUR, legs=7)
+def test_the_ledger_adds_a_part_per_run_and_counts_legs_per_utc_day() -> None:
+    confirmed = part_read(MARCH_2, MARCH_2 + 5 * HOUR, legs=7)
     ledger = Ledger([confirmed])
-    stamps = [format_utc(MARCH_2 + h * HOUR) for h in (5, 6, 23)]
-    stamps += [format_utc(MARCH_2 + timedelta(days=1))]
-    ledger.add(Window(MARCH_2 + 5 * HOUR, MARCH_2 + 26 * HOUR), stamps)
+    stamps = [format_utc(MARCH_2 + h * HOUR) for h in (5, 6, 23, 24)]
+    # Two windows of this run: the second continues the first's part.
+    ledger.add(Window(MARCH_2 + 5 * HOUR, MARCH_2 + 20 * HOUR), stamps[:2])
+    ledger.add(Window(MARCH_2 + 20 * HOUR, MARCH_2 + 26 * HOUR), stamps[2:])
     settings = lookback_settings(lookback_minutes=2880)
     assert ledger.entries(settings, None) == [
-        day_read(MARCH_2, MARCH_2 + 24 * HOUR, legs=10),
-        day_read(MARCH_2 + 24 * HOUR, MARCH_2 + 26 * HOUR, legs=1),
+        confirmed,
+        part_read(MARCH_2 + 5 * HOUR, MARCH_2 + 24 * HOUR, legs=3),
+        part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 26 * HOUR, legs=1),
     ]
 
 
-def test_a_part_that_does_not_continue_the_days_entry_replaces_it() -> None:
-    ledger = Ledger([day_read(MARCH_2, MARCH_2 + 2 * HOUR, legs=7)])
+def test_after_a_skipped_part_the_next_read_starts_a_part_of_its_own() -> None:
+    ledger = Ledger([part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR, legs=7)])
+    ledger.add(Window(MARCH_2, MARCH_2 + 2 * HOUR), [])
     ledger.add(Window(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR), [])
     assert ledger.entries(lookback_settings(), None) == [
-        day_read(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR, legs=0)
+        part_read(MARCH_2, MARCH_2 + 2 * HOUR, legs=0),
+        part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR, legs=7),
+        part_read(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR, legs=0),
     ]
+
+
+def test_a_day_keeps_its_latest_parts_apart_and_the_earliest_merged() -> None:
+    hourly = [part_read(MARCH_2 + h * HOUR, MARCH_2 + (h + 1) * HOUR, legs=h) for h in range(9)]
+    kept = Ledger(hourly).entries(lookback_settings(), None)
+    assert len(kept) == PARTS_PER_DAY
+    assert kept[0] == part_read(MARCH_2, MARCH_2 + 6 * HOUR, legs=sum(range(6)))
+    assert kept[1:] == hourly[-3:]
 
 
 def test_the_ledger_keeps_only_the_days_of_the_lookback() -> None:
@@ -317,7 +333,9 @@ def test_the_ledger_keeps_only_the_days_of_the_lookback() -> None:
     settings = lookback_settings(lookback_minutes=1440)
     kept = ledger.entries(settings, format_utc(MARCH_2 + 6 * HOUR))
     assert [e.window.start for e in kept] == [MARCH_2 - timedelta(days=1), MARCH_2]
-    # Without a bookmark (nothing emitted yet), at most the lookback's days and two.
+    # Without a bookmark (nothing emitted yet), the lookback's days and two at most.
+    ledger = Ledger()
+    ledger.add(Window(MARCH_2 - timedelta(days=10), MARCH_2 + 12 * HOUR), [])
     assert len(ledger.entries(settings, None)) == 3
 
 

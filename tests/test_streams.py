@@ -210,7 +210,9 @@ def test_by_default_each_run_reads_its_whole_lookback_again_and_keeps_no_day_cou
     )
     reread = in_range(legs, bookmark - timedelta(days=1), END - timedelta(hours=2))
     assert {r["uuid"] for r in second.records()} == reread
-    assert not [s for s in [*first.states, *second.states] if "days_read" in s["bookmarks"]["cdrs"]]
+    assert not [
+        s for s in [*first.states, *second.states] if "parts_read" in s["bookmarks"]["cdrs"]
+    ]
 
 
 def test_on_count_change_reads_only_the_new_hour_when_no_count_changed(serve, run_tap, legs):
@@ -220,7 +222,7 @@ def test_on_count_change_reads_only_the_new_hour_when_no_count_changed(serve, ru
         legs, first_end, first_end + timedelta(hours=1)
     )
     # Each saved day was counted over exactly the part read (shifted by a millisecond).
-    saved = first.final_state["bookmarks"]["cdrs"]["days_read"]
+    saved = first.final_state["bookmarks"]["cdrs"]["parts_read"]
     counted = sorted(b["start_date_from"] for b in bodies if "page" not in b)
     assert [day["from"] for day in saved] == [
         "2024-03-02T00:00:00.000000Z",
