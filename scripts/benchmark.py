@@ -44,6 +44,7 @@ DOCUMENT = ROOT / "docs" / "performance.md"
 KEY = "benchmark-key"
 FIRST_DAY = date(2024, 1, 1)
 BEGIN_MARK, END_MARK = "<!-- benchmark table -->", "<!-- end of benchmark table -->"
+HOURLY_MARKS = ("<!-- hourly table -->", "<!-- end of hourly table -->")
 
 
 @dataclass(frozen=True)
@@ -448,11 +449,12 @@ def machine() -> str:
     )
 
 
-def write_readme(table: str) -> None:
+def write_readme(table: str, marks: tuple[str, str] = (BEGIN_MARK, END_MARK)) -> None:
+    begin, end = marks
     text = DOCUMENT.read_text()
-    head, rest = text.split(BEGIN_MARK, 1)
-    _, tail = rest.split(END_MARK, 1)
-    DOCUMENT.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOCUMENT.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
 
 
 def main() -> None:
@@ -462,6 +464,7 @@ def main() -> None:
     parser.add_argument("modes", nargs="*", default=["speed", "shifting", "memory", "hourly"])
     args = parser.parse_args()
     out: list[str] = [machine(), ""]
+    hourly_out: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
             workdir = Path(tmp) / mode
@@ -474,12 +477,16 @@ def main() -> None:
             elif mode == "memory":
                 out += memory(workdir)
             elif mode == "hourly":
-                out += hourly(workdir)
+                hourly_out = [machine(), "", *hourly(workdir)]
+                continue
             out.append("")
-    table = "\n".join(out).rstrip()
-    print(table)
+    table = "\n".join(out).rstrip() if set(args.modes) - {"hourly"} else ""
+    print("\n\n".join(t for t in (table, "\n".join(hourly_out)) if t))
     if args.write:
-        write_readme(table)
+        if set(args.modes) - {"hourly"}:
+            write_readme(table)
+        if hourly_out:
+            write_readme("\n".join(hourly_out), HOURLY_MARKS)
 
 
 if __name__ == "__main__":
