@@ -110,12 +110,12 @@ class TapTenios(Tap):
             default="always",
             allowed_values=["always", "on_count_change"],
             description="'always' re-reads the whole lookback every run. 'on_count_change' "
-            "asks /cdrs/count for each UTC day of the lookback that an earlier run read "
-            "(the same part of the day, kept in state) and re-reads the day only when the "
-            "count differs from the legs that run emitted; the rest of the range is read "
-            "as always. It rests on one assumption: a CDR does not change once the API "
+            "asks /cdrs/count for each part of the lookback that an earlier run read (kept "
+            "in state: one part per run, at most four a UTC day) and reads a part again "
+            "only when its count differs from the legs emitted from it; everything else is "
+            "read as always. It rests on one assumption: a CDR does not change once the API "
             "serves it. A CDR changed in place (late billing filling in cost, say) without "
-            "the day's count changing is missed; keep 'always' if that can happen.",
+            "its part's count changing is missed; keep 'always' if that can happen.",
         ),
         th.Property(
             "window_size_hours",
