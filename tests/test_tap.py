@@ -135,11 +135,13 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert messages[-1]["type"] == "STATE"
     assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
     progress = re.search(
-        r"cdrs: read up to 2024-03-04T00:00:00.000Z: \d+ legs in \d+ window\(s\), "
+        r"cdrs: read up to 2024-03-04T00:00:00.000Z: (\d+) legs \((\d+) beyond the saved "
+        r"bookmark\) in \d+ window\(s\), "
         r"\d+ request\(s\); 100% of the range after [\d:]+, about [\d:]+ left",
         result.stderr,
     )
     assert progress, result.stderr[-2000:]
+    assert progress[1] == progress[2], "a first run's legs are all new"
     assert "+49" not in result.stderr, "no phone numbers (PII) in logs"
 
 
