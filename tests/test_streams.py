@@ -215,6 +215,22 @@ def test_by_default_each_run_reads_its_whole_lookback_again_and_keeps_no_day_cou
     ]
 
 
+def test_back_to_the_default_a_run_reads_its_whole_lookback_and_drops_the_parts(
+    serve, run_tap, legs
+):
+    first, _, _ = hourly_runs(serve, run_tap, legs, "on_count_change")
+    emulator = serve(legs)
+    again = run_tap(
+        make_config(emulator.url, lookback_minutes=1440, end_date=END.isoformat()),
+        state=first.final_state,
+    )
+    assert "parts_read" in first.final_state["bookmarks"]["cdrs"]
+    assert "parts_read" not in again.final_state["bookmarks"]["cdrs"]
+    bookmark = first.final_state["bookmarks"]["cdrs"]["replication_key_value"]
+    start = datetime.fromisoformat(bookmark.replace("Z", "+00:00")) - timedelta(days=1)
+    assert {r["uuid"] for r in again.records()} == in_range(legs, start, END)
+
+
 def test_on_count_change_reads_only_the_new_hour_when_no_count_changed(serve, run_tap, legs):
     first, second, bodies = hourly_runs(serve, run_tap, legs, "on_count_change")
     first_end = END - timedelta(hours=3)
