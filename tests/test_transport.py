@@ -682,3 +682,27 @@ def test_backoff_cannot_be_given_the_waits_so_the_transport_spends_them():
 
     for decorator in (backoff.on_exception, backoff.on_predicate):
         assert "sleep" not in inspect.signature(decorator).parameters
+
+
+def test_observe_is_told_of_every_try_with_its_answer_or_none(serve, legs):
+    emulator = serve(legs, fault_queue=[{"kind": "reset"}, {"kind": "429"}])
+    seen: list[tuple[str, int | None]] = []
+    transport = Transport(
+        emulator.url,
+        KEY,
+        timeout=5,
+        tries=3,
+        concurrency=1,
+        user_agent="test",
+        logger=logging.getLogger("test"),
+        sleep=lambda _: None,
+        observe=lambda path, answer: seen.append(
+            (path, answer if answer is None else answer.status_code)
+        ),
+    )
+    fields = {
+        "start_date_from": "2024-03-01T00:00:00.000Z",
+        "start_date_to": "2024-03-01T01:00:00.000Z",
+    }
+    transport.post("/cdrs/count", fields, "test", ("total_items",))
+    assert seen == [("/cdrs/count", None), ("/cdrs/count", 429), ("/cdrs/count", 200)]
