@@ -270,6 +270,38 @@ def test_on_count_change_reads_a_day_again_when_a_late_leg_changed_its_count(ser
     )
 
 
+def test_on_count_change_misses_a_leg_changed_in_place_which_is_its_stated_assumption(
+    serve, run_tap, legs
+):
+    """Billing filled in after a leg appears leaves the count as it was: the default
+    mode emits the final values at its next run, on_count_change never does."""
+    first_end = END - timedelta(hours=3)
+    # Legs that ended in the last three hours before the first run are still unbilled;
+    # the next run comes once they are billed.
+    settle = timedelta(hours=3)
+    pending = {leg.uuid for leg in legs if first_end - settle <= leg.visible_at < first_end}
+    assert pending
+    final = {}
+    for mode in ("always", "on_count_change"):
+        emulator = serve(legs, now=first_end, settle_seconds=settle.total_seconds())
+        config = make_config(
+            emulator.url, end_date=first_end.isoformat(), lookback_minutes=1440, lookback_mode=mode
+        )
+        first = run_tap(config)
+        assert {r["billing_status"] for r in first.records() if r["uuid"] in pending} == {"PENDING"}
+        emulator.emulator.behaviour.now = first_end + settle
+        second = run_tap(
+            {**config, "end_date": (first_end + settle).isoformat()}, state=first.final_state
+        )
+        final[mode] = {
+            r["uuid"]
+            for r in second.records()
+            if r["uuid"] in pending and r["billing_status"] != "PENDING"
+        }
+    assert final["always"] == pending
+    assert final["on_count_change"] == set()
+
+
 def test_a_run_says_how_many_of_the_legs_it_emitted_are_new(serve, run_tap, legs, caplog):
     with caplog.at_level(logging.INFO, logger="tap-tenios"):
         first, second, _ = hourly_runs(serve, run_tap, legs, None)
