@@ -180,19 +180,10 @@ class TeniosStream(RecordOutput):
                 for url, last in batches:
                     yield batch_config.encoding, [url]
                     self.advance_bookmark(last, context)
-                    self.file_announced()
                     self._write_state_message()
-            # Every file is out: whatever the stream keeps beside the bookmark may cover
-            # all it read, even windows that held no record.
-            self.file_announced()
         finally:
             self.bookmark_deferred = deferred
             self.run_folder.remove_if_empty()
-
-    def file_announced(self) -> None:
-        """A BATCH file's message is out, and every record read so far is in files
-        announced: the moment to save what the stream keeps beside its bookmark.
-        """
 
     def batch_transform(self) -> Callable[[Record], Record | None] | None:
         """What RECORD messages would do to each record (stream maps, deselected fields),
