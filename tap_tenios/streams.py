@@ -15,6 +15,9 @@ How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
   (plus the lookback, on purpose).
 * Windows are read ahead by a few worker threads (``scheduler``); records and state
   stay on the main thread, in order.
+* With ``lookback_mode`` ``on_count_change``, the parts of the lookback that earlier
+  runs read (kept in state) are counted first, and only those whose count differs
+  from the legs emitted from them are read again (``planner.Ledger``).
 
 What both share with the SDK (settings, transport, bookmark rules, BATCH files,
 failures) is in ``base``.
