@@ -30,17 +30,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import backoff
-import msgspec
 import requests
 
-from tap_tenios.errors import TeniosAPIError, api_error, redact
-from tap_tenios.records import TYPED_PAGE
+from tap_tenios.errors import MalformedResponseError, TeniosAPIError, api_error, redact
+
+T = TypeVar("T")
 
 #: HTTP statuses worth another try besides 5xx: a timeout, a rate limit.
 RETRIABLE_STATUSES = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
@@ -65,10 +64,6 @@ BASE_RETRY_WAIT_SECONDS = 1.0
 MAX_QUOTED = 300
 
 
-class MalformedResponseError(ValueError):
-    """A 200 whose body is not the JSON the endpoint documents."""
-
-
 def api_message(response: requests.Response) -> str:
     """The API's own words about an error: its JSON ``error``/``message``, else the text."""
     try:
@@ -81,44 +76,6 @@ def api_message(response: requests.Response) -> str:
                 return str(body[key])[:MAX_QUOTED]
     text = " ".join(response.text.split())
     return text[:MAX_QUOTED] or response.reason or "no message"
-
-
-#: Numbers with a fraction or exponent become ``Decimal`` from their exact text.
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def decode(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
-    """Decode a 200 body with exact decimals and check the documented keys.
-
-    A page of CDRs is first decoded with the documented types (``TYPED_PAGE``); it is
-    then marked ``typed``. Any other page is decoded as it comes.
-    """
-    if "items" in required:
-        try:
-            typed: dict[str, Any] = dict(TYPED_PAGE.decode(content))
-        except (ValueError, RecursionError):
-            pass
-        else:
-            if typed["total_items"] >= 0:  # else the careful path names the problem
-                typed["typed"] = True
-                return typed
-    try:
-        body = _DECODER.decode(content)
-    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeDecodeError
-        raise MalformedResponseError(f"body is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(body, dict):
-        raise MalformedResponseError(f"body is a JSON {type(body).__name__}, expected an object")
-    for key in required:
-        if key not in body:
-            raise MalformedResponseError(f"body lacks {key!r}")
-    if "items" in required and not isinstance(body["items"], list):
-        raise MalformedResponseError("'items' is not a list")
-    total = body.get("total_items")
-    if "total_items" in required and (
-        isinstance(total, bool) or not isinstance(total, int) or total < 0
-    ):
-        raise MalformedResponseError(f"'total_items' is {total!r}, expected a count")
-    return body
 
 
 #: Causes told by the requests exception alone, most specific first.
@@ -246,9 +203,12 @@ class Transport:
         self._sessions = threading.local()
 
     def post(
-        self, path: str, fields: dict[str, Any], where: str, required: tuple[str, ...]
-    ) -> dict[str, Any]:
+        self, path: str, fields: dict[str, Any], where: str, decode: Callable[[bytes], T]
+    ) -> T:
         """POST ``fields`` (plus the key) to ``path``; retry what is transient.
+
+        ``decode`` turns a 200's body into what the caller wants, or raises
+        ``MalformedResponseError``: such a body is retried like a 5xx.
 
         ``where`` names the request in messages (endpoint and window), since the body
         itself must never be shown. Redirects are not followed: the key is in the body
@@ -258,7 +218,7 @@ class Transport:
         what = f"{path} for {where}"
         tries = [0, self.tries]  # made, allowed (fewer once the name does not resolve)
 
-        def attempt() -> dict[str, Any]:
+        def attempt() -> T:
             tries[0] += 1
             if self.stop.is_set():
                 raise self.fail(f"{what}: abandoned, the stream is stopping")
@@ -274,7 +234,7 @@ class Transport:
                     tries[1] = min(tries[1], NAME_RESOLUTION_RETRIES + 1)
                 retry = Retry(f"could not reach {self.host}: {cause}", unreachable=cause)
                 raise _TryAgainError(retry) from None
-            outcome = self._outcome(response, what, required)
+            outcome = self._outcome(response, what, decode)
             if isinstance(outcome, Retry):
                 raise _TryAgainError(outcome)
             return outcome
@@ -321,8 +281,8 @@ class Transport:
         return self.fail(f"{what}: abandoned, the stream is stopping")
 
     def _outcome(
-        self, response: requests.Response, what: str, required: tuple[str, ...]
-    ) -> dict[str, Any] | Retry:
+        self, response: requests.Response, what: str, decode: Callable[[bytes], T]
+    ) -> T | Retry:
         """A decoded 200, a reason to retry, or a final error (raised)."""
         status = response.status_code
         if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
@@ -341,7 +301,7 @@ class Transport:
             )
         if status == HTTPStatus.OK:
             try:
-                return decode(response.content, required)
+                return decode(response.content)
             except MalformedResponseError as exc:
                 return Retry(f"malformed 200 response: {exc}")
         if status in RETRIABLE_STATUSES or status >= 500:  # noqa: PLR2004

@@ -16,6 +16,7 @@ import pytest
 
 from tap_tenios.emulator import TRANSIENT_FAULTS
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.records import decode_count
 from tap_tenios.settings import utc_now
 from tap_tenios.transport import MAX_RETRY_WAIT_SECONDS, Throttle, Transport
 
@@ -239,7 +240,7 @@ def test_a_429_through_post_pauses_the_requests_of_other_threads(serve, legs, ki
     waits: list[tuple[str, float, int]] = []
 
     def call(day: int) -> None:
-        transport.post("/cdrs/count", count_body(day), f"day {day}", ("total_items",))
+        transport.post("/cdrs/count", count_body(day), f"day {day}", decode_count)
 
     def sleep(seconds: float) -> None:
         seen = sum(emulator.emulator.stats.requests.values())
@@ -283,7 +284,7 @@ def test_a_real_retry_waits_as_long_as_asked_before_trying_again(serve, legs):
     emulator.emulator.count = timed  # type: ignore[method-assign]
     emulator.emulator.behaviour.fault_queue = [{"kind": "429"}]
     began = time.monotonic()
-    transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert len(seen) == 1, "the 429 was answered before count(), then one retry"
     assert seen[0] - began >= 1.0
 
@@ -482,7 +483,7 @@ def test_a_stopping_stream_sends_no_new_request(serve, legs):
     transport = transport_for(emulator.url)
     transport.stop.set()
     with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert emulator.emulator.stats.requests == {}
 
 
@@ -503,7 +504,7 @@ def test_a_request_that_fails_after_its_stream_stopped_is_not_retried(serve, leg
         caplog.at_level(logging.WARNING),
         pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"),
     ):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert waits == []
     assert "retry" not in caplog.text
     assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
@@ -667,7 +668,7 @@ def test_a_wait_ends_as_soon_as_the_transport_stops(serve, legs):
     threading.Timer(0.3, transport.stop.set).start()
     began = time.monotonic()
     with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert time.monotonic() - began < 10
     assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
 
