@@ -308,7 +308,6 @@ def test_meltano_config_test_shows_the_problem_itself(tmp_path) -> None:
     ("ours", "name"),
     [
         ("tap_tenios.base:TeniosStream", "_increment_stream_state"),
-        ("tap_tenios.writer:RecordOutput", "_generate_record_messages"),
         ("tap_tenios.streams:CdrsStream", "_generate_schema_messages"),
         ("tap_tenios.streams:CdrsStream", "_write_state_message"),
         ("tap_tenios.base:TeniosStream", "_write_state_message"),
@@ -341,9 +340,3 @@ def test_the_sdk_writes_a_state_only_when_its_state_manager_says_it_is_due() -> 
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
     assert tap.streams["cdrs"].state_manager.is_flushed is True
     assert "state_manager.is_flushed" in inspect.getsource(Stream._write_state_message)
-
-
-def test_the_private_sdk_attribute_the_record_fast_path_reads_still_exists() -> None:
-    """``RecordOutput`` stamps RECORD messages with ``_stream_version`` as the SDK does."""
-    tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
-    assert "_stream_version" in vars(tap.streams["cdrs"])
