@@ -9,7 +9,7 @@ import re
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -18,7 +18,14 @@ from tap_tenios.emulator import TRANSIENT_FAULTS
 from tap_tenios.errors import TeniosAPIError
 from tap_tenios.records import decode_count
 from tap_tenios.settings import utc_now
-from tap_tenios.transport import MAX_RETRY_WAIT_SECONDS, Throttle, Transport
+from tap_tenios.transport import (
+    MAX_RETRY_WAIT_SECONDS,
+    Retry,
+    Throttle,
+    Transport,
+    retry_after,
+    retry_waits,
+)
 
 from .helpers import KEY, http_server, in_range, make_config
 
@@ -43,6 +50,54 @@ def test_retry_after_is_honoured_exactly(serve, run_tap, legs):
     emulator = serve(legs, fault_queue=retrieve_faults("429"), retry_after_seconds=7)
     run = run_tap(make_config(emulator.url, max_concurrency=1))
     assert run.waits == [7.0]
+
+
+def test_retry_after_as_an_http_date_is_honoured(serve, run_tap, legs):
+    """``Retry-After`` may be a date (``Wed, 21 Oct 2015 07:28:00 GMT``): the wait is
+    the time until it, less the part of a second the date cannot say."""
+    emulator = serve(legs, fault_queue=retrieve_faults("429-date"), retry_after_seconds=7)
+    run = run_tap(make_config(emulator.url, max_concurrency=1))
+    assert emulator.emulator.stats.faults == {"429-date": 1}
+    assert len(run.waits) == 1 and 5.0 <= run.waits[0] <= 7.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Thu, 01 Jan 2026 00:01:00 GMT", 60.0),
+        ("Thu, 01 Jan 2026 00:00:00 -0000", 0.0),
+        ("Wed, 31 Dec 2025 23:00:00 GMT", 0.0),  # already past: at once
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        ("inf", None),
+    ],
+)
+def test_retry_after_is_read_in_both_forms(header: str, seconds: float | None) -> None:
+    import requests
+
+    response = requests.Response()
+    response.headers["Retry-After"] = header
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert retry_after(response, now) == seconds
+
+
+def test_retry_waits_are_backoffs_exponential_series_with_equal_jitter() -> None:
+    """Without Retry-After: 1, 2, 4, ... s up to the cap, each at least half of that; an
+    asked-for wait is taken as asked (capped), and does not advance the series."""
+    waits = retry_waits()
+    next(waits)
+    plain, asked = Retry("HTTP 500"), Retry("HTTP 429", asked_wait=3.0)
+    series = [waits.send(plain) for _ in range(3)]
+    assert waits.send(asked) == 3.0
+    series += [waits.send(plain) for _ in range(6)]
+    for n, wait in enumerate(series):
+        ceiling = min(2.0**n, MAX_RETRY_WAIT_SECONDS)
+        assert ceiling / 2 <= wait <= ceiling
+    assert waits.send(Retry("HTTP 429", asked_wait=10_000.0)) == MAX_RETRY_WAIT_SECONDS
 
 
 def test_retry_after_zero_means_at_once(serve, run_tap, legs):

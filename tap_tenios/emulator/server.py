@@ -8,6 +8,7 @@ Stdlib only, so it ships in the package and runs anywhere the tap runs.
 from __future__ import annotations
 
 import bisect
+import email.utils
 import json
 import random
 import re
@@ -51,7 +52,10 @@ TRANSIENT_FAULTS = (
     "no-items",  # 200 whose JSON lacks "items"
     "no-total",  # 200 whose JSON lacks "total_items"
 )
-FAULT_KINDS = (*TRANSIENT_FAULTS, "400", "403")
+#: Every fault the emulator can inject: the transient ones, a 429 whose Retry-After is
+#: an HTTP date (kept out of the random campaign, whose figures are recorded), and the
+#: refusals a client must not retry.
+FAULT_KINDS = (*TRANSIENT_FAULTS, "429-date", "400", "403")
 
 
 @dataclass
@@ -404,13 +408,19 @@ class _Handler(BaseHTTPRequestHandler):
         """Inject one fault; False when the request should be answered normally after it."""
         b = self.server.emulator.behaviour
         html = b"<html><body><h1>Bad Gateway</h1></body></html>"
-        if kind == "429":
-            self._send(
-                429,
-                b'{"error":"Too many requests"}',
-                "application/json",
-                Retry_After=str(b.retry_after_seconds),
-            )
+        bodies = {
+            "truncated": (b'{"items":[{"uuid":"', "application/json"),
+            "not-json": (html, "text/html"),
+            "no-items": (b'{"total_items":3,"page":1}', "application/json"),
+            "no-total": (b'{"items":[],"page":1}', "application/json"),
+        }
+        if kind in bodies:  # a 200 the client cannot use
+            self._send(200, *bodies[kind])
+        elif kind in ("429", "429-date"):
+            after = str(b.retry_after_seconds)
+            if kind == "429-date":  # the same wait, as an HTTP date (whole seconds)
+                after = email.utils.formatdate(time.time() + b.retry_after_seconds, usegmt=True)
+            self._send(429, b'{"error":"Too many requests"}', "application/json", Retry_After=after)
         elif kind == "429-bare":
             self._send(429, b'{"error":"Too many requests"}', "application/json")
         elif kind == "500":
@@ -426,14 +436,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "stall":
             time.sleep(b.stall_seconds)
             self.close_connection = True
-        elif kind == "truncated":
-            self._send(200, b'{"items":[{"uuid":"', "application/json")
-        elif kind == "not-json":
-            self._send(200, html, "text/html")
-        elif kind == "no-items":
-            self._send(200, b'{"total_items":3,"page":1}', "application/json")
-        elif kind == "no-total":
-            self._send(200, b'{"items":[],"page":1}', "application/json")
         elif kind in ("400", "403"):
             self._error(int(kind), "Bad request" if kind == "400" else "Invalid access key", raw)
         else:
