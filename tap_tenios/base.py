@@ -26,7 +26,7 @@ from typing_extensions import override
 from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
 from tap_tenios.errors import RunReport, TapRunError, api_error
 from tap_tenios.planner import bookmark_problem
-from tap_tenios.progress import SparseCounter
+from tap_tenios.progress import RequestMetrics, SparseCounter
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
 from tap_tenios.writer import RecordOutput, SingerWriter
@@ -68,7 +68,13 @@ class TeniosStream(RecordOutput):
             user_agent=USER_AGENT,
             logger=self.logger,
             stop=self.stopping,
+            on_response=self.request_metrics.response,
         )
+
+    @cached_property
+    def request_metrics(self) -> RequestMetrics:
+        """The SDK's request metrics for this stream, logged as its REST streams do."""
+        return RequestMetrics(self.name, self.metrics_logger)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[Record]:
@@ -95,6 +101,7 @@ class TeniosStream(RecordOutput):
             )
         finally:
             self.stopping.set()  # whatever is still out gives up
+            self.request_metrics.close()
             if isinstance(self.output, SingerWriter):
                 self.output.drain()
 
