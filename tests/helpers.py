@@ -83,18 +83,18 @@ class FakeClock:
     """Time that passes only when the tap waits."""
 
     def __init__(self) -> None:
-        self._now = 1000.0
+        self.moment = 1000.0
         self.waits: list[float] = []
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def now(self) -> float:
-        with self._lock:
-            return self._now
+        with self.lock:
+            return self.moment
 
     def sleep(self, seconds: float) -> None:
-        with self._lock:
+        with self.lock:
             self.waits.append(seconds)
-            self._now += seconds
+            self.moment += seconds
 
 
 @dataclass
