@@ -88,6 +88,7 @@ class TeniosStream(RecordOutput):
         if not self.report.begin(self.name):
             return
         self.stopping.clear()  # a tap object may sync more than once
+        self.request_metrics.open()
         try:
             self.check_bookmark()
             _ = self.transport  # built here, on the main thread, before any worker

@@ -112,7 +112,9 @@ class RequestMetrics:
     for every answer (endpoint, status code, succeeded or failed) and
     ``http_request_count`` per endpoint (each minute, and at ``close``).
 
-    ``response`` is called from the threads that make the requests.
+    ``response`` is called from the threads that make the requests. Answers that come
+    in after ``close`` (requests abandoned when a stream stopped early) are not logged:
+    the stream's metrics end with the stream, before the run's last line.
     """
 
     def __init__(self, stream: str, logger: logging.Logger) -> None:
@@ -120,6 +122,7 @@ class RequestMetrics:
         self.logger = logger
         self._counters: dict[str, metrics.Counter] = {}
         self._lock = threading.Lock()
+        self._open = True
 
     def response(self, endpoint: str, status: int, seconds: float) -> None:
         """One answer from ``endpoint`` (whatever its status), ``seconds`` after asking."""
@@ -137,6 +140,8 @@ class RequestMetrics:
             },
         )
         with self._lock:
+            if not self._open:
+                return
             metrics.log(self.logger, point)
             counter = self._counters.get(endpoint)
             if counter is None:
@@ -150,3 +155,9 @@ class RequestMetrics:
             for counter in self._counters.values():
                 counter.exit()
             self._counters.clear()
+            self._open = False
+
+    def open(self) -> None:
+        """Count again: the stream syncs once more."""
+        with self._lock:
+            self._open = True

@@ -282,8 +282,9 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
             item[name] = stamp
     for item in items:
         if not item["cost"].is_finite():
+            # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
             raise RecordError(
-                item["uuid"], "cost", f"is {item['cost']!r}, expected a finite number"
+                item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
             )
     return items
 
