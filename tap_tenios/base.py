@@ -68,7 +68,7 @@ class TeniosStream(RecordOutput):
             user_agent=USER_AGENT,
             logger=self.logger,
             stop=self.stopping,
-            on_response=self.request_metrics.response,
+            observe=self.request_metrics.observe,
         )
 
     @cached_property

@@ -14,10 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk import metrics
 from typing_extensions import override
+
+if TYPE_CHECKING:
+    import requests
 
 
 class Progress:
@@ -112,7 +115,8 @@ class RequestMetrics:
     for every answer (endpoint, status code, succeeded or failed) and
     ``http_request_count`` per endpoint (each minute, and at ``close``).
 
-    ``response`` is called from the threads that make the requests. Answers that come
+    ``observe`` is the transport's observer, called from the threads that make the
+    requests (a try without an answer has no duration to log). Answers that come
     in after ``close`` (requests abandoned when a stream stopped early) are not logged:
     the stream's metrics end with the stream, before the run's last line.
     """
@@ -124,7 +128,12 @@ class RequestMetrics:
         self._lock = threading.Lock()
         self._open = True
 
-    def response(self, endpoint: str, status: int, seconds: float) -> None:
+    def observe(self, endpoint: str, response: requests.Response | None) -> None:
+        """One try at ``endpoint``: its answer, whatever its status, or none."""
+        if response is not None:
+            self.answer(endpoint, response.status_code, response.elapsed.total_seconds())
+
+    def answer(self, endpoint: str, status: int, seconds: float) -> None:
         """One answer from ``endpoint`` (whatever its status), ``seconds`` after asking."""
         point = metrics.Point(
             "timer",

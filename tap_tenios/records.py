@@ -307,8 +307,10 @@ class CdrPage:
 _LOOSE = msgspec.json.Decoder(float_hook=Decimal)
 
 
-def _decode_object(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
-    """A JSON object with exact decimals holding ``required``, or why not."""
+def decode_object(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
+    """A body as it comes: a JSON object with exact decimals holding ``required``
+    (``total_items``, if required, a count), or ``MalformedResponseError`` saying why not.
+    """
     try:
         body = _LOOSE.decode(content)
     except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeDecodeError
@@ -318,8 +320,10 @@ def _decode_object(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
     for key in required:
         if key not in body:
             raise MalformedResponseError(f"body lacks {key!r}")
-    total = body["total_items"]
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+    total = body.get("total_items")
+    if "total_items" in required and (
+        isinstance(total, bool) or not isinstance(total, int) or total < 0
+    ):
         raise MalformedResponseError(f"'total_items' is {total!r}, expected a count")
     return body
 
@@ -338,7 +342,7 @@ def decode_page(content: bytes) -> CdrPage:
         if typed["total_items"] >= 0:  # else the loose decoding names the problem
             items = cast("list[dict[str, Any]]", typed["items"])
             return CdrPage(items, typed["total_items"], typed=True)
-    body = _decode_object(content, ("items", "total_items"))
+    body = decode_object(content, ("items", "total_items"))
     if not isinstance(body["items"], list):
         raise MalformedResponseError("'items' is not a list")
     return CdrPage(body["items"], body["total_items"], typed=False)
@@ -346,7 +350,7 @@ def decode_page(content: bytes) -> CdrPage:
 
 def decode_count(content: bytes) -> int:
     """A ``/cdrs/count`` body's ``total_items``; ``MalformedResponseError`` if it has none."""
-    return int(_decode_object(content, ("total_items",))["total_items"])
+    return int(decode_object(content, ("total_items",))["total_items"])
 
 
 def page_records(items: list[Any], typed: bool, zone: tzinfo = UTC) -> list[dict[str, Any]]:

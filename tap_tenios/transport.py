@@ -206,8 +206,9 @@ class Transport:
     request is not retried (another read failed for good, or the run is ending).
     ``sleep``: how a wait is spent; by default on ``stop``, so that it ends when the
     run stops. Tests pass a recorder (and a matching ``clock``) to assert waits
-    without sleeping. ``on_response``: told of every answer (path, HTTP status,
-    seconds it took), from the thread that got it: the stream's request metrics.
+    without sleeping.
+    ``observe``: told of every try, with its answer (``None`` when none came), from the
+    thread that made it: the stream's request metrics, the probe's budget and headers.
     """
 
     def __init__(
@@ -223,7 +224,7 @@ class Transport:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
-        on_response: Callable[[str, int, float], object] | None = None,
+        observe: Callable[[str, requests.Response | None], object] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.host = urlsplit(self.url).netloc
@@ -235,7 +236,7 @@ class Transport:
         self.stop = stop or threading.Event()
         self.clock = clock
         self._sleep = sleep
-        self.on_response = on_response
+        self.observe = observe
         self.throttle = Throttle(clock, self.wait)
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._sessions = threading.local()
@@ -291,13 +292,15 @@ class Transport:
                     self.url + path, data=payload, timeout=self.timeout, allow_redirects=False
                 )
         except TRANSIENT_ERRORS as exc:
+            if self.observe is not None:
+                self.observe(path, None)
             cause, unresolved = network_cause(exc)
             retry = Retry(
                 f"could not reach {self.host}: {cause}", unreachable=cause, unresolved=unresolved
             )
             raise _TryAgainError(retry) from None
-        if self.on_response is not None:
-            self.on_response(path, response.status_code, response.elapsed.total_seconds())
+        if self.observe is not None:
+            self.observe(path, response)
         outcome = self._outcome(response, what, decode)
         if isinstance(outcome, Retry):
             raise _TryAgainError(outcome)

@@ -148,7 +148,7 @@ def pace(tap: TapTenios, clock: FakeClock) -> None:
                 stop=stream.stopping,
                 clock=clock.now,
                 sleep=clock.sleep,
-                on_response=real.on_response,
+                observe=real.observe,
             )
 
 

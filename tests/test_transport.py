@@ -55,9 +55,15 @@ def test_retry_after_is_honoured_exactly(serve, run_tap, legs):
 def test_retry_after_as_an_http_date_is_honoured(serve, run_tap, legs):
     """``Retry-After`` may be a date (``Wed, 21 Oct 2015 07:28:00 GMT``): the wait is
     the time until it, less the part of a second the date cannot say."""
-    emulator = serve(legs, fault_queue=retrieve_faults("429-date"), retry_after_seconds=7)
+    emulator = serve(
+        legs,
+        fault_queue=retrieve_faults("429"),
+        retry_after_seconds=7,
+        retry_after_style="http_date",
+        now=None,  # the date is the emulator's clock's: the real one, as the tap's
+    )
     run = run_tap(make_config(emulator.url, max_concurrency=1))
-    assert emulator.emulator.stats.faults == {"429-date": 1}
+    assert emulator.emulator.stats.faults == {"429": 1}
     assert len(run.waits) == 1 and 5.0 <= run.waits[0] <= 7.0
 
 
@@ -729,12 +735,37 @@ def test_a_wait_ends_as_soon_as_the_transport_stops(serve, legs):
 
 
 def test_backoff_cannot_be_given_the_waits_so_the_transport_spends_them():
-    """Why ``backoff`` is told to wait nothing (see ``transport``'s docstring): its
-    decorators take no sleep to call, so a wait could be neither recorded in tests nor
-    cut short by ``stop``. If this fails, backoff learnt to: hand it the waits."""
+    """Why the retry loop is the transport's own and only the waits are ``backoff``'s
+    (see ``transport``'s docstring): its decorators take no sleep to call, so a wait
+    could be neither recorded in tests nor cut short by ``stop``. If this fails,
+    backoff learnt to: let its loop try and give up, with the transport's wait."""
     import inspect
 
     import backoff
 
     for decorator in (backoff.on_exception, backoff.on_predicate):
         assert "sleep" not in inspect.signature(decorator).parameters
+
+
+def test_observe_is_told_of_every_try_with_its_answer_or_none(serve, legs):
+    emulator = serve(legs, fault_queue=[{"kind": "reset"}, {"kind": "429"}])
+    seen: list[tuple[str, int | None]] = []
+    transport = Transport(
+        emulator.url,
+        KEY,
+        timeout=5,
+        tries=3,
+        concurrency=1,
+        user_agent="test",
+        logger=logging.getLogger("test"),
+        sleep=lambda _: None,
+        observe=lambda path, answer: seen.append(
+            (path, answer if answer is None else answer.status_code)
+        ),
+    )
+    fields = {
+        "start_date_from": "2024-03-01T00:00:00.000Z",
+        "start_date_to": "2024-03-01T01:00:00.000Z",
+    }
+    transport.post("/cdrs/count", fields, "test", decode_count)
+    assert seen == [("/cdrs/count", None), ("/cdrs/count", 429), ("/cdrs/count", 200)]

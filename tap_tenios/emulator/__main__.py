@@ -79,6 +79,31 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, of: {', '.join(FAULT_KINDS)}",
     )
     parser.add_argument(
+        "--appear-delay-seconds",
+        type=float,
+        default=0.0,
+        help="serve a leg only this long after it ended (default 0: when it ends)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=None,
+        help="serve a leg with cost 0 and billing_status PENDING until this long after "
+        "it ended, then with its real values (legs changed in place)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="at most this many requests per second (429 beyond, X-RateLimit-* headers)",
+    )
+    parser.add_argument(
+        "--retry-after-style",
+        choices=("seconds", "http_date"),
+        default="seconds",
+        help="how Retry-After is written",
+    )
+    parser.add_argument(
         "--echo-body-in-errors", action="store_true", help="echo the request in error bodies"
     )
     return parser
@@ -100,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         echo_body_in_errors=args.echo_body_in_errors,
+        appear_delay_seconds=args.appear_delay_seconds,
+        settle_seconds=args.settle_seconds,
+        rate_limit=args.rate_limit,
+        retry_after_style=args.retry_after_style,
     )
     legs = generate(start, end, args.calls_per_day, seed=args.seed)
     running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
