@@ -516,6 +516,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "stall":
             time.sleep(b.stall_seconds)
             self.close_connection = True
+        elif kind == "truncated":
+            self._send(200, b'{"items":[{"uuid":"', "application/json")
+        elif kind == "not-json":
+            self._send(200, html, "text/html")
+        elif kind == "no-items":
+            self._send(200, b'{"total_items":3,"page":1}', "application/json")
+        elif kind == "no-total":
+            self._send(200, b'{"items":[],"page":1}', "application/json")
         elif kind in ("400", "403"):
             self._error(int(kind), "Bad request" if kind == "400" else "Invalid access key", raw)
         else:
