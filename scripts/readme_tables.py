@@ -128,7 +128,8 @@ def setting_definitions() -> list[dict[str, Any]]:
         setting["description"] = schema["description"]
         if "enum" in schema:
             setting["options"] = [
-                {"label": option.capitalize(), "value": option} for option in schema["enum"]
+                {"label": option.replace("_", " ").capitalize(), "value": option}
+                for option in schema["enum"]
             ]
         settings.append(setting)
     return settings

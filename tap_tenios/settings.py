@@ -71,6 +71,7 @@ class Settings:
     max_concurrency: int
     on_count_mismatch: str
     count_check: bool
+    lookback_mode: str
     api_url: str
     request_timeout: int
     max_retries: int
@@ -159,6 +160,7 @@ class Settings:
             max_concurrency=sizes["max_concurrency"],
             on_count_mismatch=str(config["on_count_mismatch"]),
             count_check=bool(config["count_check"]),
+            lookback_mode=str(config["lookback_mode"]),
             api_url=str(config["api_url"]).rstrip("/"),
             request_timeout=sizes["request_timeout_seconds"],
             max_retries=sizes["max_retries"],

@@ -139,3 +139,31 @@ def test_a_batch_config_the_tap_cannot_honour_fails_before_any_request(tmp_path,
     assert "batch_config.encoding.format: 'parquet' is not supported" in result.stderr
     assert "batch_config.storage.root: 's3://b/x' is not a local folder" in result.stderr
     assert emulator.emulator.stats.requests == {}
+
+
+def test_on_count_change_saves_only_days_whose_legs_are_in_announced_files(
+    tmp_path, serve, legs
+) -> None:
+    emulator = serve(legs, order="unsorted")
+    config = make_config(
+        emulator.url,
+        batch_config=batch_config(tmp_path / "b", 40),
+        lookback_minutes=1440,
+        lookback_mode="on_count_change",
+        window_size_hours=5,
+    )
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    messages = result.messages
+    saved = 0
+    for i, message in enumerate(messages):
+        if message["type"] != "STATE":
+            continue
+        days = message["value"]["bookmarks"].get("cdrs", {}).get("parts_read", [])
+        stamps = [r["start_stamp"] for r in announced(messages[:i])]
+        for day in days:
+            saved += 1
+            assert day["legs"] == sum(day["from"] <= s < day["to"] for s in stamps), day
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    final = states[-1]["bookmarks"]["cdrs"]["parts_read"]
+    assert final[-1]["to"] == "2024-03-04T00:00:00.000000Z" and saved > len(final)

@@ -76,6 +76,7 @@ def test_sample_config_names_every_setting_and_holds_no_secret() -> None:
         ({"lookback_minutes": -5}, "lookback_minutes"),
         ({"api_url": "ftp://example"}, "api_url"),
         ({"on_count_mismatch": "ignore"}, "on_count_mismatch"),
+        ({"lookback_mode": "sometimes"}, "lookback_mode"),
         ({"access_key": 12345678}, "access_key"),
         ({"access_key": ""}, "access_key"),
         ({"access_key": None}, "access_key"),
@@ -117,6 +118,11 @@ def test_about_lists_every_setting_with_a_description(tmp_path) -> None:
         assert properties[name]["description"], name
     assert properties["access_key"]["secret"] is True
     assert properties["lookback_minutes"]["default"] == 1440
+    # The opt-in's assumption is stated where the setting is chosen.
+    assert properties["lookback_mode"]["default"] == "always"
+    assert (
+        "a CDR does not change once the API serves it" in properties["lookback_mode"]["description"]
+    )
 
 
 def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve, legs) -> None:
@@ -129,11 +135,13 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert messages[-1]["type"] == "STATE"
     assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
     progress = re.search(
-        r"cdrs: read up to 2024-03-04T00:00:00.000Z: \d+ legs in \d+ window\(s\), "
+        r"cdrs: read up to 2024-03-04T00:00:00.000Z: (\d+) legs \((\d+) beyond the saved "
+        r"bookmark\) in \d+ window\(s\), "
         r"\d+ request\(s\); 100% of the range after [\d:]+, about [\d:]+ left",
         result.stderr,
     )
     assert progress, result.stderr[-2000:]
+    assert progress[1] == progress[2], "a first run's legs are all new"
     assert "+49" not in result.stderr, "no phone numbers (PII) in logs"
 
 
