@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
@@ -209,6 +210,16 @@ class TapTenios(Tap):
             self.message_writer.stop(signum)  # at once, or once the block in hand is out
             return
         raise Interrupted(signum)
+
+    @classmethod
+    def settings_for(cls, config: Mapping[str, Any]) -> Settings:
+        """Settings for ``config`` outside a run (the probe): the JSON schema's defaults
+        filled in, as the SDK fills them in for a run, then parsed; ``SettingsError``
+        names every problem. A run's config is also checked against the schema first.
+        """
+        properties = cls.config_jsonschema["properties"]
+        defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
+        return Settings.from_config({**defaults, **config})
 
     @override
     def discover_streams(self) -> list[Stream]:
