@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit benchmark test-pythons mutation clean \
+.PHONY: demo test check lint typecheck unit benchmark test-pythons mutation clean \
 	orchestrate-demo orchestrate-benchmark test-orchestrate meltano-postgres-plugins
 
 $(STAMP): pyproject.toml
@@ -37,8 +37,14 @@ mutation: $(STAMP)
 	$(BIN)/python scripts/mutation.py report --sample '$(MUTATION_SAMPLE)' \
 	  --minutes $$(( ($$(date +%s) - start) / 60 ))
 
-## Lint, type-check, then the whole test suite.
+## Lint, type-check, then the whole test suite (what CI runs).
 test: lint typecheck unit
+
+## The fast loop while changing the code: lint, types and the unit tests, without
+## Meltano, dbt or PostgreSQL and without the long kill-and-resume properties.
+CHECK_MARKERS := not meltano and not postgres and not slow
+check: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider -m "$(CHECK_MARKERS)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check tap_tenios tests scripts orchestrate

@@ -87,7 +87,7 @@ def pytest_configure(config: Any) -> None:
         )
 
 
-def _add_child_hits() -> None:
+def add_child_hits() -> None:
     """Add what the test's child processes called to what the test called itself."""
     directory = os.environ.get(HITS)
     if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not directory:
@@ -107,7 +107,7 @@ else:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(item: Any, nextitem: Any) -> None:
-        _add_child_hits()
+        add_child_hits()
 
 
 # --- the report -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing_extensions import override
 from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
 from tap_tenios.errors import RunReport, TapRunError, api_error, redact
 from tap_tenios.planner import bookmark_problem
-from tap_tenios.progress import SparseCounter
+from tap_tenios.progress import RequestMetrics, SparseCounter
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
 from tap_tenios.windows import parse_setting
@@ -69,7 +69,13 @@ class TeniosStream(RecordOutput):
             user_agent=USER_AGENT,
             logger=self.logger,
             stop=self.stopping,
+            observe=self.request_metrics.observe,
         )
+
+    @cached_property
+    def request_metrics(self) -> RequestMetrics:
+        """The SDK's request metrics for this stream, logged as its REST streams do."""
+        return RequestMetrics(self.name, self.metrics_logger)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[Record]:
@@ -83,6 +89,7 @@ class TeniosStream(RecordOutput):
         if not self.report.begin(self.name):
             return
         self.stopping.clear()  # a tap object may sync more than once
+        self.request_metrics.open()
         try:
             self.check_bookmark()
             _ = self.transport  # built here, on the main thread, before any worker
@@ -96,6 +103,7 @@ class TeniosStream(RecordOutput):
             )
         finally:
             self.stopping.set()  # whatever is still out gives up
+            self.request_metrics.close()
             if isinstance(self.output, SingerWriter):
                 self.output.drain()
 

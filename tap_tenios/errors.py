@@ -31,6 +31,10 @@ class RunWideAPIError(TeniosAPIError):
     stops_run = True
 
 
+class MalformedResponseError(ValueError):
+    """A 200 whose body is not the JSON the endpoint documents: retried like a 5xx."""
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGINT: the run stops where its output is whole, and exits non-zero.
 

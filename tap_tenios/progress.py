@@ -1,20 +1,26 @@
-"""How far a stream has got, and when to say so: the progress lines of both streams.
+"""What the log says about a stream's progress: its progress lines and the SDK's metrics.
 
 A long backfill must never look hung, and an hourly run must not fill its log: a
 line when ``every_seconds`` have passed (or ``every_steps`` steps, where a step is
 worth a line on its own), and one at the end. The SDK's record-count metric is kept
-too, at a fraction of its cost per record (``SparseCounter``).
+too, at a fraction of its cost per record (``SparseCounter``), and its request
+metrics are logged as its REST streams log them (``RequestMetrics``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk import metrics
 from typing_extensions import override
+
+if TYPE_CHECKING:
+    import requests
 
 
 class Progress:
@@ -102,3 +108,65 @@ class SparseCounter(metrics.Counter):
         self.value += self.pending
         self.pending = 0
         super().exit()
+
+
+class RequestMetrics:
+    """The SDK's HTTP metrics, as its REST streams log them: ``http_request_duration``
+    for every answer (endpoint, status code, succeeded or failed) and
+    ``http_request_count`` per endpoint (each minute, and at ``close``).
+
+    ``observe`` is the transport's observer, called from the threads that make the
+    requests (a try without an answer has no duration to log). Answers that come
+    in after ``close`` (requests abandoned when a stream stopped early) are not logged:
+    the stream's metrics end with the stream, before the run's last line.
+    """
+
+    def __init__(self, stream: str, logger: logging.Logger) -> None:
+        self.stream = stream
+        self.logger = logger
+        self._counters: dict[str, metrics.Counter] = {}
+        self._lock = threading.Lock()
+        self._open = True
+
+    def observe(self, endpoint: str, response: requests.Response | None) -> None:
+        """One try at ``endpoint``: its answer, whatever its status, or none."""
+        if response is not None:
+            self.answer(endpoint, response.status_code, response.elapsed.total_seconds())
+
+    def answer(self, endpoint: str, status: int, seconds: float) -> None:
+        """One answer from ``endpoint`` (whatever its status), ``seconds`` after asking."""
+        point = metrics.Point(
+            "timer",
+            metric=metrics.Metric.HTTP_REQUEST_DURATION,
+            value=seconds,
+            tags={
+                metrics.Tag.STREAM: self.stream,
+                metrics.Tag.ENDPOINT: endpoint,
+                metrics.Tag.HTTP_STATUS_CODE: status,
+                metrics.Tag.STATUS: (
+                    metrics.Status.SUCCEEDED if status < 400 else metrics.Status.FAILED  # noqa: PLR2004
+                ),
+            },
+        )
+        with self._lock:
+            if not self._open:
+                return
+            metrics.log(self.logger, point)
+            counter = self._counters.get(endpoint)
+            if counter is None:
+                counter = metrics.http_request_counter(self.stream, endpoint=endpoint)
+                self._counters[endpoint] = counter.__enter__()
+            counter.increment()
+
+    def close(self) -> None:
+        """Log each endpoint's request count (the rest since its last line)."""
+        with self._lock:
+            for counter in self._counters.values():
+                counter.exit()
+            self._counters.clear()
+            self._open = False
+
+    def open(self) -> None:
+        """Count again: the stream syncs once more."""
+        with self._lock:
+            self._open = True

@@ -39,7 +39,14 @@ from tap_tenios.planner import (
     plausible_recount,
     split,
 )
-from tap_tenios.records import RecordError, misplaced_stamps, to_record, typed_records
+from tap_tenios.records import (
+    CdrPage,
+    RecordError,
+    decode_count,
+    decode_page,
+    misplaced_stamps,
+    page_records,
+)
 from tap_tenios.scheduler import DaemonPool, Split, ordered_plan
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
@@ -108,8 +115,8 @@ def count_window(transport: Transport, window: Window, where: str) -> int:
             "/cdrs/count",
             {"start_date_from": format_request(lower), "start_date_to": format_request(upper)},
             where,
-            required=("total_items",),
-        )["total_items"]
+            decode_count,
+        )
         for lower, upper in window.count_requests()
     )
 
@@ -139,10 +146,17 @@ def read_windows(
         )
 
 
-class Legs(dict[str, Any]):
-    """A window's legs by uuid; ``typed`` while every page came with its types."""
+class Legs:
+    """A window's legs by uuid, from one page or several; ``typed`` while every page
+    came with the documented types (``CdrPage.typed``).
+    """
 
-    typed = True
+    def __init__(self) -> None:
+        self.by_uuid: dict[str, Any] = {}
+        self.typed = True
+
+    def __len__(self) -> int:
+        return len(self.by_uuid)
 
 
 class CdrsReader:
@@ -189,7 +203,7 @@ class CdrsReader:
         problem = ""
         for attempt in range(1, MISMATCH_REREADS + 2):
             body = self.page(window, 1)
-            page = Page(len(body["items"]), body["total_items"])
+            page = Page(len(body.items), body.total)
             if attempt == 1 and part.family is not None and not part.family.add(page.total):
                 family = part.family
                 raise self.fail(
@@ -218,7 +232,7 @@ class CdrsReader:
         self.settle(window, f"{problem} after {MISMATCH_REREADS + 1} reads")
         return WindowRead(window, records, MISMATCH_REREADS + 1, time.monotonic() - started)
 
-    def read_paged(self, window: Window, first: dict[str, Any], started: float) -> WindowRead:
+    def read_paged(self, window: Window, first: CdrPage, started: float) -> WindowRead:
         """Read a window that cannot be cut, page by page, until its legs are all seen.
 
         Pages are separate queries: where the API orders by a key with ties, pages
@@ -228,7 +242,7 @@ class CdrsReader:
         is asked at the same time, and must agree with the legs read.
         """
         where = f"cdrs window {window.describe()}"
-        total = first["total_items"]
+        total = first.total
         self.check_paged_total(where, total, total)
         counted: Future[int] | None = None
         if self.settings.count_check:
@@ -238,14 +252,14 @@ class CdrsReader:
         legs = self.collect(Legs(), first, window, 1)
         requests = 1
         for round_ in range(PAGED_ROUNDS):
-            capacity = max(self.served.capacity, len(first["items"]), 1)
+            capacity = max(self.served.capacity, len(first.items), 1)
             numbers = range(2 if round_ == 0 else 1, math.ceil(total / capacity) + 1)
             bodies = self.pages.map(lambda n: self.page(window, n), numbers)
             requests += len(numbers)
             for number, body in zip(numbers, bodies, strict=True):
                 self.collect(legs, body, window, number)
-                total = body["total_items"]
-                self.check_paged_total(where, first["total_items"], total)
+                total = body.total
+                self.check_paged_total(where, first.total, total)
             if len(legs) == total:
                 break
         everything = self.convert(window, legs)
@@ -309,14 +323,11 @@ class CdrsReader:
         else:
             self.logger.warning("%s; continuing (on_count_mismatch=warn)", problem)
 
-    def convert(self, window: Window, legs: dict[str, Any]) -> list[Record]:
+    def convert(self, window: Window, legs: Legs) -> list[Record]:
         """Every leg read for ``window`` as a record, the padding's too."""
         zone = self.settings.api_timezone
         try:
-            if isinstance(legs, Legs) and legs.typed:
-                read = typed_records(list(legs.values()), zone)
-            else:
-                read = [to_record(item, zone) for item in legs.values()]
+            read = page_records(list(legs.by_uuid.values()), legs.typed, zone)
         except RecordError as exc:
             raise self.fail(f"cdrs window {window.describe()}: {exc}") from None
         if problem := misplaced_stamps(read, window.padded(), utc_now(), str(zone)):
@@ -331,7 +342,7 @@ class CdrsReader:
         own.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
         return own
 
-    def page(self, window: Window, page: int) -> dict[str, Any]:
+    def page(self, window: Window, page: int) -> CdrPage:
         """One page of ``/cdrs/retrieve`` for ``window``, padded (see ``Window.padded``)."""
         padded = window.padded()
         return self.transport.post(
@@ -343,22 +354,19 @@ class CdrsReader:
                 "page_size": self.settings.page_size,
             },
             f"window {window.describe()}, page {page}",
-            required=("items", "total_items"),
+            decode_page,
         )
 
-    def collect(
-        self, legs: dict[str, Any], body: dict[str, Any], window: Window, page: int
-    ) -> dict[str, Any]:
+    def collect(self, legs: Legs, body: CdrPage, window: Window, page: int) -> Legs:
         """Add a page's items to ``legs`` by uuid (a later copy of a leg wins)."""
-        if isinstance(legs, Legs):
-            legs.typed = legs.typed and body.get("typed") is True
-        for item in body["items"]:
+        legs.typed = legs.typed and body.typed
+        for item in body.items:
             key = item.get("uuid") if isinstance(item, dict) else None
             if not isinstance(key, str):
                 raise self.fail(
                     f"cdrs window {window.describe()}, page {page}: an item has no string 'uuid'"
                 )
-            legs[key] = item
+            legs.by_uuid[key] = item
         return legs
 
     def fail(self, message: str) -> TeniosAPIError:

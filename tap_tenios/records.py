@@ -1,4 +1,10 @@
-"""One CDR as the API sends it -> one record as the tap emits it. Pure, no I/O.
+"""The API's answers as the tap reads them: a page of CDRs -> records, a count. Pure, no I/O.
+
+A page is decoded once, in C, with the documented field types (``decode_page``);
+such a page (the usual one) leaves only its timestamps' spelling and its costs'
+finiteness to check (``page_records``). Any other page takes the careful path, item
+by item (``to_record``). What the decoding found is said by the ``CdrPage`` it
+returns, never by a mark inside the API's data.
 
 The API's field types are undocumented and seen only in public clients, so every
 field is read defensively: a value is converted when the conversion is exact and
@@ -11,12 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import msgspec
 
+from tap_tenios.errors import MalformedResponseError
 from tap_tenios.windows import (
     UTC,
     TimestampError,
@@ -134,50 +142,14 @@ FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
 }
 
 
-#: The fast path's view of ``FIELDS``: name, exact Python type expected, nullable.
-_PYTHON_TYPE: dict[Callable[[Any], Any], type] = {
-    _text: str,
-    _integer: int,
-    _decimal: Decimal,
-    _boolean: bool,
-    _timestamp: str,
-}
-_EXPECTED: tuple[tuple[str, type, bool], ...] = tuple(
-    (name, _PYTHON_TYPE[conv], nullable) for name, (conv, nullable) in FIELDS.items()
-)
-_TIMESTAMPS = frozenset(name for name, (conv, _) in FIELDS.items() if conv is _timestamp)
-
-
 def to_record(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
-    """The emitted record for one API item; unknown fields are dropped.
+    """The emitted record for one API item, converted field by field; unknown fields
+    are dropped. Zone-less timestamps are read in ``zone`` (the ``api_timezone``
+    setting).
 
-    Zone-less timestamps are read in ``zone`` (the ``api_timezone`` setting).
-
-    Most items already carry exactly the documented types, so they are copied with a
-    type check per field; any surprise sends the item through the careful converters,
-    which either convert exactly or raise an error naming the field.
+    The careful path, for pages that did not decode with the documented types: each
+    value is converted exactly, or the error names the field and the leg.
     """
-    if type(item) is dict:
-        record: dict[str, Any] = {}
-        for name, expected, nullable in _EXPECTED:
-            value = item.get(name)
-            if type(value) is not expected and not (value is None and nullable):
-                return _convert(item, zone)
-            record[name] = value
-        if not record["cost"].is_finite():  # NaN and Infinity are Decimals too
-            return _convert(item, zone)
-        try:
-            for name in _TIMESTAMPS:
-                if record[name] is not None:
-                    record[name] = canonical_timestamp(record[name], zone)
-        except TimestampError:
-            return _convert(item, zone)
-        return record
-    return _convert(item, zone)
-
-
-def _convert(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
-    """The careful path: exact conversions, or an error naming field and leg."""
     if not isinstance(item, dict):
         raise RecordError(None, "items[]", f"is a {type(item).__name__}, expected an object")
     uuid = item.get("uuid")
@@ -310,7 +282,81 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
             item[name] = stamp
     for item in items:
         if not item["cost"].is_finite():
+            # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
             raise RecordError(
-                item["uuid"], "cost", f"is {item['cost']!r}, expected a finite number"
+                item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
             )
     return items
+
+
+@dataclass(frozen=True)
+class CdrPage:
+    """A decoded ``/cdrs/retrieve`` page: its items, its ``total_items``, and whether
+    every item came with the documented types (``typed``: decoded by ``TYPED_PAGE``).
+
+    ``typed`` is the decoder's finding, kept beside the API's data, never in it: a body
+    that itself carries a ``"typed"`` key changes nothing.
+    """
+
+    items: list[dict[str, Any]]
+    total: int
+    typed: bool
+
+
+#: Numbers with a fraction or exponent become ``Decimal`` from their exact text.
+_LOOSE = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_object(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
+    """A body as it comes: a JSON object with exact decimals holding ``required``
+    (``total_items``, if required, a count), or ``MalformedResponseError`` saying why not.
+    """
+    try:
+        body = _LOOSE.decode(content)
+    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeDecodeError
+        raise MalformedResponseError(f"body is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(body, dict):
+        raise MalformedResponseError(f"body is a JSON {type(body).__name__}, expected an object")
+    for key in required:
+        if key not in body:
+            raise MalformedResponseError(f"body lacks {key!r}")
+    total = body.get("total_items")
+    if "total_items" in required and (
+        isinstance(total, bool) or not isinstance(total, int) or total < 0
+    ):
+        raise MalformedResponseError(f"'total_items' is {total!r}, expected a count")
+    return body
+
+
+def decode_page(content: bytes) -> CdrPage:
+    """A ``/cdrs/retrieve`` body as a page: decoded with the documented types when every
+    item has them, else as it comes (``to_record`` then converts it item by item).
+
+    Raises ``MalformedResponseError`` for a body that is not such a page (retried).
+    """
+    try:
+        typed = TYPED_PAGE.decode(content)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        if typed["total_items"] >= 0:  # else the loose decoding names the problem
+            items = cast("list[dict[str, Any]]", typed["items"])
+            return CdrPage(items, typed["total_items"], typed=True)
+    body = decode_object(content, ("items", "total_items"))
+    if not isinstance(body["items"], list):
+        raise MalformedResponseError("'items' is not a list")
+    return CdrPage(body["items"], body["total_items"], typed=False)
+
+
+def decode_count(content: bytes) -> int:
+    """A ``/cdrs/count`` body's ``total_items``; ``MalformedResponseError`` if it has none."""
+    return int(decode_object(content, ("total_items",))["total_items"])
+
+
+def page_records(items: list[Any], typed: bool, zone: tzinfo = UTC) -> list[dict[str, Any]]:
+    """The records of items read from pages: the typed path when every page was
+    ``typed``, else the careful one. Both give the same records; only speed differs.
+    """
+    if typed:
+        return typed_records(items, zone)
+    return [to_record(item, zone) for item in items]

@@ -139,12 +139,12 @@ def ordered_plan(
     with DaemonPool(workers, "tenios") as pool:
         try:
             while _launch(slots, source, pool, read, limit):
-                slots, expanded = _expand(slots)
+                slots, expanded = expand_splits(slots)
                 emitted = False
                 while slots and (head := slots[0].future) is not None and head.done():
                     result = head.result()
                     if isinstance(result, Split):
-                        break  # finished since ``_expand`` looked: its parts come next
+                        break  # finished since ``expand_splits`` looked: its parts come next
                     slots.popleft()
                     emitted = True
                     yield result
@@ -188,7 +188,7 @@ def _launch(
 _END: Any = object()
 
 
-def _expand(slots: deque[_Slot[T, R]]) -> tuple[deque[_Slot[T, R]], bool]:
+def expand_splits(slots: deque[_Slot[T, R]]) -> tuple[deque[_Slot[T, R]], bool]:
     """Replace every finished read that split by its parts (not yet started); and
     whether any did.
 

@@ -1,8 +1,11 @@
-"""Typed settings, read once from the config and checked before any request.
+"""The config parsed into typed settings, once, before any request.
 
-JSON Schema checks types; this checks meaning (dates that parse and are in order,
-real time zones, positive sizes, a URL the key may travel to) and reports each
-problem by setting name. No message ever quotes ``access_key``.
+What a setting may be (its type, default, limits and allowed values) is said in one
+place, the tap's JSON schema (``tap.py``), which the SDK checks first and which fills
+in the defaults. This parses what is left: dates, time zones and the URL, whose
+meaning JSON Schema cannot state (dates that parse and are in order, real time
+zones, a URL the key may travel to), and reports each problem by setting name. No
+message ever quotes ``access_key``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tap_tenios.batch import BatchSettings, BatchSettingsError
 from tap_tenios.windows import UTC, TimestampError, parse_setting
-
-ON_MISMATCH = ("fail", "warn")
-#: ``lookback_mode``: re-read the whole lookback every run (the default, safe whatever
-#: the API does), or only the lookback's days whose ``/cdrs/count`` changed.
-LOOKBACK_MODES = ("always", "on_count_change")
 
 #: IANA names of UTC itself. A zone-less stamp read in one of them is read as
 #: ``windows.UTC``, which the timestamp parser's fast path recognises by identity:
@@ -50,8 +48,8 @@ def is_loopback(host: str) -> bool:
 
 
 def zone_setting(config: Mapping[str, Any], name: str, problems: list[str]) -> ZoneInfo:
-    """An IANA time zone setting (default UTC), or a problem naming it."""
-    value = config.get(name) or "UTC"
+    """An IANA time zone setting, or a problem naming it."""
+    value = config.get(name)
     try:
         return ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
@@ -84,6 +82,9 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Parse a config the tap's JSON schema has checked and completed with its
+        defaults (``TapTenios.config``); ``SettingsError`` names every problem left.
+        """
         problems: list[str] = []
 
         def moment(name: str) -> datetime | None:
@@ -98,13 +99,10 @@ class Settings:
                 )
                 return None
 
-        def positive(name: str, *, zero_ok: bool = False) -> int:
+        def whole(name: str) -> int:
             value = config.get(name)
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{name}: {value!r} is not a whole number")
-                return 1
-            if value < 0 or (value == 0 and not zero_ok):
-                problems.append(f"{name}: {value} must be {'0 or more' if zero_ok else 'positive'}")
                 return 1
             return value
 
@@ -132,14 +130,8 @@ class Settings:
         access_key = config.get("access_key")
         if not isinstance(access_key, str) or not access_key.strip():
             problems.append("access_key: required, a non-empty string (value not shown)")
-        on_mismatch = config.get("on_count_mismatch", "fail")
-        if on_mismatch not in ON_MISMATCH:
-            problems.append(f"on_count_mismatch: {on_mismatch!r} is not one of {ON_MISMATCH}")
-        lookback_mode = config.get("lookback_mode", "always")
-        if lookback_mode not in LOOKBACK_MODES:
-            problems.append(f"lookback_mode: {lookback_mode!r} is not one of {LOOKBACK_MODES}")
         sizes = {
-            name: positive(name, zero_ok=name in {"max_retries", "lookback_minutes"})
+            name: whole(name)
             for name in (
                 "page_size",
                 "window_size_hours",
@@ -166,9 +158,9 @@ class Settings:
             window=timedelta(hours=sizes["window_size_hours"]),
             lookback=timedelta(minutes=sizes["lookback_minutes"]),
             max_concurrency=sizes["max_concurrency"],
-            on_count_mismatch=str(on_mismatch),
-            count_check=bool(config.get("count_check", True)),
-            lookback_mode=str(lookback_mode),
+            on_count_mismatch=str(config["on_count_mismatch"]),
+            count_check=bool(config["count_check"]),
+            lookback_mode=str(config["lookback_mode"]),
             api_url=str(config["api_url"]).rstrip("/"),
             request_timeout=sizes["request_timeout_seconds"],
             max_retries=sizes["max_retries"],

@@ -10,11 +10,12 @@ traceback.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
 import warnings
-from contextvars import ContextVar
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
@@ -33,9 +34,22 @@ from tap_tenios.writer import SingerWriter
 # Python 3.10 is supported by this tap (and tested); the warning is for developers.
 warnings.filterwarnings("ignore", message=r"Python 3\.10 reached its end of life")
 
-#: The taps built while ``TapTenios.invoke`` runs: the SDK builds the command's tap
-#: inside ``invoke`` and keeps no reference to it, and its failures are read after.
-_INVOKED: ContextVar[list[TapTenios] | None] = ContextVar("tap_tenios_invoked", default=None)
+#: How the SDK says where a JSON Schema error is: "... in config['page_size']".
+_WHERE = re.compile(r"(?P<problem>.+) in config(?P<path>(?:\['[^']*'\])+)", re.DOTALL)
+_REQUIRED = re.compile(r"'(?P<name>[^']+)' is a required property")
+
+
+def named(error: str) -> str:
+    """An SDK config error led by the setting's name, as the tap's own problems are:
+    ``page_size: 0 is less than the minimum of 1``.
+    """
+    if missing := _REQUIRED.fullmatch(error):
+        return f"{missing['name']}: required"
+    found = _WHERE.fullmatch(error)
+    if found is None:
+        return error
+    path = ".".join(re.findall(r"\['([^']*)'\]", found["path"]))
+    return f"{path}: {found['problem']}"
 
 
 class TapTenios(Tap):
@@ -76,7 +90,7 @@ class TapTenios(Tap):
         ),
         th.Property(
             "page_size",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=1000,
             description="CDRs requested per page of /cdrs/retrieve.",
         ),
@@ -98,7 +112,7 @@ class TapTenios(Tap):
         ),
         th.Property(
             "lookback_minutes",
-            th.IntegerType,
+            th.IntegerType(minimum=0),
             default=1440,
             description="How far before the saved bookmark each incremental run starts "
             "re-reading, so CDRs that appear late (long calls, late billing) are not missed. "
@@ -119,7 +133,7 @@ class TapTenios(Tap):
         ),
         th.Property(
             "window_size_hours",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=8784,
             description="The widest window of calls one /cdrs/retrieve request may span "
             "(default 8784 h, a leap year). Windows are sized by the API's counts: one "
@@ -127,7 +141,7 @@ class TapTenios(Tap):
         ),
         th.Property(
             "max_concurrency",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=4,
             description="Requests in flight at once (cdrs windows and pages, cdr_counts "
             "days). Records are still emitted in order; a 429 pauses every fetch.",
@@ -152,13 +166,13 @@ class TapTenios(Tap):
         ),
         th.Property(
             "request_timeout_seconds",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=120,
             description="Seconds to wait for one API answer before retrying.",
         ),
         th.Property(
             "max_retries",
-            th.IntegerType,
+            th.IntegerType(minimum=0),
             default=6,
             description="Retries of a request after a 408, a 429, a 5xx, a dropped "
             "connection, a timeout or a malformed body, with exponential back-off honouring "
@@ -183,8 +197,6 @@ class TapTenios(Tap):
         #: own set-up, which may already build the streams.
         self.report = RunReport()
         super().__init__(*args, **kwargs)
-        if (invoked := _INVOKED.get()) is not None:
-            invoked.append(self)
         if threading.current_thread() is threading.main_thread():
             # In place of the SDK's handlers, which write the tap's state from inside
             # the handler (after records still held, or in the middle of a block being
@@ -199,26 +211,51 @@ class TapTenios(Tap):
             return
         raise Interrupted(signum)
 
+    @classmethod
+    def settings_for(cls, config: Mapping[str, Any]) -> Settings:
+        """Settings for ``config`` outside a run (the probe): the JSON schema's defaults
+        filled in, as the SDK fills them in for a run, then parsed; ``SettingsError``
+        names every problem. A run's config is also checked against the schema first.
+        """
+        properties = cls.config_jsonschema["properties"]
+        defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
+        return Settings.from_config({**defaults, **config})
+
     @override
     def discover_streams(self) -> list[Stream]:
         return [CdrsStream(self, self.report), CdrCountsStream(self, self.report)]
 
-    @classmethod
-    @override
-    def invoke(cls, **kwargs: Any) -> None:
-        """The command: an expected failure becomes one line and exit code 1.
+    @override  # type: ignore[misc]  # marked final in the SDK: see the docstring
+    def sync_all(self) -> None:
+        """Sync every selected stream, then raise what failed, naming each stream.
+
+        The SDK marks ``sync_all`` final (for type checkers only); it is still the one
+        place where the tap that ran is in hand once every stream has synced, which
+        the command needs to end with the run's failures. It calls the SDK's own
+        ``sync_all`` unchanged, and a test fails if that stops being the method the
+        command runs.
 
         A stream that fails for a reason of its own does not stop the other (they
         are independent: cdr_counts only reconciles); the run then fails naming each
         failure (``RunReport``). A failure every request would meet (a rejected key,
-        an unreachable API) stops the run at once.
+        an unreachable API) stops the run at once. Records still held for the output
+        are written however the sync ends.
         """
-        invoked: list[TapTenios] = []
-        token = _INVOKED.set(invoked)
+        try:
+            super().sync_all()
+        finally:
+            if isinstance(self.message_writer, SingerWriter):
+                self.message_writer.drain()
+        self.report.raise_failures()
+
+    @classmethod
+    @override
+    def invoke(cls, **kwargs: Any) -> None:
+        """The command: an expected failure becomes one line and exit code 1; a stop by
+        SIGTERM or SIGINT a warning and 143 or 130.
+        """
         try:
             super().invoke(**kwargs)
-            for tap in invoked:
-                tap.report.raise_failures()
         except (TapRunError, ConfigValidationError) as exc:
             debug = cls.logger.isEnabledFor(logging.DEBUG)
             cls.logger.error("%s", exc, exc_info=exc if debug else None)
@@ -230,15 +267,12 @@ class TapTenios(Tap):
                 stop,
             )
             sys.exit(stop.exit_code)
-        finally:
-            _INVOKED.reset(token)
-            for tap in invoked:
-                if isinstance(tap.message_writer, SingerWriter):
-                    tap.message_writer.drain()
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Validate types and meaning, naming each setting and never echoing the key.
+        """Validate against the JSON schema (types, limits, allowed values; the SDK
+        fills in the defaults), then parse (``Settings``): every problem at once, each
+        led by its setting's name, never echoing the key.
 
         The SDK's own messages quote the offending value, which for ``access_key``
         would be the secret itself; they are redacted here.
@@ -249,12 +283,15 @@ class TapTenios(Tap):
             errors = super()._validate_config(raise_errors=True)
         except ConfigValidationError as exc:
             errors = list(exc.errors)
-        errors = [self._hide_key(error, secret) for error in errors]
-        if not errors and raise_errors:
+        errors = [self._hide_key(named(error), secret) for error in errors]
+        if raise_errors:
             try:
                 Settings.from_config(self.config)
             except SettingsError as exc:
-                errors = exc.problems
+                # What the schema refused already is not named twice.
+                named_already = {error.split(":")[0] for error in errors}
+                parsing = [p for p in exc.problems if p.split(":")[0] not in named_already]
+                errors = parsing + errors
         if errors and raise_errors:
             # The problems go into the message itself: wrappers such as
             # `meltano config test` show only the error's text (or the last line).

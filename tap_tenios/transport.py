@@ -9,38 +9,42 @@ No SDK imports: a ``Transport`` is built with what it needs (URL, key, timeout,
 tries, concurrency, a stop flag, and the clock and sleep that tests replace), so the
 retry policy is tested without a tap.
 
-Retries run on ``backoff`` (``on_exception``): it counts the tries, decides when to
-give up and calls the handlers. The waits are this module's, and ``backoff`` is told
-to wait nothing itself, because its wait is a plain ``time.sleep``: it cannot be cut
-short when the run stops (a SIGTERM, or another read failing for good, must not sit
-out a two-minute ``Retry-After``), nor replaced by a recorder in tests (retries are
-tested without sleeping). ``test_transport.py`` shows both. The policy itself:
-exponential waits with jitter, ``Retry-After`` honoured (capped), one 429 pausing
-every thread (the rate limit is the account's), a 200 with a broken body retried
-like a 5xx, a host name that does not resolve given up on after two quick retries.
+The waits between tries come from ``backoff``'s wait generators: ``backoff.expo``
+for the exponential series, ``backoff.full_jitter`` for the random part, unless the
+API's ``Retry-After`` (seconds or an HTTP date) says how long. The loop that tries,
+waits and gives up is this module's, not ``backoff.on_exception``: that one spends
+its waits in ``time.sleep``, which neither a stopping run (a SIGTERM, or another
+read failing for good, must not sit out a two-minute ``Retry-After``) nor a test
+(retries are tested without sleeping) can cut short or replace. Here a wait is spent
+on the transport's ``stop`` event, or on the ``sleep`` a test passes. The policy:
+``max_retries`` retries, a 429 pausing every thread (the rate limit is the
+account's), a 200 with a broken body retried like a 5xx, a host name that does not
+resolve given up on after two quick retries.
 """
 
 from __future__ import annotations
 
+import email.utils
+import itertools
 import json
 import logging
-import random
+import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import timezone
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import backoff
-import msgspec
 import requests
 
-from tap_tenios.errors import TeniosAPIError, api_error, redact
-from tap_tenios.records import TYPED_PAGE
+from tap_tenios.errors import MalformedResponseError, TeniosAPIError, api_error, redact
+
+T = TypeVar("T")
 
 #: HTTP statuses worth another try besides 5xx: a timeout, a rate limit.
 RETRIABLE_STATUSES = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
@@ -65,10 +69,6 @@ BASE_RETRY_WAIT_SECONDS = 1.0
 MAX_QUOTED = 300
 
 
-class MalformedResponseError(ValueError):
-    """A 200 whose body is not the JSON the endpoint documents."""
-
-
 def api_message(response: requests.Response) -> str:
     """The API's own words about an error: its JSON ``error``/``message``, else the text."""
     try:
@@ -81,44 +81,6 @@ def api_message(response: requests.Response) -> str:
                 return str(body[key])[:MAX_QUOTED]
     text = " ".join(response.text.split())
     return text[:MAX_QUOTED] or response.reason or "no message"
-
-
-#: Numbers with a fraction or exponent become ``Decimal`` from their exact text.
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def decode(content: bytes, required: tuple[str, ...]) -> dict[str, Any]:
-    """Decode a 200 body with exact decimals and check the documented keys.
-
-    A page of CDRs is first decoded with the documented types (``TYPED_PAGE``); it is
-    then marked ``typed``. Any other page is decoded as it comes.
-    """
-    if "items" in required:
-        try:
-            typed: dict[str, Any] = dict(TYPED_PAGE.decode(content))
-        except (ValueError, RecursionError):
-            pass
-        else:
-            if typed["total_items"] >= 0:  # else the careful path names the problem
-                typed["typed"] = True
-                return typed
-    try:
-        body = _DECODER.decode(content)
-    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeDecodeError
-        raise MalformedResponseError(f"body is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(body, dict):
-        raise MalformedResponseError(f"body is a JSON {type(body).__name__}, expected an object")
-    for key in required:
-        if key not in body:
-            raise MalformedResponseError(f"body lacks {key!r}")
-    if "items" in required and not isinstance(body["items"], list):
-        raise MalformedResponseError("'items' is not a list")
-    total = body.get("total_items")
-    if "total_items" in required and (
-        isinstance(total, bool) or not isinstance(total, int) or total < 0
-    ):
-        raise MalformedResponseError(f"'total_items' is {total!r}, expected a count")
-    return body
 
 
 #: Causes told by the requests exception alone, most specific first.
@@ -149,22 +111,50 @@ def network_cause(exc: BaseException) -> tuple[str, bool]:
     return f"{type(exc).__name__} (no usable answer)", False
 
 
-def retry_after(response: requests.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta form), if present and sane."""
+def retry_after(response: requests.Response, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, if it is there and sane: its delta
+    form (``120``) or its HTTP-date form (``Wed, 21 Oct 2015 07:28:00 GMT``), which
+    counts from ``now`` (seconds since the epoch; the system clock by default).
+    """
     value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return seconds if seconds >= 0 and math.isfinite(seconds) else None
 
 
-def retry_wait(attempt: int, asked: float | None) -> float:
-    """``Retry-After`` if the API gave one (capped), else exponential with jitter."""
-    if asked is not None:
-        return min(asked, MAX_RETRY_WAIT_SECONDS)
-    ceiling = min(BASE_RETRY_WAIT_SECONDS * 2.0 ** (attempt - 1), MAX_RETRY_WAIT_SECONDS)
-    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+def equal_jitter(value: float) -> float:
+    """Half of ``value`` for sure, the other half at random (``backoff.full_jitter``):
+    spread out, yet never a retry at once after a failure.
+    """
+    return value / 2 + backoff.full_jitter(value / 2)
+
+
+def retry_waits() -> Generator[float, Retry, None]:
+    """The waits between the tries of one request: what ``Retry-After`` asked for
+    (capped), else ``backoff.expo`` (1 s, 2 s, 4 s, ... up to the cap) with
+    ``equal_jitter``. Prime it with ``next``, then send it each failure's ``Retry``.
+    """
+    exponential = backoff.expo(
+        base=2, factor=BASE_RETRY_WAIT_SECONDS, max_value=MAX_RETRY_WAIT_SECONDS
+    )
+    next(exponential)  # backoff's generators start with a bare yield
+    retry = yield 0.0
+    while True:
+        if retry.asked_wait is not None:
+            wait = min(retry.asked_wait, MAX_RETRY_WAIT_SECONDS)
+        else:
+            wait = equal_jitter(next(exponential))
+        retry = yield wait
 
 
 @dataclass(frozen=True)
@@ -177,10 +167,12 @@ class Retry:
     throttle_all: bool = False
     #: Set when there was no answer at all: the network cause, in words.
     unreachable: str | None = None
+    #: The API's host name did not resolve: a typo will not start resolving soon.
+    unresolved: bool = False
 
 
 class _TryAgainError(Exception):
-    """One failed try that may be tried again: what ``backoff`` retries on."""
+    """One failed try that may be tried again."""
 
     def __init__(self, retry: Retry) -> None:
         super().__init__(retry.problem)
@@ -215,8 +207,8 @@ class Transport:
     ``sleep``: how a wait is spent; by default on ``stop``, so that it ends when the
     run stops. Tests pass a recorder (and a matching ``clock``) to assert waits
     without sleeping.
-    ``observe``: told of every try, with its answer (``None`` when none came), so that
-    a caller can count requests and read headers (the probe: rate limits, budgets).
+    ``observe``: told of every try, with its answer (``None`` when none came), from the
+    thread that made it: the stream's request metrics, the probe's budget and headers.
     """
 
     def __init__(
@@ -244,15 +236,18 @@ class Transport:
         self.stop = stop or threading.Event()
         self.clock = clock
         self._sleep = sleep
-        self._observe = observe
+        self.observe = observe
         self.throttle = Throttle(clock, self.wait)
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._sessions = threading.local()
 
     def post(
-        self, path: str, fields: dict[str, Any], where: str, required: tuple[str, ...]
-    ) -> dict[str, Any]:
+        self, path: str, fields: dict[str, Any], where: str, decode: Callable[[bytes], T]
+    ) -> T:
         """POST ``fields`` (plus the key) to ``path``; retry what is transient.
+
+        ``decode`` turns a 200's body into what the caller wants, or raises
+        ``MalformedResponseError``: such a body is retried like a 5xx.
 
         ``where`` names the request in messages (endpoint and window), since the body
         itself must never be shown. Redirects are not followed: the key is in the body
@@ -260,57 +255,56 @@ class Transport:
         """
         payload = json.dumps({"access_key": self._key, **fields}).encode()
         what = f"{path} for {where}"
-        tries = [0, self.tries]  # made, allowed (fewer once the name does not resolve)
-
-        def attempt() -> dict[str, Any]:
-            tries[0] += 1
+        allowed = self.tries  # fewer once the host name does not resolve
+        waits = retry_waits()
+        next(waits)
+        for made in itertools.count(1):
             if self.stop.is_set():
                 raise self.fail(f"{what}: abandoned, the stream is stopping")
             self.throttle.wait()
             try:
-                with self._in_flight:
-                    response = self._session().post(
-                        self.url + path, data=payload, timeout=self.timeout, allow_redirects=False
-                    )
-            except TRANSIENT_ERRORS as exc:
-                if self._observe is not None:
-                    self._observe(path, None)
-                cause, unresolved = network_cause(exc)
-                if unresolved:
-                    tries[1] = min(tries[1], NAME_RESOLUTION_RETRIES + 1)
-                retry = Retry(f"could not reach {self.host}: {cause}", unreachable=cause)
-                raise _TryAgainError(retry) from None
-            if self._observe is not None:
-                self._observe(path, response)
-            outcome = self._outcome(response, what, required)
-            if isinstance(outcome, Retry):
-                raise _TryAgainError(outcome)
-            return outcome
-
-        def pause(details: Any) -> None:
-            retry: Retry = details["exception"].retry
-            wait = retry_wait(tries[0], retry.asked_wait)
+                return self._attempt(path, payload, what, decode)
+            except _TryAgainError as exc:
+                retry = exc.retry
+            if retry.unresolved:
+                allowed = min(allowed, NAME_RESOLUTION_RETRIES + 1)
+            if made >= allowed or self.stop.is_set():
+                raise self._final(retry, what, made, allowed) from None
+            wait = waits.send(retry)
             if retry.throttle_all:
                 self.throttle.pause(wait)
-            problem = redact(retry.problem, self._key)
             self.logger.warning(
-                "%s: %s; retry %d of %d in %.1f s", what, problem, tries[0], tries[1] - 1, wait
+                "%s: %s; retry %d of %d in %.1f s",
+                what,
+                redact(retry.problem, self._key),
+                made,
+                allowed - 1,
+                wait,
             )
             self.wait(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        retrying = backoff.on_exception(
-            backoff.constant,
-            _TryAgainError,
-            interval=0,  # the waits are ``pause``'s (see the module's docstring)
-            jitter=None,
-            giveup=lambda _: tries[0] >= tries[1] or self.stop.is_set(),
-            on_backoff=pause,
-            logger=None,
-        )(attempt)
+    def _attempt(self, path: str, payload: bytes, what: str, decode: Callable[[bytes], T]) -> T:
+        """One try: what ``decode`` made of a 200, or ``_TryAgainError``, or a final error."""
         try:
-            return retrying()
-        except _TryAgainError as exc:
-            raise self._final(exc.retry, what, tries[0], tries[1]) from None
+            with self._in_flight:
+                response = self._session().post(
+                    self.url + path, data=payload, timeout=self.timeout, allow_redirects=False
+                )
+        except TRANSIENT_ERRORS as exc:
+            if self.observe is not None:
+                self.observe(path, None)
+            cause, unresolved = network_cause(exc)
+            retry = Retry(
+                f"could not reach {self.host}: {cause}", unreachable=cause, unresolved=unresolved
+            )
+            raise _TryAgainError(retry) from None
+        if self.observe is not None:
+            self.observe(path, response)
+        outcome = self._outcome(response, what, decode)
+        if isinstance(outcome, Retry):
+            raise _TryAgainError(outcome)
+        return outcome
 
     def _final(self, retry: Retry, what: str, made: int, allowed: int) -> TeniosAPIError:
         """The error a request ends with once it is not tried again."""
@@ -329,8 +323,8 @@ class Transport:
         return self.fail(f"{what}: abandoned, the stream is stopping")
 
     def _outcome(
-        self, response: requests.Response, what: str, required: tuple[str, ...]
-    ) -> dict[str, Any] | Retry:
+        self, response: requests.Response, what: str, decode: Callable[[bytes], T]
+    ) -> T | Retry:
         """A decoded 200, a reason to retry, or a final error (raised)."""
         status = response.status_code
         if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
@@ -349,7 +343,7 @@ class Transport:
             )
         if status == HTTPStatus.OK:
             try:
-                return decode(response.content, required)
+                return decode(response.content)
             except MalformedResponseError as exc:
                 return Retry(f"malformed 200 response: {exc}")
         if status in RETRIABLE_STATUSES or status >= 500:  # noqa: PLR2004

@@ -124,7 +124,7 @@ def test_after_stop_nothing_listens_and_the_serving_thread_is_gone() -> None:
     api = RunningEmulator(Emulator(dataset(calls_per_day=1), Behaviour(access_key=KEY))).start()
     host, port = api.url.removeprefix("http://").split(":")
     api.stop()
-    assert not api._thread.is_alive()
+    assert not api.serving
     with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
         pass
 

@@ -199,6 +199,22 @@ def test_unknown_fields_in_a_response_are_dropped(serve, run_tap, legs):
     assert "new_field" not in record and record["uuid"] == "leg-x"
 
 
+def test_a_body_that_says_typed_is_still_read_by_its_items(serve, run_tap, legs):
+    """What the decoder found is kept beside the API's data, never in it: a body that
+    carries ``"typed": true`` itself, with loosely typed items (a duration as text, no
+    answer_stamp at all), is converted item by item, not trusted."""
+    leg = {**item(uuid="leg-loose"), "cost": "0.0544", "duration": "275"}
+    del leg["answer_stamp"]
+    raw = ('{"items": [' + json.dumps(leg) + '], "total_items": 1, "typed": true}').encode()
+    emulator = serve(legs, retrieve_body=raw)
+    config = make_config(
+        emulator.url, start_date="2024-03-01", end_date="2024-03-02", count_check=False
+    )
+    (record,) = run_tap(config).records()
+    assert record["uuid"] == "leg-loose" and record["duration"] == 275
+    assert record["answer_stamp"] is None and str(record["cost"]) == "0.0544"
+
+
 @pytest.mark.parametrize("uuid", [42, [1], None, {"id": "leg-1"}, True, "missing"])
 def test_an_item_without_a_string_uuid_is_an_error_naming_window_and_page(
     serve, run_tap, legs, uuid

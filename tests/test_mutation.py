@@ -83,7 +83,7 @@ def test_a_console_script_child_reports_the_functions_it_called(
     monkeypatch.setenv("MUTANT_UNDER_TEST", "stats")
     monkeypatch.setenv(mutation.HITS, str(tmp_path))
     try:
-        mutation._add_child_hits()
+        mutation.add_child_hits()
         assert "tap_tenios.m.x_f" in state()._stats
         assert not list(tmp_path.glob("*.json"))
     finally:

@@ -217,11 +217,7 @@ def part_read(start: datetime, end: datetime, legs: int = 5) -> PartRead:
 
 def lookback_settings(**config: object) -> Settings:
     """Settings as the tap has them: its defaults, then ``config``."""
-    properties = TapTenios.config_jsonschema["properties"]
-    defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
-    return Settings.from_config(
-        {**defaults, "access_key": "k", "start_date": "2024-01-01", **config}
-    )
+    return TapTenios.settings_for({"access_key": "k", "start_date": "2024-01-01", **config})
 
 
 def test_a_utc_day_is_the_calendar_day_of_the_instant_in_utc() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import pytest
 
 from tap_tenios.progress import Progress
 
-from .helpers import START, make_config
+from .helpers import START, make_config, run_cli
 
 
 def test_a_line_is_due_every_n_steps_or_seconds_and_at_the_end():
@@ -58,3 +59,33 @@ def test_both_streams_end_with_a_progress_line(serve, run_tap, legs, caplog):
         line.startswith("cdr_counts: 3 of 3 day(s) counted, up to 2024-03-03; 100% after ")
         for line in lines
     ), lines
+
+
+def test_the_sdks_request_metrics_are_logged_per_request_and_per_endpoint(
+    tmp_path, serve, legs
+) -> None:
+    """``http_request_duration`` for every answer and ``http_request_count`` per
+    endpoint, as the SDK's REST streams log them; the counts are the requests made."""
+    emulator = serve(legs, fault_queue=[{"kind": "500", "path": "/cdrs/count"}])
+    result = run_cli(tmp_path, make_config(emulator.url, max_concurrency=1))
+    assert result.returncode == 0, result.stderr[-2000:]
+    points = [
+        json.loads(line.split("METRIC: ", 1)[1])
+        for line in result.stderr.splitlines()
+        if "METRIC: " in line
+    ]
+    durations = [p for p in points if p["metric"] == "http_request_duration"]
+    counts = {
+        (p["tags"]["stream"], p["tags"]["endpoint"]): p["value"]
+        for p in points
+        if p["metric"] == "http_request_count"
+    }
+    served = emulator.emulator.stats.requests
+    assert counts == {
+        ("cdrs", "/cdrs/retrieve"): served["/cdrs/retrieve"],
+        ("cdr_counts", "/cdrs/count"): served["/cdrs/count"],
+    }
+    assert len(durations) == sum(served.values())
+    statuses = {(p["tags"]["http_status_code"], p["tags"]["status"]) for p in durations}
+    assert statuses == {(200, "succeeded"), (500, "failed")}
+    assert all(p["type"] == "timer" and p["value"] >= 0 for p in durations)

@@ -1,4 +1,4 @@
-"""One API item -> one record: exact values, or an error naming field and leg."""
+"""The API's answers -> records: exact values, or an error naming field and leg."""
 
 from __future__ import annotations
 
@@ -8,21 +8,23 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.emulator import generate
 from tap_tenios.emulator.server import encode_leg
+from tap_tenios.errors import MalformedResponseError
 from tap_tenios.records import (
     FIELDS,
-    TYPED_PAGE,
     RecordError,
-    _convert,
     decimal_string,
+    decode_count,
+    decode_page,
     misplaced_stamps,
+    page_records,
     to_record,
-    typed_records,
 )
 from tap_tenios.windows import Window, format_utc
 
@@ -145,14 +147,14 @@ def test_documented_nulls_stay_null(field: str) -> None:
 
 @pytest.mark.parametrize("cost", ["NaN", "-NaN", "sNaN", "Infinity", "-Infinity"])
 def test_a_cost_that_is_not_a_finite_number_is_an_error(cost: str) -> None:
-    """Exactly typed items take the fast path: the guard there must hold too."""
-    fast_path_item = item(cost=Decimal(cost))
-    assert all(type(v) in (str, int, bool, Decimal, type(None)) for v in fast_path_item.values())
+    """A page decoded with its types holds Decimals, NaN among them: the typed path
+    checks the cost too."""
+    exactly_typed = item(cost=Decimal(cost))
     finite = r"^CDR leg-1: field 'cost' is .* expected a finite number$"
     with pytest.raises(RecordError, match=finite):
-        to_record(fast_path_item)
+        to_record(exactly_typed)
     with pytest.raises(RecordError, match=finite):  # a page decoded with its types
-        typed_records([fast_path_item])
+        page_records([exactly_typed], typed=True)
 
 
 @pytest.mark.parametrize(
@@ -199,14 +201,30 @@ ANY_FIELD_VALUE = st.one_of(
     zone=st.sampled_from([UTC, ZoneInfo("Europe/Berlin")]),
 )
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_the_fast_and_careful_record_paths_agree_on_every_item(changes, zone) -> None:
-    def outcome(convert: Any) -> Any:
+def test_the_typed_and_careful_record_paths_agree_on_every_item(changes, zone) -> None:
+    """Whatever page decodes with the documented types gives, through the typed path,
+    exactly what the careful path gives for the same item (or the same error)."""
+    # JSON has no NaN or Infinity: such a cost is sent as text (which decodes as a Decimal).
+    spelled = {
+        k: str(v) if isinstance(v, Decimal) and not v.is_finite() else v for k, v in changes.items()
+    }
+    body = _ENCODER.encode({"items": [item(**spelled)], "total_items": 1})
+    try:
+        page = decode_page(body)
+    except MalformedResponseError:  # e.g. NaN, which is not JSON
+        return
+    loose = json.loads(body, parse_float=Decimal)["items"]
+
+    def outcome(items: list[Any], typed: bool) -> Any:
         try:
-            return convert(item(**changes), zone)
+            return page_records(items, typed, zone)
         except RecordError as exc:
             return str(exc)
 
-    assert outcome(to_record) == outcome(_convert)
+    assert outcome(page.items, page.typed) == outcome(loose, False)
+
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 @pytest.mark.parametrize("style", ["space", "naive_t", "iso_z", "millis_z", "offset"])
@@ -222,7 +240,9 @@ def test_a_page_decoded_with_its_types_gives_the_careful_paths_records(style, zo
         + b"]}"
     )
     careful = [to_record(i, ZoneInfo(zone)) for i in json.loads(body, parse_float=Decimal)["items"]]
-    assert typed_records(list(TYPED_PAGE.decode(body)["items"]), ZoneInfo(zone)) == careful
+    page = decode_page(body)
+    assert page.typed
+    assert page_records(page.items, page.typed, ZoneInfo(zone)) == careful
 
 
 def test_stamps_without_a_zone_are_read_in_the_given_zone() -> None:
@@ -316,17 +336,44 @@ def test_a_timestamp_that_is_not_text_says_what_it_is() -> None:
     assert str(caught.value) == "CDR leg-1: field 'end_stamp' is a int, expected an ISO-8601 string"
 
 
-def test_an_exactly_typed_item_takes_the_fast_path(monkeypatch) -> None:
-    """The speed the README states depends on it; the careful converters are not called."""
-    import tap_tenios.records
+def test_a_page_with_the_documented_types_is_decoded_typed() -> None:
+    """The speed the README states depends on it: the usual page skips the careful
+    conversion, and one odd item sends the whole page there."""
+    usual = item(answer_stamp="2024-03-01 12:00:05", callerid_name="x")
+    odd = item(uuid="leg-2", duration="30")
+    assert decode_page(_ENCODER.encode({"items": [usual], "total_items": 1})).typed
+    page = decode_page(_ENCODER.encode({"items": [usual, odd], "total_items": 2}))
+    assert not page.typed and page.total == 2
+    assert [r["duration"] for r in page_records(page.items, page.typed)] == [30, 30]
 
-    def careful(*args: object) -> None:
-        raise AssertionError("the careful path was taken")
 
-    monkeypatch.setattr(tap_tenios.records, "_convert", careful)
-    record = to_record(item(answer_stamp="2024-03-01 12:00:05", callerid_name="x"))
-    assert record["answer_stamp"] == "2024-03-01T12:00:05.000000Z"
-    assert record["main_leg_uuid"] is None
+def test_a_body_that_carries_typed_itself_is_not_taken_at_its_word() -> None:
+    leg = item(duration="30")
+    del leg["answer_stamp"]
+    page = decode_page(_ENCODER.encode({"items": [leg], "total_items": 1, "typed": True}))
+    assert not page.typed
+    assert page_records(page.items, page.typed)[0]["answer_stamp"] is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b'{"items": []}', "lacks 'total_items'"),
+        (b'{"total_items": 3}', "lacks 'items'"),
+        (b'{"items": {}, "total_items": 0}', "'items' is not a list"),
+        (b'{"items": [], "total_items": -1}', "'total_items' is -1"),
+        (b'{"items": [], "total_items": true}', "'total_items' is True"),
+    ],
+)
+def test_a_body_that_is_not_a_page_is_malformed(raw: bytes, said: str) -> None:
+    with pytest.raises(MalformedResponseError, match=said):
+        decode_page(raw)
+
+
+def test_a_count_is_the_bodys_total_items() -> None:
+    assert decode_count(b'{"total_items": 7, "other": 1}') == 7
+    with pytest.raises(MalformedResponseError, match="'total_items' is '7'"):
+        decode_count(b'{"total_items": "7"}')
 
 
 @pytest.mark.parametrize(
@@ -346,5 +393,5 @@ def test_a_stamp_beyond_the_calendar_in_utc_is_the_named_error(stamp: str, zone:
     assert careful.value.field == "start_stamp"
     assert str(careful.value).startswith("CDR leg-1: field 'start_stamp' ")
     with pytest.raises(RecordError, match="outside the years 1 to 9999 in UTC") as typed:
-        typed_records([item(start_stamp=stamp)], ZoneInfo(zone))
+        page_records([item(start_stamp=stamp)], True, ZoneInfo(zone))
     assert str(typed.value) == str(careful.value)

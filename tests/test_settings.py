@@ -1,4 +1,8 @@
-"""Settings: meaning checked before any request, each problem named by setting."""
+"""Settings: the tap's JSON schema and the parsing after it, each problem named by setting.
+
+Every config goes through ``TapTenios`` as a run's does: the schema says what a
+setting may be and fills in the defaults; ``Settings.from_config`` parses the rest.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 
-from tap_tenios.settings import Settings, SettingsError, utc_now
+from tap_tenios.settings import Settings, utc_now
+from tap_tenios.tap import TapTenios
 from tap_tenios.windows import UTC
 
 BASE: dict[str, Any] = {
@@ -24,14 +30,20 @@ BASE: dict[str, Any] = {
 }
 
 
+def tap(**changes: Any) -> TapTenios:
+    """The tap for ``BASE`` with ``changes``; a change to ``...`` drops the setting."""
+    config = {k: v for k, v in {**BASE, **changes}.items() if v is not ...}
+    return TapTenios(config=config, parse_env_config=False)
+
+
 def settings(**changes: Any) -> Settings:
-    return Settings.from_config({**BASE, **changes})
+    return Settings.from_config(tap(**changes).config)
 
 
 def problems(**changes: Any) -> list[str]:
-    with pytest.raises(SettingsError) as caught:
-        settings(**changes)
-    return caught.value.problems
+    with pytest.raises(ConfigValidationError) as caught:
+        tap(**changes)
+    return list(caught.value.errors)
 
 
 @pytest.mark.parametrize(
@@ -96,22 +108,55 @@ def test_every_problem_is_named_at_once() -> None:
 
 
 def test_the_error_text_names_every_problem() -> None:
-    """What a caller that shows only the exception's text (not ``problems``) sees."""
-    with pytest.raises(SettingsError) as caught:
-        settings(page_size=0, max_retries=-1)
-    assert str(caught.value) == "page_size: 0 must be positive; max_retries: -1 must be 0 or more"
+    """What a caller that shows only the exception's text (not ``errors``) sees."""
+    with pytest.raises(ConfigValidationError) as caught:
+        tap(page_size=0, max_retries=-1)
+    assert str(caught.value) == (
+        "Invalid settings, fix them in the tap's config: page_size: 0 is less than the "
+        "minimum of 1; max_retries: -1 is less than the minimum of 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "least"),
+    [
+        ("page_size", 1),
+        ("window_size_hours", 1),
+        ("lookback_minutes", 0),
+        ("max_concurrency", 1),
+        ("request_timeout_seconds", 1),
+        ("max_retries", 0),
+    ],
+)
+def test_each_size_has_its_least_value_in_the_schema(name: str, least: int) -> None:
+    assert settings(**{name: least})  # the least value is accepted
+    assert problems(**{name: least - 1}) == [
+        f"{name}: {least - 1} is less than the minimum of {least}"
+    ]
 
 
 @pytest.mark.parametrize("value", [True, "4", 2.5, None])
 def test_a_size_that_is_not_a_whole_number_is_refused_naming_it(value: Any) -> None:
-    """Checked here too, for callers that build settings without the SDK's schema check:
-    ``True`` would otherwise pass as 1, and a string would fail with a TypeError."""
-    assert problems(max_concurrency=value) == [f"max_concurrency: {value!r} is not a whole number"]
+    """``True`` would otherwise pass as 1, and a string fail with a TypeError."""
+    (problem,) = problems(max_concurrency=value)
+    assert problem.startswith(f"max_concurrency: {value!r} is not ")
 
 
-@pytest.mark.parametrize("value", [None, ""])
+def test_defaults_come_from_the_schema() -> None:
+    """One place for defaults: the JSON schema, which the SDK applies to the config."""
+    dropped = {name: ... for name in BASE if name not in ("access_key", "start_date")}
+    parsed = settings(**dropped)
+    schema = TapTenios.config_jsonschema["properties"]
+    assert parsed.page_size == schema["page_size"]["default"] == 1000
+    assert parsed.max_retries == schema["max_retries"]["default"]
+    assert parsed.lookback.total_seconds() == schema["lookback_minutes"]["default"] * 60
+    assert parsed.api_url == schema["api_url"]["default"]
+    assert parsed.timezone.key == schema["timezone"]["default"]
+
+
+@pytest.mark.parametrize("value", ["", ...])
 def test_a_missing_start_date_is_named(value: Any) -> None:
-    assert problems(start_date=value) == ["start_date: required"]
+    assert [p.split(":")[0] for p in problems(start_date=value)] == ["start_date"]
 
 
 def test_an_end_date_equal_to_start_date_is_refused() -> None:
@@ -121,7 +166,7 @@ def test_an_end_date_equal_to_start_date_is_refused() -> None:
 
 def test_on_count_mismatch_is_one_of_fail_and_warn() -> None:
     assert problems(on_count_mismatch="ignore") == [
-        "on_count_mismatch: 'ignore' is not one of ('fail', 'warn')"
+        "on_count_mismatch: 'ignore' is not one of ['fail', 'warn']"
     ]
     assert settings(on_count_mismatch="warn").on_count_mismatch == "warn"
     assert settings().on_count_mismatch == "fail"
@@ -131,7 +176,7 @@ def test_the_lookback_is_read_whole_unless_on_count_change_is_chosen() -> None:
     assert settings().lookback_mode == "always"
     assert settings(lookback_mode="on_count_change").lookback_mode == "on_count_change"
     assert problems(lookback_mode="sometimes") == [
-        "lookback_mode: 'sometimes' is not one of ('always', 'on_count_change')"
+        "lookback_mode: 'sometimes' is not one of ['always', 'on_count_change']"
     ]
 
 

@@ -204,7 +204,7 @@ def settle_billing_late(api: Any, legs: list[Leg]) -> int:
         if END - timedelta(days=1) <= leg.start < END and leg.fields["billusec"] and changed < 25:
             leg.fields["cost"] = Decimal(str(leg.fields["cost"])) + Decimal("0.0001")
             changed += 1
-    api.emulator.store._encoded.clear()
+    api.emulator.store.rerender()
     return changed
 
 

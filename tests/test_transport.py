@@ -9,15 +9,23 @@ import re
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from tap_tenios.emulator import TRANSIENT_FAULTS
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.records import decode_count
 from tap_tenios.settings import utc_now
-from tap_tenios.transport import MAX_RETRY_WAIT_SECONDS, Throttle, Transport
+from tap_tenios.transport import (
+    MAX_RETRY_WAIT_SECONDS,
+    Retry,
+    Throttle,
+    Transport,
+    retry_after,
+    retry_waits,
+)
 
 from .helpers import KEY, http_server, in_range, make_config
 
@@ -42,6 +50,60 @@ def test_retry_after_is_honoured_exactly(serve, run_tap, legs):
     emulator = serve(legs, fault_queue=retrieve_faults("429"), retry_after_seconds=7)
     run = run_tap(make_config(emulator.url, max_concurrency=1))
     assert run.waits == [7.0]
+
+
+def test_retry_after_as_an_http_date_is_honoured(serve, run_tap, legs):
+    """``Retry-After`` may be a date (``Wed, 21 Oct 2015 07:28:00 GMT``): the wait is
+    the time until it, less the part of a second the date cannot say."""
+    emulator = serve(
+        legs,
+        fault_queue=retrieve_faults("429"),
+        retry_after_seconds=7,
+        retry_after_style="http_date",
+        now=None,  # the date is the emulator's clock's: the real one, as the tap's
+    )
+    run = run_tap(make_config(emulator.url, max_concurrency=1))
+    assert emulator.emulator.stats.faults == {"429": 1}
+    assert len(run.waits) == 1 and 5.0 <= run.waits[0] <= 7.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Thu, 01 Jan 2026 00:01:00 GMT", 60.0),
+        ("Thu, 01 Jan 2026 00:00:00 -0000", 0.0),
+        ("Wed, 31 Dec 2025 23:00:00 GMT", 0.0),  # already past: at once
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        ("inf", None),
+    ],
+)
+def test_retry_after_is_read_in_both_forms(header: str, seconds: float | None) -> None:
+    import requests
+
+    response = requests.Response()
+    response.headers["Retry-After"] = header
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert retry_after(response, now) == seconds
+
+
+def test_retry_waits_are_backoffs_exponential_series_with_equal_jitter() -> None:
+    """Without Retry-After: 1, 2, 4, ... s up to the cap, each at least half of that; an
+    asked-for wait is taken as asked (capped), and does not advance the series."""
+    waits = retry_waits()
+    next(waits)
+    plain, asked = Retry("HTTP 500"), Retry("HTTP 429", asked_wait=3.0)
+    series = [waits.send(plain) for _ in range(3)]
+    assert waits.send(asked) == 3.0
+    series += [waits.send(plain) for _ in range(6)]
+    for n, wait in enumerate(series):
+        ceiling = min(2.0**n, MAX_RETRY_WAIT_SECONDS)
+        assert ceiling / 2 <= wait <= ceiling
+    assert waits.send(Retry("HTTP 429", asked_wait=10_000.0)) == MAX_RETRY_WAIT_SECONDS
 
 
 def test_retry_after_zero_means_at_once(serve, run_tap, legs):
@@ -239,7 +301,7 @@ def test_a_429_through_post_pauses_the_requests_of_other_threads(serve, legs, ki
     waits: list[tuple[str, float, int]] = []
 
     def call(day: int) -> None:
-        transport.post("/cdrs/count", count_body(day), f"day {day}", ("total_items",))
+        transport.post("/cdrs/count", count_body(day), f"day {day}", decode_count)
 
     def sleep(seconds: float) -> None:
         seen = sum(emulator.emulator.stats.requests.values())
@@ -283,7 +345,7 @@ def test_a_real_retry_waits_as_long_as_asked_before_trying_again(serve, legs):
     emulator.emulator.count = timed  # type: ignore[method-assign]
     emulator.emulator.behaviour.fault_queue = [{"kind": "429"}]
     began = time.monotonic()
-    transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert len(seen) == 1, "the 429 was answered before count(), then one retry"
     assert seen[0] - began >= 1.0
 
@@ -482,7 +544,7 @@ def test_a_stopping_stream_sends_no_new_request(serve, legs):
     transport = transport_for(emulator.url)
     transport.stop.set()
     with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert emulator.emulator.stats.requests == {}
 
 
@@ -503,7 +565,7 @@ def test_a_request_that_fails_after_its_stream_stopped_is_not_retried(serve, leg
         caplog.at_level(logging.WARNING),
         pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"),
     ):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert waits == []
     assert "retry" not in caplog.text
     assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
@@ -667,15 +729,16 @@ def test_a_wait_ends_as_soon_as_the_transport_stops(serve, legs):
     threading.Timer(0.3, transport.stop.set).start()
     began = time.monotonic()
     with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
-        transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+        transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert time.monotonic() - began < 10
     assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
 
 
 def test_backoff_cannot_be_given_the_waits_so_the_transport_spends_them():
-    """Why ``backoff`` is told to wait nothing (see ``transport``'s docstring): its
-    decorators take no sleep to call, so a wait could be neither recorded in tests nor
-    cut short by ``stop``. If this fails, backoff learnt to: hand it the waits."""
+    """Why the retry loop is the transport's own and only the waits are ``backoff``'s
+    (see ``transport``'s docstring): its decorators take no sleep to call, so a wait
+    could be neither recorded in tests nor cut short by ``stop``. If this fails,
+    backoff learnt to: let its loop try and give up, with the transport's wait."""
     import inspect
 
     import backoff
@@ -755,5 +818,5 @@ def test_observe_is_told_of_every_try_with_its_answer_or_none(serve, legs):
         "start_date_from": "2024-03-01T00:00:00.000Z",
         "start_date_to": "2024-03-01T01:00:00.000Z",
     }
-    transport.post("/cdrs/count", fields, "test", ("total_items",))
+    transport.post("/cdrs/count", fields, "test", decode_count)
     assert seen == [("/cdrs/count", None), ("/cdrs/count", 429), ("/cdrs/count", 200)]

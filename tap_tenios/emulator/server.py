@@ -201,6 +201,13 @@ class LegStore:
                 hi = bisect.bisect_left(self._starts, upper)
             return [leg for leg in self._legs[lo:hi] if leg.visible_at <= now]
 
+    def rerender(self) -> None:
+        """Render every leg anew when it is next served: a test changed its fields
+        (billing settled late, say) after it was first served.
+        """
+        with self._lock:
+            self._encoded.clear()
+
     def encoded(self, leg: Leg, style: str, zone: str | None = None) -> bytes:
         key = (leg.uuid, style, zone)
         cached = self._encoded.get(key)
@@ -559,6 +566,11 @@ class RunningEmulator:
     def start(self) -> RunningEmulator:
         self._thread.start()
         return self
+
+    @property
+    def serving(self) -> bool:
+        """Whether the thread that serves requests is still running."""
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -21,7 +21,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from tap_tenios.probe.checks import Probe
 from tap_tenios.probe.client import Clock, ProbeClient, SystemClock
 from tap_tenios.probe.report import safe_text
-from tap_tenios.settings import Settings, SettingsError
+from tap_tenios.settings import SettingsError
 from tap_tenios.tap import TapTenios
 
 #: Requests one probe makes at most, retries included; a full probe takes about 20.
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     try:
         config = load_config(args.config)
         key = config.get("access_key")
-        settings = Settings.from_config(config)
+        settings = TapTenios.settings_for(config)
     except SettingsError as exc:
         print(f"tap-tenios-probe: invalid settings: {exc}", file=sys.stderr)
         return 1

@@ -14,12 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from importlib.metadata import version
 from typing import Any, Protocol
 
 import requests
 
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.records import decode_object
 from tap_tenios.settings import Settings
 from tap_tenios.transport import Transport
 from tap_tenios.windows import format_request
@@ -161,7 +163,9 @@ class ProbeClient:
         if self._next_at is not None and (wait := self._next_at - self._seconds()) > 0:
             self.clock.sleep(wait)
         try:
-            return self.transport.post(path, fields, where, required)
+            return self.transport.post(
+                path, fields, where, partial(decode_object, required=required)
+            )
         except TeniosAPIError as exc:
             status = self.last_status
             final = status is not None and 400 <= status < 500 and status not in (408, 429)  # noqa: PLR2004
