@@ -11,7 +11,9 @@ stream runs, and every request counts, ``/cdrs/count`` included.
 Per case: requests, wall time and CPU seconds (rusage of the client process) of
 each, and the ratios (medians of ``--runs``). A case with pages that shift (ties
 reshuffled per query) shows what each client emitted instead. Then peak memory as
-the range grows. ``--write`` puts the tables into docs/performance.md. Nothing asserts a speed.
+the range grows, and what an hourly run re-reads (``hourly``): legs emitted against
+legs new, with the default lookback and with ``lookback_mode`` on_count_change.
+``--write`` puts the tables into docs/performance.md. Nothing asserts a speed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import socket
 import statistics
@@ -30,14 +33,18 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+from tap_tenios.emulator import Behaviour, RunningEmulator, generate, make_call
+from tap_tenios.emulator import Emulator as InProcessEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "performance.md"
 KEY = "benchmark-key"
 FIRST_DAY = date(2024, 1, 1)
 BEGIN_MARK, END_MARK = "<!-- benchmark table -->", "<!-- end of benchmark table -->"
+HOURLY_MARKS = ("<!-- hourly table -->", "<!-- end of hourly table -->")
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,132 @@ def memory(workdir: Path) -> list[str]:
     ]
 
 
+#: The hourly case: 60 days of the first case's traffic, backfilled to 10:00 of the
+#: last day, then runs an hour apart. Calls still going at a run's end land before the
+#: next; with ``late_calls``, so do that many calls that started up to a day earlier
+#: (late CDRs) before each run.
+HOURLY_DAYS, HOURLY_CALLS, HOURLY_RUNS = 60, 395, 6
+
+
+def hourly_series(mode: str, late_calls: int, workdir: Path) -> list[dict[str, float]]:
+    """A backfill, then ``HOURLY_RUNS`` hourly runs in ``mode``: per hourly run, the legs
+    emitted, those beyond the saved bookmark (as the tap's last line reports them),
+    requests, and the tap's wall and CPU seconds. Late legs must all be emitted.
+    """
+    first = datetime.combine(FIRST_DAY, datetime.min.time(), timezone.utc)
+    legs = generate(first, first + timedelta(days=HOURLY_DAYS), HOURLY_CALLS, seed=5)
+    run_end = first + timedelta(days=HOURLY_DAYS - 1, hours=10)
+    behaviour = Behaviour(access_key=KEY, now=run_end)
+    emulator = InProcessEmulator(legs, behaviour)
+    rng = random.Random(11)  # noqa: S311 (synthetic data, not secrets)
+    late: set[str] = set()
+    emitted: set[str] = set()
+    rows = []
+    state: dict | None = None
+    with RunningEmulator(emulator) as api:
+        for number in range(HOURLY_RUNS + 1):
+            if number:
+                run_end += timedelta(hours=1)
+                behaviour.now = run_end
+                for _ in range(late_calls):
+                    started = run_end - timedelta(minutes=rng.randrange(90, 24 * 60 - 90))
+                    for leg in make_call(rng, started):
+                        leg.visible_at = run_end - timedelta(minutes=1)
+                        emulator.store.add(leg)
+                        late.add(leg.uuid)
+            config = {
+                "access_key": KEY,
+                "api_url": api.url,
+                "start_date": FIRST_DAY.isoformat(),
+                "end_date": run_end.isoformat(),
+                "lookback_mode": mode,
+            }
+            before = sum(emulator.stats.requests.values())
+            out, err, wall, cpu = run_tap_once(workdir, config, state)
+            messages = [json.loads(line) for line in out.splitlines()]
+            records = [m["record"] for m in messages if m["type"] == "RECORD"]
+            emitted |= {r["uuid"] for r in records}
+            states = [m["value"] for m in messages if m["type"] == "STATE"]
+            state = states[-1] if states else state
+            reported = re.findall(r"(\d+) legs \((\d+) beyond the saved bookmark\)", err)
+            if number:
+                rows.append(
+                    {
+                        "emitted": len(records),
+                        "new": int(reported[-1][1]),
+                        "requests": sum(emulator.stats.requests.values()) - before,
+                        "wall": wall,
+                        "cpu": cpu,
+                    }
+                )
+    if not late <= emitted:
+        raise SystemExit(f"hourly {mode}: {len(late - emitted)} late legs never emitted")
+    return rows
+
+
+def run_tap_once(workdir: Path, config: dict, state: dict | None) -> tuple[str, str, float, float]:
+    """The console script, ``cdrs`` only: stdout, stderr, wall and CPU seconds."""
+    (workdir / "config.json").write_text(json.dumps(config))
+    command = [sys.executable, "-m", "tap_tenios", "--config", str(workdir / "config.json")]
+    catalog = workdir / "catalog.json"
+    if not catalog.exists():
+        found = subprocess.run([*command, "--discover"], capture_output=True, text=True, check=True)
+        streams = json.loads(found.stdout)
+        for entry in streams["streams"]:
+            for meta in entry["metadata"]:
+                if not meta["breadcrumb"]:
+                    meta["metadata"]["selected"] = entry["stream"] == "cdrs"
+        catalog.write_text(json.dumps(streams))
+    command += ["--catalog", str(catalog)]
+    if state is not None:
+        (workdir / "state.json").write_text(json.dumps(state))
+        command += ["--state", str(workdir / "state.json")]
+    with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
+        began = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - began
+        err.seek(0)
+        out.seek(0)
+        errors = err.read()
+        if status:
+            raise SystemExit(f"the tap failed:\n{errors[-2000:]}")
+        return out.read(), errors, wall, usage.ru_utime + usage.ru_stime
+
+
+def hourly(workdir: Path) -> list[str]:
+    rows = []
+    for late_calls in (0, 1):
+        print(f"  hourly runs, {late_calls} late call(s) ...", file=sys.stderr, flush=True)
+        baseline = 0
+        for mode in ("always", "on_count_change"):
+            runs = hourly_series(mode, late_calls, workdir)
+            emitted = sum(r["emitted"] for r in runs)
+            baseline = baseline or emitted
+            rows.append(
+                f"| {late_calls} | {mode} | {'/'.join(str(r['emitted']) for r in runs)} | "
+                f"{'/'.join(str(r['new']) for r in runs)} | "
+                f"**{emitted / max(1, sum(r['new'] for r in runs)):.1f}×** | "
+                f"{emitted / baseline:.2f}× | "
+                f"{statistics.median(r['requests'] for r in runs):.0f} | "
+                f"{statistics.median(r['wall'] for r in runs):.2f} | "
+                f"{statistics.median(r['cpu'] for r in runs):.2f} |"
+            )
+    return [
+        f"Hourly runs: {HOURLY_RUNS} runs an hour apart after a backfill of {HOURLY_DAYS} "
+        f"days (~{HOURLY_CALLS * 2.1:.0f} legs a day), default lookback (1,440 minutes); "
+        "calls still going at a run's end land before the next, and so do the late calls "
+        "(started up to a day earlier) of the first column. Every late leg is emitted in "
+        "both modes.",
+        "",
+        "| late calls an hour | lookback_mode | legs emitted per run | of them new | "
+        "emitted / new | emitted, against always | requests (median) | wall s (median) | "
+        "CPU s (median) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ]
+
+
 def cpu_model() -> str:
     """The processor's name, as Linux gives it (also used by ``benchmark_pipeline``)."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -316,20 +449,22 @@ def machine() -> str:
     )
 
 
-def write_readme(table: str) -> None:
+def write_readme(table: str, marks: tuple[str, str] = (BEGIN_MARK, END_MARK)) -> None:
+    begin, end = marks
     text = DOCUMENT.read_text()
-    head, rest = text.split(BEGIN_MARK, 1)
-    _, tail = rest.split(END_MARK, 1)
-    DOCUMENT.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOCUMENT.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="write docs/performance.md")
-    parser.add_argument("modes", nargs="*", default=["speed", "shifting", "memory"])
+    parser.add_argument("modes", nargs="*", default=["speed", "shifting", "memory", "hourly"])
     args = parser.parse_args()
     out: list[str] = [machine(), ""]
+    hourly_out: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
             workdir = Path(tmp) / mode
@@ -341,11 +476,17 @@ def main() -> None:
                 out += shifting(workdir)
             elif mode == "memory":
                 out += memory(workdir)
+            elif mode == "hourly":
+                hourly_out = [machine(), "", *hourly(workdir)]
+                continue
             out.append("")
-    table = "\n".join(out).rstrip()
-    print(table)
+    table = "\n".join(out).rstrip() if set(args.modes) - {"hourly"} else ""
+    print("\n\n".join(t for t in (table, "\n".join(hourly_out)) if t))
     if args.write:
-        write_readme(table)
+        if set(args.modes) - {"hourly"}:
+            write_readme(table)
+        if hourly_out:
+            write_readme("\n".join(hourly_out), HOURLY_MARKS)
 
 
 if __name__ == "__main__":

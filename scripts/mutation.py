@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REASONS = ROOT / "scripts" / "mutation_survivors.txt"
+SAMPLES = ROOT / "scripts" / "mutation_samples.txt"
 REPORT = ROOT / "docs" / "mutation.md"
 HITS = "MUTATION_HITS"
 SAMPLE = "MUTATION_SAMPLE"
@@ -127,6 +128,58 @@ def load_reasons(path: Path = REASONS) -> dict[str, str]:
     return reasons
 
 
+def load_samples(path: Path = SAMPLES) -> tuple[list[tuple[str, int, int]], list[tuple[str, str]]]:
+    """Other samples' results ``(SHARE:SEED, ran, caught)``, and what their survivors
+    were with the tests that now catch them ``(what, tests)``.
+    """
+    samples: list[tuple[str, int, int]] = []
+    tested: list[tuple[str, str]] = []
+    for raw in path.read_text().splitlines():
+        kind, _, rest = raw.strip().partition(" ")
+        if kind == "sample":
+            sample, ran, caught = rest.split()
+            samples.append((sample, int(ran), int(caught)))
+        elif kind == "tested":
+            what, _, tests = rest.partition(" | ")
+            tested.append((what.strip(), tests.strip()))
+    return samples, tested
+
+
+def spread(sample: str, ran: int, caught: int, path: Path = SAMPLES) -> list[str]:
+    """The report's section on how the score varies with the sample: this run beside
+    every other sample recorded, and the other samples' survivors now tested.
+    """
+    others, tested = load_samples(path)
+    rows = [(f"`{sample or 'all'}` (this run)", ran, caught)]
+    rows += [(f"`{name}`", n, c) for name, n, c in others]
+    scores = [100 * c / max(n, 1) for _, n, c in rows]
+    lines = [
+        "## Spread over samples",
+        "",
+        "A seeded share is a sample: another seed picks other mutants and scores otherwise. "
+        f"Over the samples recorded (`scripts/mutation_samples.txt`) the score lies between "
+        f"{min(scores):.1f}% and {max(scores):.1f}%; read it as that range, not one figure.",
+        "",
+        "| sample | ran | caught | score |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {n} | {c} | {100 * c / max(n, 1):.1f}% |" for name, n, c in rows]
+    if tested:
+        lines += [
+            "",
+            "Survivors of the other samples that tests now catch:",
+            "",
+            "| survivor | caught by |",
+            "| --- | --- |",
+        ]
+        for what, tests in tested:
+            names = ", ".join(
+                f"`{test.split('::')[-1]}` ({test.split('::')[0]})" for test in tests.split(", ")
+            )
+            lines.append(f"| {what} | {names} |")
+    return lines
+
+
 def results() -> dict[str, str]:
     """Every mutant's status from mutmut's last run: ``{name: status}``."""
     listed = subprocess.run(
@@ -204,6 +257,7 @@ def render(
         row += [str(counts[s]) for s in STATUSES[:-1]]
         lines.append(f"| `{module}` | " + " | ".join(row) + " |")
     left = sorted(n for n, s in statuses.items() if s not in (*CAUGHT, "skipped"))
+    lines += ["", *spread(sample, ran, caught)]
     lines += [
         "",
         "## Survivors",

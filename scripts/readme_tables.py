@@ -53,6 +53,13 @@ HUB_METADATA: dict[str, Any] = {
             "2024-01-01 (api_url http://127.0.0.1:8766, access_key demo-access-key).",
         }
     },
+    # The Hub's usage notes: what a project of one's own must add beside the tap.
+    "usage": "Records carry instants in UTC. target-postgres writes them into `timestamp "
+    "without time zone` columns through its session's time zone, so in a database or role "
+    "set to another zone (e.g. Europe/Berlin) every instant lands shifted by that zone's "
+    "offset. Give the loader `PGTZ=UTC` (in meltano.yml, on target-postgres: `env: {PGTZ: "
+    "UTC}`), or keep the server's time zone at UTC. The dbt project's test "
+    "assert_loaded_instants_are_utc fails when a load was shifted.",
 }
 #: Labels Meltano shows, where the setting's name does not say it well enough.
 LABELS = {
@@ -128,7 +135,8 @@ def setting_definitions() -> list[dict[str, Any]]:
         setting["description"] = schema["description"]
         if "enum" in schema:
             setting["options"] = [
-                {"label": option.capitalize(), "value": option} for option in schema["enum"]
+                {"label": option.replace("_", " ").capitalize(), "value": option}
+                for option in schema["enum"]
             ]
         settings.append(setting)
     return settings

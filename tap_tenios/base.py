@@ -24,11 +24,12 @@ from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
-from tap_tenios.errors import RunReport, TapRunError, api_error
+from tap_tenios.errors import RunReport, TapRunError, api_error, redact
 from tap_tenios.planner import bookmark_problem
 from tap_tenios.progress import SparseCounter
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.transport import Transport
+from tap_tenios.windows import parse_setting
 from tap_tenios.writer import RecordOutput, SingerWriter
 
 #: How the tap introduces itself to the API.
@@ -106,6 +107,23 @@ class TeniosStream(RecordOutput):
         """An error safe to raise: the key is removed whatever ``message`` holds."""
         return api_error(message, self.config.get("access_key"))
 
+    @override
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        """The later of the saved bookmark and ``start_date``, read as the tap reads both.
+
+        The SDK calls this with the saved state before ``get_records``; its own version
+        parses the bookmark and ends in a traceback on one it cannot read (state as
+        Meltano stores it, with ``replication_key``). Such a bookmark is passed on as it
+        is, for ``check_bookmark`` to refuse with one line; redacted, since the SDK logs
+        it (a key pasted into the state by mistake must not reach the log).
+        """
+        if bookmark_problem(self.name, value, utc_now()):
+            secret = self.config.get("access_key")
+            return redact(value, secret) if isinstance(value, str) else value
+        if not self.is_timestamp_replication_key:
+            return value
+        return max(value, start_date_value, key=parse_setting)
+
     def check_bookmark(self) -> None:
         """Refuse a saved bookmark that does not parse or lies in the future."""
         value = self.stream_state.get("replication_key_value")
@@ -150,10 +168,6 @@ class TeniosStream(RecordOutput):
         super()._increment_stream_state(record, context=context)
         self.state_manager.is_flushed = False
 
-    #: Seconds after its last file before an ended run's BATCH folder may be removed:
-    #: another job's loader, reading from the same root, may still be at it.
-    BATCH_GRACE_SECONDS = 3600.0
-
     @override
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
@@ -167,20 +181,31 @@ class TeniosStream(RecordOutput):
         covers a record that no BATCH message has announced, whenever the run stops.
         """
         settings = BatchSettings.from_config(batch_config.asdict())
-        sweep(settings.root, grace=self.BATCH_GRACE_SECONDS)
-        #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
-        self.run_folder = RunFolder.create(settings.root)
+        # Earlier runs' files hold caller numbers and their loaders are done with them
+        # (a job's next run starts after its last loader ended): removed now.
+        sweep(settings.root)
+        try:
+            #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
+            self.run_folder = RunFolder.create(settings.root)
+        except TapRunError as failure:
+            self.report.add(self.name, failure)
+            return
         deferred, self.bookmark_deferred = self.bookmark_deferred, True
         try:
             records = self._sync_records(context, write_messages=False)
             batches = write_batches(
                 records, self.run_folder.path, self.name, settings, self.batch_transform()
             )
-            with closing(batches):
+            with closing(records), closing(batches):
                 for url, last in batches:
                     yield batch_config.encoding, [url]
                     self.advance_bookmark(last, context)
                     self._write_state_message()
+        except TapRunError as failure:
+            # The files could not be written (``batch.BatchWriteError``), or a stream
+            # map cannot go into files: the stream ends here, like a failed read (its
+            # state covers the files announced), and the run ends with one line.
+            self.report.add(self.name, failure)
         finally:
             self.bookmark_deferred = deferred
             self.run_folder.remove_if_empty()

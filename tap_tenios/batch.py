@@ -15,26 +15,34 @@ exact JSON numbers.
 
 Files live in a folder per run under the configured root, named ``run-…``. A run
 holds a lock on its folder while it lives (the lock goes with the process, however
-it ends); the next run removes the folders of runs that have ended (``sweep``). A
-later run of the same job starts only once the previous job's loader has exited, so
-nothing still needs those files; ``grace`` keeps folders of runs that ended only
-moments ago, for another job's loader that may still be reading from a shared root.
+it ends). The files hold personal data (caller numbers), so they go as soon as their
+loader is done with them: a job removes them in the step after its loader
+(``python -m tap_tenios.batch remove ROOT``, meltano.yml's
+``tap-tenios-batches:remove``), and each run removes those of runs that have ended
+when it starts (``sweep``), in case a job stopped before that step. A later run of
+the same job starts only once the previous run's loader has exited, so nothing still
+needs them; hence one root per extractor and loader.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import shutil
+import sys
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+
+from tap_tenios.errors import TapRunError
 
 try:  # POSIX; elsewhere nothing is locked and nothing is swept.
     import fcntl
@@ -123,6 +131,30 @@ class BatchSettings:
         return cls(path, str(prefix), str(compression), int(size))
 
 
+class BatchWriteError(TapRunError):
+    """The files cannot be written where ``batch_config`` says (a file in the way, no
+    permission, a full disk): one line naming the folder, not a traceback.
+    """
+
+
+@contextmanager
+def writing(folder: Path, file: str | None = None) -> Iterator[None]:
+    """Turn a failure of the file system under ``folder`` into a ``BatchWriteError``."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a file stands where a folder should be"
+        else:
+            reason = exc.strerror or type(exc).__name__
+        if file:
+            reason += f" (writing {file})"
+        raise BatchWriteError(
+            f"Cannot write BATCH files in {folder}: {reason}. Free space or grant write "
+            "access there, or set batch_config.storage.root to another folder."
+        ) from exc
+
+
 def local_path(root: str) -> Path | None:
     """The local folder a storage root names (``file:///a/b`` or ``/a/b``), if it is one."""
     parts = urlsplit(root)
@@ -150,15 +182,19 @@ class RunFolder:
 
     @classmethod
     def create(cls, root: Path, clock: Callable[[], float] = time.time) -> RunFolder:
-        root.mkdir(parents=True, exist_ok=True)
+        """A new run folder under ``root`` (made if missing); ``BatchWriteError`` if it
+        cannot be.
+        """
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
         name = f"{RUN_PREFIX}{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         making = root / f".{name}.new"
-        making.mkdir()
-        lock = os.open(making / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        making.rename(root / name)
+        with writing(root):
+            root.mkdir(parents=True, exist_ok=True)
+            making.mkdir()
+            lock = os.open(making / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            making.rename(root / name)
         return cls(root / name, lock)
 
     def release(self) -> None:
@@ -177,7 +213,11 @@ class RunFolder:
 
 
 def sweep(
-    root: Path, *, grace: float, keep: Path | None = None, clock: Callable[[], float] = time.time
+    root: Path,
+    *,
+    grace: float = 0.0,
+    keep: Path | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> list[Path]:
     """Remove the run folders under ``root`` whose runs ended more than ``grace``
     seconds ago.
@@ -189,8 +229,12 @@ def sweep(
     """
     if fcntl is None or not root.is_dir():
         return []
+    try:
+        folders = sorted(root.iterdir())
+    except OSError:
+        return []  # not listable: creating the run's folder says why, if it matters
     removed = []
-    for folder in sorted(root.iterdir()):
+    for folder in folders:
         if not folder.name.startswith(RUN_PREFIX) or folder == keep or not folder.is_dir():
             continue
         try:
@@ -248,9 +292,13 @@ class BatchFile:
         return self.url
 
     def discard(self) -> None:
-        """Close and delete a file no BATCH message will name."""
-        self._out.close()
-        self._raw.close()
+        """Close and delete a file no BATCH message will name (also one whose writes
+        failed: closing it fails again, and it goes all the same).
+        """
+        with suppress(OSError):
+            self._out.close()
+        with suppress(OSError):
+            self._raw.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -270,14 +318,21 @@ def write_batches(
 
     A failure of ``records`` (a window that could not be read) first finishes the
     file being written and yields it: its records are complete and whatever state
-    follows must be able to cover them. A failure while writing, or an interruption
-    (``SystemExit`` from a signal, ``KeyboardInterrupt``, the caller stopping),
-    deletes the unfinished file instead, which no message names.
+    follows must be able to cover them. A failure while writing (``BatchWriteError``,
+    naming the folder), or an interruption (``SystemExit`` from a signal,
+    ``KeyboardInterrupt``, the caller stopping), deletes the unfinished file instead,
+    which no message names.
     """
     number = 0
     current: BatchFile | None = None
     last: Record | None = None
     source = iter(records)
+
+    def finish() -> str:
+        assert current is not None
+        with writing(folder, current.path.name):
+            return current.finish()
+
     try:
         while True:
             try:
@@ -286,23 +341,51 @@ def write_batches(
                 break
             except Exception:
                 if current is not None and last is not None:
-                    done, current = current, None
-                    yield done.finish(), last
+                    url = finish()
+                    current = None
+                    yield url, last
                 raise
             if current is None:
                 number += 1
                 name = f"{settings.prefix}{stream}-{number:05d}{settings.suffix}"
-                current = BatchFile(folder / name, settings.compression)
+                with writing(folder, name):
+                    current = BatchFile(folder / name, settings.compression)
             shaped = record if transform is None else transform(record)
             if shaped is not None:
-                current.add(shaped)
+                with writing(folder, current.path.name):
+                    current.add(shaped)
             last = record
             if current.records >= settings.batch_size:
-                done, current = current, None
-                yield done.finish(), last
+                url = finish()
+                current = None
+                yield url, last
         if current is not None and last is not None:
-            done, current = current, None
-            yield done.finish(), last
+            url = finish()
+            current = None
+            yield url, last
     finally:
         if current is not None:
             current.discard()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tap_tenios.batch remove ROOT``: remove the files of ended runs."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tap_tenios.batch",
+        description="Remove the BATCH files of the tap's ended runs under ROOT (the "
+        "batch_config.storage.root), once their loader has read them. Live runs' "
+        "files stay.",
+    )
+    parser.add_argument("command", choices=["remove"])
+    parser.add_argument("root", help="file:///path or /path")
+    args = parser.parse_args(argv)
+    root = local_path(args.root)
+    if root is None:
+        parser.error(f"{args.root!r} is not a local folder")
+    removed = sweep(root)
+    print(f"Removed the BATCH files of {len(removed)} ended run(s) under {root}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

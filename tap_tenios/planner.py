@@ -18,26 +18,36 @@ request holds (``total_items``). The planner uses that instead of a fixed window
   second or two of it than a page holds. Only such a part is read page by page,
   keeping every leg seen across reads until the distinct legs reach the count.
 
+With ``lookback_mode`` ``on_count_change`` the lookback is checked before it is
+read: each part of a UTC day that an earlier run read whole (``PartRead``, kept in
+state) is counted again over exactly that part, and only a part whose count differs
+from the legs emitted from it is read again (``worth_checking``, ``spans_to_read``,
+``Ledger``).
+
 Edges fall on whole seconds (the API's timestamps are FreeSWITCH stamps, and a
 request is padded by ``EDGE_PADDING`` anyway), and never closer than ``MIN_PART``.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tap_tenios.records import CLOCK_SKEW
 from tap_tenios.settings import Settings
 from tap_tenios.windows import (
+    UTC,
     LocalDay,
     TimestampError,
     Window,
     format_request,
+    format_utc,
     iter_windows,
     local_date,
     local_days,
@@ -183,8 +193,9 @@ def bookmark_problem(stream: str, value: object, now: datetime) -> str | None:
     if value is None or value == "":
         return None
     advice = (
-        f"clear the saved state of stream {stream!r} (e.g. `meltano state clear`) "
-        "to start again from start_date."
+        f"clear the saved state of stream {stream!r} to start again from start_date "
+        "(`meltano state clear <state id>`), or save a bookmark it can read "
+        "(`meltano state set <state id> '<state>'`)."
     )
     try:
         moment = parse_setting(value)  # type: ignore[arg-type]
@@ -213,15 +224,175 @@ def cdrs_range(
     return begin, settings.run_end(now)
 
 
-def top_windows(settings: Settings, begin: datetime, end: datetime) -> Iterator[Window]:
+def top_windows(
+    settings: Settings, begin: datetime, end: datetime, spans: Sequence[Window] | None = None
+) -> Iterator[Window]:
     """The windows a ``cdrs`` run starts from, ascending, on the grid of ``start_date``.
 
+    They cover ``spans`` (ascending parts of ``[begin, end)``; by default all of it).
     None straddles the start of the settling range (the lookback of the run's end),
     so a window either is re-read by the next run or is not.
     """
     settling = min(max(begin, end - settings.lookback), end)
-    for lower, upper in ((begin, settling), (settling, end)):
-        yield from iter_windows(lower, upper, settings.window, settings.start)
+    for span in spans if spans is not None else [Window(begin, end)]:
+        for lower, upper in (
+            (span.start, min(span.end, settling)),
+            (max(span.start, settling), span.end),
+        ):
+            yield from iter_windows(lower, upper, settings.window, settings.start)
+
+
+_DAY = timedelta(days=1)
+
+
+def utc_day(moment: datetime) -> Window:
+    """The UTC calendar day ``moment`` lies in: one ``/cdrs/count`` request long."""
+    day = moment.astimezone(UTC).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return Window(start, start + _DAY)
+
+
+@dataclass(frozen=True)
+class PartRead:
+    """A part of one UTC day that a run read whole, and how many legs it emitted from it.
+
+    ``lookback_mode`` ``on_count_change`` keeps these in state for the lookback's days:
+    a later run counts the same part again and reads it only if the count differs
+    from ``legs``. A part lies within one UTC day, so one count request covers it.
+    """
+
+    window: Window
+    legs: int
+
+    @property
+    def day(self) -> Window:
+        return utc_day(self.window.start)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "from": format_utc(self.window.start),
+            "to": format_utc(self.window.end),
+            "legs": self.legs,
+        }
+
+    @classmethod
+    def from_state(cls, value: object) -> PartRead | None:
+        """An entry of saved state, or ``None`` if it is not one the tap wrote (then
+        its part is read again, which is always safe).
+        """
+        if not isinstance(value, dict):
+            return None
+        legs = value.get("legs")
+        if isinstance(legs, bool) or not isinstance(legs, int) or legs < 0:
+            return None
+        try:
+            start, end = parse_setting(value["from"]), parse_setting(value["to"])
+        except (KeyError, TimestampError, TypeError, AttributeError):
+            return None
+        if not start < end <= utc_day(start).end:
+            return None
+        return cls(Window(start, end), legs)
+
+
+def parts_read_from_state(value: object) -> list[PartRead]:
+    """The saved ``PartRead`` entries, ascending; malformed or overlapping ones dropped."""
+    parts = [
+        p for raw in (value if isinstance(value, list) else []) if (p := PartRead.from_state(raw))
+    ]
+    kept: list[PartRead] = []
+    for part in sorted(parts, key=lambda p: p.window.start):
+        if not kept or kept[-1].window.end <= part.window.start:
+            kept.append(part)
+    return kept
+
+
+def worth_checking(saved: Sequence[PartRead], begin: datetime, end: datetime) -> list[PartRead]:
+    """The saved parts whose recount could spare a read in ``[begin, end)``: those
+    that reach into it. A part that begins before ``begin`` is counted whole: equal,
+    the part of it in the range is skipped; different, only that part is read.
+    """
+    return [p for p in saved if p.window.start < end and p.window.end > begin]
+
+
+def spans_to_read(begin: datetime, end: datetime, confirmed: Sequence[PartRead]) -> list[Window]:
+    """``[begin, end)`` less the parts ``confirmed`` unchanged by their recount, ascending."""
+    spans: list[Window] = []
+    cursor = begin
+    for part in sorted(confirmed, key=lambda p: p.window.start):
+        lower, upper = max(part.window.start, begin), min(part.window.end, end)
+        if lower >= upper:
+            continue
+        if cursor < lower:
+            spans.append(Window(cursor, lower))
+        cursor = max(cursor, upper)
+    if cursor < end:
+        spans.append(Window(cursor, end))
+    return spans
+
+
+#: The most parts kept per day. Each run's reads make a part of their own, so the
+#: last hours, where late legs land (calls still going at a run's end), are checked,
+#: and read again, apart from the rest of the day; older parts are merged.
+PARTS_PER_DAY = 4
+
+
+class Ledger:
+    """The parts of days read whole so far, as the next run may check them.
+
+    Starts from the parts confirmed unchanged by their recount; every window read is
+    added in order (``add``). This run's reads extend the part it last added while
+    they continue it within the day, so each run adds one part per day it reads on
+    (more where it skips a confirmed part). ``entries`` is true of whatever has been
+    emitted: the caller saves it only where its records are out.
+    """
+
+    def __init__(self, confirmed: Sequence[PartRead] = ()) -> None:
+        self.parts: dict[datetime, PartRead] = {p.window.start: p for p in confirmed}
+        self._open: PartRead | None = None
+
+    def add(self, window: Window, stamps: Sequence[str]) -> None:
+        """``window`` read whole; ``stamps``: its legs' ``start_stamp``, sorted."""
+        cursor = window.start
+        while cursor < window.end:
+            day = utc_day(cursor)
+            upper = min(day.end, window.end)
+            legs = bisect.bisect_left(stamps, format_utc(upper)) - bisect.bisect_left(
+                stamps, format_utc(cursor)
+            )
+            part = PartRead(Window(cursor, upper), legs)
+            last = self._open
+            if last is not None and last.window.end == cursor and last.day == day:
+                if self.parts.get(last.window.start) == last:
+                    part = PartRead(Window(last.window.start, upper), last.legs + legs)
+            self.parts[part.window.start] = self._open = part
+            cursor = upper
+
+    def entries(self, settings: Settings, bookmark: str | None) -> list[PartRead]:
+        """The parts a later run may use, ascending: those of the days of the lookback
+        of ``bookmark`` (where every later run starts), of no more days than the
+        lookback spans, at most ``PARTS_PER_DAY`` a day (the earliest merged). The
+        ledger keeps no more than that either.
+        """
+        floor = parse_setting(bookmark) - settings.lookback if bookmark else None
+        days: dict[datetime, list[PartRead]] = {}
+        for part in sorted(self.parts.values(), key=lambda p: p.window.start):
+            if floor is None or part.window.end > floor:
+                days.setdefault(part.day.start, []).append(part)
+        kept: list[PartRead] = []
+        for day in sorted(days)[-(math.ceil(settings.lookback / _DAY) + 2) :]:
+            parts = days[day]
+            while len(parts) > PARTS_PER_DAY:
+                first, second, *rest = parts
+                if first.window.end == second.window.start:
+                    merged = PartRead(
+                        Window(first.window.start, second.window.end), first.legs + second.legs
+                    )
+                    parts = [merged, *rest]
+                else:
+                    parts = [second, *rest]
+            kept += parts
+        self.parts = {p.window.start: p for p in kept}
+        return kept
 
 
 @dataclass(frozen=True)

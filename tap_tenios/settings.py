@@ -19,6 +19,9 @@ from tap_tenios.batch import BatchSettings, BatchSettingsError
 from tap_tenios.windows import UTC, TimestampError, parse_setting
 
 ON_MISMATCH = ("fail", "warn")
+#: ``lookback_mode``: re-read the whole lookback every run (the default, safe whatever
+#: the API does), or only the lookback's days whose ``/cdrs/count`` changed.
+LOOKBACK_MODES = ("always", "on_count_change")
 
 #: IANA names of UTC itself. A zone-less stamp read in one of them is read as
 #: ``windows.UTC``, which the timestamp parser's fast path recognises by identity:
@@ -70,6 +73,7 @@ class Settings:
     max_concurrency: int
     on_count_mismatch: str
     count_check: bool
+    lookback_mode: str
     api_url: str
     request_timeout: int
     max_retries: int
@@ -131,6 +135,9 @@ class Settings:
         on_mismatch = config.get("on_count_mismatch", "fail")
         if on_mismatch not in ON_MISMATCH:
             problems.append(f"on_count_mismatch: {on_mismatch!r} is not one of {ON_MISMATCH}")
+        lookback_mode = config.get("lookback_mode", "always")
+        if lookback_mode not in LOOKBACK_MODES:
+            problems.append(f"lookback_mode: {lookback_mode!r} is not one of {LOOKBACK_MODES}")
         sizes = {
             name: positive(name, zero_ok=name in {"max_retries", "lookback_minutes"})
             for name in (
@@ -161,6 +168,7 @@ class Settings:
             max_concurrency=sizes["max_concurrency"],
             on_count_mismatch=str(on_mismatch),
             count_check=bool(config.get("count_check", True)),
+            lookback_mode=str(lookback_mode),
             api_url=str(config["api_url"]).rstrip("/"),
             request_timeout=sizes["request_timeout_seconds"],
             max_retries=sizes["max_retries"],

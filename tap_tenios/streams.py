@@ -15,6 +15,9 @@ How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
   (plus the lookback, on purpose).
 * Windows are read ahead by a few worker threads (``scheduler``); records and state
   stay on the main thread, in order.
+* With ``lookback_mode`` ``on_count_change``, the parts of the lookback that earlier
+  runs read (kept in state) are counted first, and only those whose count differs
+  from the legs emitted from them are read again (``planner.Ledger``).
 
 What both share with the SDK (settings, transport, bookmark rules, BATCH files,
 failures) is in ``base``.
@@ -22,8 +25,9 @@ failures) is in ``base``.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Generator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -38,9 +42,14 @@ from tap_tenios.base import TeniosStream
 from tap_tenios.errors import RunReport
 from tap_tenios.planner import (
     CountedDay,
+    Ledger,
+    PartRead,
     cdrs_range,
     count_days,
+    parts_read_from_state,
+    spans_to_read,
     top_windows,
+    worth_checking,
 )
 from tap_tenios.progress import Progress
 from tap_tenios.reader import WindowRead, count_window, read_windows
@@ -48,6 +57,7 @@ from tap_tenios.records import RecordError, decimal_string
 from tap_tenios.scheduler import ordered_map
 from tap_tenios.settings import utc_now
 from tap_tenios.windows import (
+    Window,
     format_request,
     format_utc,
     parse_setting,
@@ -191,6 +201,12 @@ class CdrsStream(TeniosStream):
     def bookmark_key(self, bookmark: str) -> str:
         return canonical(bookmark)
 
+    #: Where ``lookback_mode`` ``on_count_change`` keeps the parts of days read
+    #: (``PartRead``) in the stream's state, beside the bookmark.
+    PARTS_READ = "parts_read"
+    #: The parts of days read whole so far this run (``on_count_change`` only).
+    ledger: Ledger | None = None
+
     @override
     def read_records(self, context: Context | None) -> Iterator[Record]:
         settings = self.settings
@@ -203,26 +219,94 @@ class CdrsStream(TeniosStream):
             settings.window / timedelta(hours=1),
             settings.page_size,
         )
+        self.ledger = None
+        spans = None
+        if settings.lookback_mode == "on_count_change":
+            self.ledger, spans = self.check_lookback(begin, end)
+        else:
+            self.stream_state.pop(self.PARTS_READ, None)
         progress = Progress((end - begin).total_seconds(), every_seconds=5.0)
-        totals = [0, 0, 0]  # legs, windows, requests
-        tops = top_windows(settings, begin, end)
+        # Legs, of them beyond the saved bookmark (new), windows, requests.
+        totals = [0, 0, 0, 0]
+        tops = top_windows(settings, begin, end, spans)
         batch = bool(self.config.get("batch_config"))
+        saved = self.saved_bookmark
         for read in read_windows(self.transport, settings, tops, end, self.logger):
             for record in read.records:
                 yield self.finish(record)
+            stamps = [r["start_stamp"] for r in read.records]
+            if self.ledger is not None:
+                self.ledger.add(read.window, stamps)
+                self.save_parts_read()
             if read.records and not batch:
                 # The window is complete: make it resumable. (In BATCH mode the bookmark
                 # moves once a file's BATCH message is out: ``get_batches``.)
                 self.advance_bookmark(read.records[-1], context)
                 self._write_state_message()
-            totals = [totals[0] + len(read.records), totals[1] + 1, totals[2] + read.pages]
+            new = len(stamps) - bisect.bisect_right(stamps, saved) if saved else len(stamps)
+            totals = [
+                totals[0] + len(stamps),
+                totals[1] + new,
+                totals[2] + 1,
+                totals[3] + read.pages,
+            ]
             if progress.advance((read.window.end - begin).total_seconds()):
                 self.log_progress(read, progress, totals)
+        if totals[2] == 0:
+            self.logger.info("cdrs: nothing to read: 0 legs (0 beyond the saved bookmark)")
+
+    def check_lookback(self, begin: datetime, end: datetime) -> tuple[Ledger, list[Window]]:
+        """``lookback_mode`` ``on_count_change``: recount the parts of ``[begin, end)``
+        earlier runs read whole; what is left to read, and the ledger to keep.
+
+        A part is skipped only where its count, over exactly the period read, equals
+        the legs emitted from it; anything else is read as always.
+        """
+        saved = parts_read_from_state(self.stream_state.get(self.PARTS_READ))
+        checks = worth_checking(saved, begin, end)
+        counts = ordered_map(
+            self.count_part_read, checks, self.settings.max_concurrency, self.stopping
+        )
+        confirmed = [p for p, n in zip(checks, counts, strict=True) if n == p.legs]
+        spans = spans_to_read(begin, end, confirmed)
+        self.logger.info(
+            "cdrs: lookback_mode=on_count_change: %d of %d part(s) read before are "
+            "unchanged by /cdrs/count, not read again; reading %s",
+            len(confirmed),
+            len(checks),
+            ", ".join(s.describe() for s in spans) or "nothing",
+        )
+        return Ledger(confirmed), spans
+
+    def count_part_read(self, part: PartRead) -> int:
+        """The API's count now over a part of a day an earlier run read."""
+        where = f"cdrs lookback check {part.window.describe()}"
+        return count_window(self.transport, part.window, where)
+
+    def save_parts_read(self) -> None:
+        """Put the parts read so far into the stream's state (``on_count_change``).
+
+        Called once a window's records are all yielded, so no STATE says a part was
+        read whose legs a target has not been sent. In BATCH mode too: STATE is
+        written only when a file is announced, which holds every record yielded so
+        far (this generator is then suspended inside a window, the ledger not past it).
+        """
+        if self.ledger is None:
+            return
+        bookmark = self.stream_state.get("replication_key_value")
+        entries = self.ledger.entries(self.settings, bookmark)
+        self.stream_state[self.PARTS_READ] = [e.to_state() for e in entries]
+        self.state_manager.is_flushed = False
 
     def log_progress(self, read: WindowRead, progress: Progress, totals: list[int]) -> None:
-        """A line every few seconds (and at the end), so a long backfill never looks hung."""
+        """A line every few seconds (and at the end), so a long backfill never looks hung.
+
+        It says how many of the legs emitted are new (start after the saved bookmark):
+        the rest were re-read from the lookback, and an hourly run's cost is mostly theirs.
+        """
         self.logger.info(
-            "cdrs: read up to %s: %d legs in %d window(s), %d request(s); %s",
+            "cdrs: read up to %s: %d legs (%d beyond the saved bookmark) in %d window(s), "
+            "%d request(s); %s",
             format_request(read.window.end),
             *totals,
             progress.timing(" of the range"),

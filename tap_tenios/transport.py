@@ -215,6 +215,8 @@ class Transport:
     ``sleep``: how a wait is spent; by default on ``stop``, so that it ends when the
     run stops. Tests pass a recorder (and a matching ``clock``) to assert waits
     without sleeping.
+    ``observe``: told of every try, with its answer (``None`` when none came), so that
+    a caller can count requests and read headers (the probe: rate limits, budgets).
     """
 
     def __init__(
@@ -230,6 +232,7 @@ class Transport:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
+        observe: Callable[[str, requests.Response | None], object] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.host = urlsplit(self.url).netloc
@@ -241,6 +244,7 @@ class Transport:
         self.stop = stop or threading.Event()
         self.clock = clock
         self._sleep = sleep
+        self._observe = observe
         self.throttle = Throttle(clock, self.wait)
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._sessions = threading.local()
@@ -269,11 +273,15 @@ class Transport:
                         self.url + path, data=payload, timeout=self.timeout, allow_redirects=False
                     )
             except TRANSIENT_ERRORS as exc:
+                if self._observe is not None:
+                    self._observe(path, None)
                 cause, unresolved = network_cause(exc)
                 if unresolved:
                     tries[1] = min(tries[1], NAME_RESOLUTION_RETRIES + 1)
                 retry = Retry(f"could not reach {self.host}: {cause}", unreachable=cause)
                 raise _TryAgainError(retry) from None
+            if self._observe is not None:
+                self._observe(path, response)
             outcome = self._outcome(response, what, required)
             if isinstance(outcome, Retry):
                 raise _TryAgainError(outcome)

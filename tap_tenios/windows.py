@@ -99,7 +99,10 @@ def parse_timestamp(value: str, naive_zone: tzinfo = UTC) -> datetime:
         raise TimestampError(f"invalid date-time {value!r}: {exc}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=naive_zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:30 in New York is in the year 10000 in UTC
+        raise TimestampError(f"{value!r} lies outside the years 1 to 9999 in UTC") from None
 
 
 def canonical_timestamp(value: str, naive_zone: tzinfo = UTC) -> str:

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,7 @@ __all__ = [
     "in_range",
     "item",
     "load_script",
+    "log_lines",
     "make_config",
     "meltano",
     "moved",
@@ -308,6 +310,17 @@ def run_cli(
         check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+#: One line of the tap's log on stderr: time, level, logger, message.
+LOG_LINE = re.compile(r"^\S+ \S+ \| (?P<level>\w+)\s+\| (?P<logger>\S+)\s+\| (?P<message>.*)$")
+
+
+def log_lines(stderr: str) -> list[tuple[str, str]]:
+    """(level, message) of every line; a line that is not a log line (a traceback) fails."""
+    parsed = [LOG_LINE.match(line) for line in stderr.splitlines()]
+    assert all(parsed), stderr[-3000:]
+    return [(m["level"], m["message"]) for m in parsed if m]
 
 
 def run_until(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +26,7 @@ from tap_tenios.batch import (
     sweep,
     write_batches,
 )
+from tap_tenios.errors import TapRunError
 
 from .helpers import item
 
@@ -191,6 +194,35 @@ def test_a_transform_shapes_or_drops_records_and_the_bookmark_still_sees_them(tm
     assert read_file(url) == [{"uuid": "leg-0"}, {"uuid": "leg-1"}]
 
 
+def test_a_full_disk_is_one_error_naming_the_folder_and_batch_config(tmp_path) -> None:
+    """The file's name points at /dev/full, whose every write fails with ENOSPC."""
+    (tmp_path / "cdrs-00001.jsonl").symlink_to("/dev/full")
+    batches = write_batches(iter(legs(2)), tmp_path, "cdrs", settings(tmp_path))
+    with pytest.raises(TapRunError) as failure:
+        next(batches)
+    assert str(failure.value) == (
+        f"Cannot write BATCH files in {tmp_path}: No space left on device (writing "
+        "cdrs-00001.jsonl). Free space or grant write access there, or set "
+        "batch_config.storage.root to another folder."
+    )
+    assert list(tmp_path.iterdir()) == [], "the unfinished file is gone"
+
+
+@pytest.mark.parametrize("blocker", ["root", "parent"])
+def test_a_root_where_a_file_stands_is_one_error_naming_it(tmp_path, blocker) -> None:
+    root = tmp_path / "batches" / "tenios"
+    if blocker == "root":
+        root.parent.mkdir()
+    (root if blocker == "root" else root.parent).write_text("")
+    with pytest.raises(TapRunError) as failure:
+        RunFolder.create(root)
+    assert str(failure.value) == (
+        f"Cannot write BATCH files in {root}: a file stands where a folder should be. "
+        "Free space or grant write access there, or set batch_config.storage.root to "
+        "another folder."
+    )
+
+
 # --- read back by the SDK's own loader code ------------------------------------------
 
 
@@ -299,3 +331,24 @@ def test_run_folders_of_one_second_do_not_collide(tmp_path) -> None:
     second = RunFolder.create(tmp_path, clock=lambda: 0.0)
     assert first.path != second.path
     assert first.path.name.startswith("run-19700101T000000Z-")
+
+
+def test_the_remove_command_takes_the_files_of_ended_runs_at_once(tmp_path) -> None:
+    """What a job runs once its loader has read the files (meltano.yml's
+    ``tap-tenios-batches:remove``): ended runs' folders go, however recent; a live
+    run's stays."""
+    ended, live = RunFolder.create(tmp_path), RunFolder.create(tmp_path)
+    for folder in (ended, live):
+        (folder.path / "cdrs-00001.jsonl").write_text('{"callerid_number": "+4930123"}\n')
+    ended.release()
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_tenios.batch", "remove", tmp_path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"Removed the BATCH files of 1 ended run(s) under {tmp_path}\n"
+    assert sorted(tmp_path.iterdir()) == [live.path]
+    live.release()

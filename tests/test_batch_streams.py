@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import resource
 import signal
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import in_range, make_config, run_cli, run_until
+from .helpers import in_range, log_lines, make_config, run_cli, run_until, tap_command
 
 
 def batch_config(root: Path, size: int = 25, compression: str = "none") -> dict[str, Any]:
@@ -139,3 +142,91 @@ def test_a_batch_config_the_tap_cannot_honour_fails_before_any_request(tmp_path,
     assert "batch_config.encoding.format: 'parquet' is not supported" in result.stderr
     assert "batch_config.storage.root: 's3://b/x' is not a local folder" in result.stderr
     assert emulator.emulator.stats.requests == {}
+
+
+#: Where no process may create a folder, root included (sysfs refuses every mkdir).
+REFUSED = Path("/sys/tap-tenios-batches")
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "refused", "disk full"])
+def test_a_batch_folder_that_cannot_be_written_ends_in_one_line_naming_it(
+    tmp_path, serve, legs, where
+) -> None:
+    """A full disk is played by a limit on file size: every write past it fails
+    (EFBIG), as on a disk that fills up, while stdout and stderr (pipes) go on."""
+    if where == "refused" and not Path("/sys").is_dir():
+        pytest.skip("no sysfs here")
+    root = {
+        "parent is a file": tmp_path / "file" / "batches",
+        "refused": REFUSED,
+        "disk full": tmp_path / "batches",
+    }[where]
+    (tmp_path / "file").write_text("")
+    emulator = serve(legs)
+    config = make_config(emulator.url, batch_config=batch_config(root, 1000))
+
+    def small_files() -> None:
+        if where == "disk full":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    done = subprocess.run(
+        tap_command(tmp_path, config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+        preexec_fn=small_files,
+        check=False,
+    )
+    assert done.returncode == 1
+    errors = [message for level, message in log_lines(done.stderr) if level == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"Cannot write BATCH files in {root}")
+    assert errors[0].endswith("or set batch_config.storage.root to another folder.")
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert not [m for m in messages if m["type"] == "BATCH"]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert not any(s["bookmarks"].get("cdrs", {}).get("replication_key_value") for s in states)
+    if where == "disk full":
+        assert [p.name for p in root.iterdir()] == [], "no unfinished file, no empty folder"
+
+
+def test_the_next_run_removes_the_files_of_an_ended_run_at_once(tmp_path, serve, legs) -> None:
+    """The files hold caller numbers: an ended run's are gone when the next run starts,
+    not an hour later (a run of the same job starts once the last one's loader ended)."""
+    emulator = serve(legs)
+    root = tmp_path / "b"
+    config = make_config(emulator.url, batch_config=batch_config(root, 1000))
+    assert run_cli(tmp_path, config).returncode == 0
+    (first,) = root.iterdir()
+    assert run_cli(tmp_path, config).returncode == 0
+    (second,) = root.iterdir()
+    assert second != first
+
+
+def test_on_count_change_saves_only_days_whose_legs_are_in_announced_files(
+    tmp_path, serve, legs
+) -> None:
+    emulator = serve(legs, order="unsorted")
+    config = make_config(
+        emulator.url,
+        batch_config=batch_config(tmp_path / "b", 40),
+        lookback_minutes=1440,
+        lookback_mode="on_count_change",
+        window_size_hours=5,
+    )
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    messages = result.messages
+    saved = 0
+    for i, message in enumerate(messages):
+        if message["type"] != "STATE":
+            continue
+        days = message["value"]["bookmarks"].get("cdrs", {}).get("parts_read", [])
+        stamps = [r["start_stamp"] for r in announced(messages[:i])]
+        for day in days:
+            saved += 1
+            assert day["legs"] == sum(day["from"] <= s < day["to"] for s in stamps), day
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    final = states[-1]["bookmarks"]["cdrs"]["parts_read"]
+    assert final[-1]["to"] == "2024-03-04T00:00:00.000000Z" and saved > len(final)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tap_tenios.emulator import Behaviour, Emulator, RunningEmulator, generate, make_call
+from tap_tenios.emulator.server import ApiError
 
 from .helpers import KEY, START, dataset
 
@@ -150,3 +151,142 @@ def test_the_banner_counts_the_legs_its_range_holds() -> None:
     assert any(leg.start >= end for leg in legs)  # the case in question is in the default data
     held = sum(start <= leg.start < end for leg in legs)
     assert f": {held} legs from 2024-01-01 to 2024-01-22 (exclusive)" in banner, banner
+
+
+def test_a_busy_port_is_one_line_naming_it_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tap_tenios.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tap-tenios-emulator: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(an emulator still running?). Stop what listens there, or choose another port "
+        "with --port.\n"
+    )
+
+
+def day_page(api: Emulator) -> list[dict]:
+    body = {**HTTP_BODY, "page_size": 1000}
+    return json.loads(api.handle("/cdrs/retrieve", json.dumps(body).encode())[1])["items"]
+
+
+def test_legs_settle_in_place_after_they_appear() -> None:
+    """``settle_seconds``: a leg is first served unbilled, later with its real cost."""
+    legs = crowd(3)
+    ended = max(leg.visible_at for leg in legs)
+    api = Emulator(legs, Behaviour(access_key=KEY, settle_seconds=600, now=ended))
+    early = {item["uuid"]: item for item in day_page(api)}
+    assert len(early) == len(legs)
+    assert {item["billing_status"] for item in early.values()} == {"PENDING"}
+    assert {item["cost"] for item in early.values()} == {0}
+    api.behaviour.now = ended + timedelta(seconds=601)
+    late = {item["uuid"]: item for item in day_page(api)}
+    assert late.keys() == early.keys()
+    real = {leg.uuid: leg.fields for leg in legs}
+    assert all(late[u]["billing_status"] == real[u]["billing_status"] for u in late)
+    assert any(late[u]["cost"] != 0 for u in late)
+
+
+def test_legs_appear_only_a_delay_after_they_end() -> None:
+    legs = crowd(3)
+    ended = max(leg.visible_at for leg in legs)
+    api = Emulator(legs, Behaviour(access_key=KEY, appear_delay_seconds=120, now=ended))
+    assert {i["uuid"] for i in day_page(api)} < {leg.uuid for leg in legs}
+    api.behaviour.now = ended + timedelta(seconds=120)
+    assert len(day_page(api)) == len(legs)
+
+
+def test_a_rate_limit_answers_with_headers_and_429s_with_retry_after(serve) -> None:
+    clock = [100.25]
+    api = serve(dataset(calls_per_day=5), rate_limit=2, rate_clock=lambda: clock[0])
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    answers = [post(connection, HTTP_BODY) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 429]
+    assert [h["X-RateLimit-Remaining"] for _, h, _ in answers] == ["1", "0", "0"]
+    assert answers[0][1]["X-RateLimit-Limit"] == "2"
+    assert answers[2][1]["Retry-After"] == "1" and "Retry-After" not in answers[1][1]
+    clock[0] = 101.0  # the next window
+    status, headers, _ = post(connection, HTTP_BODY)
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "1"
+    connection.close()
+
+
+def test_retry_after_can_be_an_http_date(serve) -> None:
+    now = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
+    api = serve(
+        dataset(calls_per_day=5),
+        fault_queue=[{"kind": "429"}],
+        retry_after_seconds=30,
+        retry_after_style="http_date",
+        now=now,
+    )
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    status, headers, _ = post(connection, HTTP_BODY)
+    connection.close()
+    assert status == 429
+    assert headers["Retry-After"] == "Sun, 10 Mar 2024 12:00:30 GMT"
+
+
+def test_counts_over_a_day_are_refused_unless_the_limit_is_lifted() -> None:
+    legs = crowd(3)
+    body = {
+        "access_key": KEY,
+        "start_date_from": "2024-02-29T00:00:00.000Z",
+        "start_date_to": "2024-03-02T00:00:00.000Z",
+    }
+    raw = json.dumps(body).encode()
+    with pytest.raises(ApiError, match=r"max\. 1 day"):
+        Emulator(legs, Behaviour(access_key=KEY)).handle("/cdrs/count", raw)
+    lifted = Emulator(legs, Behaviour(access_key=KEY, count_max_period=None))
+    assert json.loads(lifted.handle("/cdrs/count", raw)[1]) == {"total_items": len(legs)}
+
+
+def test_the_command_line_switches_on_rate_limits_and_late_billing() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tap_tenios.emulator",
+            "--port",
+            "0",
+            "--rate-limit",
+            "5",
+            "--settle-seconds",
+            "1000000000",
+            "--appear-delay-seconds",
+            "0",
+            "--retry-after-style",
+            "http_date",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        host, port = banner.split("http://")[1].split(":")[0:2]
+        connection = http.client.HTTPConnection(host, int(port.split()[0]), timeout=5)
+        body = {**HTTP_BODY, "access_key": Behaviour.access_key, "page_size": 50}
+        body["start_date_from"], body["start_date_to"] = (
+            "2024-01-02T00:00:00.000Z",
+            "2024-01-03T00:00:00.000Z",
+        )
+        status, headers, raw = post(connection, body)
+        connection.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert status == 200
+    assert headers["X-RateLimit-Limit"] == "5"
+    items = json.loads(raw)["items"]
+    assert items and {item["billing_status"] for item in items} == {"PENDING"}

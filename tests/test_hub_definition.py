@@ -32,6 +32,21 @@ def test_the_hub_definition_describes_every_setting_and_capability():
     assert secret["name"] == "access_key"
 
 
+def test_a_project_of_ones_own_is_told_to_load_instants_in_utc():
+    """Only this repository's meltano.yml pins target-postgres's sessions to UTC: a
+    project of one's own must be told, in the Hub definition and in the README."""
+    definition = yaml.safe_load(readme_tables.HUB_DEFINITION.read_text())
+    readme = (ROOT / "README.md").read_text()
+    own_project = readme[readme.index("### In your own Meltano project") :]
+    own_project = own_project[: own_project.index("### This repository's project")]
+    for text in (definition["usage"], own_project):
+        assert "PGTZ=UTC" in text
+        assert "assert_loaded_instants_are_utc" in text
+    project = yaml.safe_load(readme_tables.MELTANO_YML.read_text())
+    (loader,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-postgres"]
+    assert loader["env"] == {"PGTZ": "UTC"}
+
+
 def test_meltano_yml_declares_the_capabilities_the_tap_does():
     project = yaml.safe_load(readme_tables.MELTANO_YML.read_text())
     (tap,) = [p for p in project["plugins"]["extractors"] if p["name"] == "tap-tenios"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import KEY, ROOT, load_script, meltano, pipeline_env
+from .helpers import documented_commands as documented_block
 
 readme_tables = load_script("readme_tables")
 MELTANO_YML = readme_tables.MELTANO_YML
@@ -35,6 +36,24 @@ def test_jobs_and_the_schedule_resolve_to_declared_plugins():
     hourly = {s["name"]: s for s in schedules["job"]}["tenios-hourly"]
     assert hourly["interval"] == "@hourly"
     assert hourly["job"]["name"] == "tenios-to-postgres"
+
+
+def test_the_postgres_job_removes_the_batch_files_once_its_loader_has_read_them():
+    """The files hold caller numbers: the step after the loader removes them, from the
+    folder tap-tenios writes them to in every environment."""
+    yaml = pytest.importorskip("yaml")  # Meltano's own dependency
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    (job,) = [job for job in project["jobs"] if job["name"] == "tenios-to-postgres"]
+    assert job["tasks"][:2] == ["tap-tenios target-postgres", "tap-tenios-batches:remove"]
+    (utility,) = [p for p in project["plugins"]["utilities"] if p["name"] == "tap-tenios-batches"]
+    command = [utility["executable"], *utility["commands"]["remove"]["args"].split()]
+    assert command[:4] == ["python", "-m", "tap_tenios.batch", "remove"]
+    for environment in project["environments"]:
+        (tap,) = [
+            e for e in environment["config"]["plugins"]["extractors"] if e["name"] == "tap-tenios"
+        ]
+        root = tap["config"]["batch_config"]["storage"]["root"]
+        assert root == f"file://{command[4]}", environment["name"]
 
 
 @pytest.mark.meltano
@@ -151,3 +170,54 @@ def test_batch_files_go_only_to_the_loaders_that_read_them(environment):
     assert batch("tap-tenios--snowflake")["encoding"] == {"format": "jsonl", "compression": "gzip"}
     for records_only in ("tap-tenios--number", "tap-tenios--account-b", "tap-tenios--records"):
         assert batch(records_only) == {}, records_only
+
+
+#: ``meltano state copy|clear|set`` naming a state id, in a document's code (up to the
+#: end of its code span, or the next command of a code block).
+STATE_COMMAND = re.compile(
+    r"meltano state (?:copy|clear|set)\b(?:(?!meltano )[^`])*:(?:(?!meltano )[^`])*"
+)
+
+
+def documented_state_commands() -> list[str]:
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = [document.read_text().replace("\n", " ") for document in documents]
+    return [" ".join(m[0].split()) for text in texts for m in STATE_COMMAND.finditer(text)]
+
+
+def test_documented_state_commands_do_not_wait_for_an_answer():
+    """``meltano state copy``, ``clear`` and ``set`` ask for confirmation, which a run
+    without a terminal (a deploy script, a CI job) cannot give: they abort."""
+    commands = documented_state_commands()
+    assert any(c.startswith("meltano state copy") for c in commands), commands
+    assert [c for c in commands if "--force" not in c] == []
+
+
+@pytest.mark.meltano
+def test_the_documented_state_copy_works_without_a_terminal(tmp_path):
+    (copy,) = [c for c in documented_state_commands() if c.startswith("meltano state copy")]
+    source, target = shlex.split(copy)[-2:]
+    env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
+    state = {"singer_state": {"bookmarks": {"cdrs": {"replication_key_value": "2024-01-15"}}}}
+    meltano("state", "set", "--force", source, json.dumps(state), env=env)
+    meltano(*shlex.split(copy)[1:], env=env)
+    assert json.loads(meltano("state", "get", target, env=env).stdout) == state
+
+
+def test_the_troubleshooting_recovery_reads_days_of_the_emulator_project():
+    """Run as written in this repository's project, the recovery block must read days
+    its default environment (the emulator's three weeks) holds."""
+    yaml = pytest.importorskip("yaml")  # Meltano's own dependency
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    (emulator,) = [
+        e for e in project["environments"] if e["name"] == project["default_environment"]
+    ]
+    (tap,) = [p for p in emulator["config"]["plugins"]["extractors"] if p["name"] == "tap-tenios"]
+    lines = documented_block(
+        ROOT / "docs" / "troubleshooting.md", "warehouse recovery", "tests/test_transform.py"
+    )
+    dates = dict(
+        word.removeprefix("TAP_TENIOS_").split("=") for word in shlex.split(lines[0]) if "=" in word
+    )
+    start, end = tap["config"]["start_date"], tap["config"]["end_date"]
+    assert start <= dates["START_DATE"] < dates["END_DATE"] <= end, (dates, start, end)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,25 @@ def test_a_console_script_child_reports_the_functions_it_called(
         assert not list(tmp_path.glob("*.json"))
     finally:
         state()._stats.discard("tap_tenios.m.x_f")
+
+
+def test_the_report_states_the_spread_over_every_sample_recorded() -> None:
+    """One sample's score is one draw: the report gives the range over the seeds tried."""
+    sample = re.search(r"MUTATION_SAMPLE=(\S+)`", REPORT)
+    score = re.search(r"\*\*(\d+) of (\d+) caught", REPORT)
+    assert sample and score
+    section = mutation.spread(sample[1], int(score[2]), int(score[1]))
+    assert "\n".join(section) in REPORT, "docs/mutation.md's spread is stale"
+    samples, _ = mutation.load_samples()
+    assert samples, "no other sample recorded: the spread would be one figure"
+    assert ("0.06:97", 144, 125) in samples
+    assert "between 86.8% and 92.9%" in REPORT
+
+
+def test_every_test_named_for_another_samples_survivor_exists() -> None:
+    _, tested = mutation.load_samples()
+    assert tested
+    for _, tests in tested:
+        for test in tests.split(", "):
+            path, _, name = test.partition("::")
+            assert f"def {name}(" in (ROOT / path).read_text(), test

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -14,14 +15,26 @@ from tap_tenios.planner import (
     FILL,
     MAX_PARTS,
     MIN_PART,
+    PARTS_PER_DAY,
+    Ledger,
     Page,
     PageSize,
+    PartRead,
+    bookmark_problem,
     can_split,
     fits,
+    parts_read_from_state,
     plausible_recount,
+    spans_to_read,
     split,
+    top_windows,
+    utc_day,
+    worth_checking,
 )
-from tap_tenios.windows import Window
+from tap_tenios.records import CLOCK_SKEW
+from tap_tenios.settings import Settings
+from tap_tenios.tap import TapTenios
+from tap_tenios.windows import Window, format_utc
 
 UTC = timezone.utc
 DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
@@ -168,3 +181,198 @@ def test_honest_counts_of_one_second_parts_are_never_refused() -> None:
     recount = sum(count(p) for p in parts)
     assert recount > 3.5 * first
     assert plausible_recount(first, recount)
+
+
+NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("bookmark", "refused"),
+    [
+        (format_utc(NOW), False),  # the last leg started as the run began
+        (format_utc(NOW + CLOCK_SKEW), False),  # the most the API's clock may be ahead
+        (format_utc(NOW + CLOCK_SKEW + timedelta(microseconds=1)), True),
+        ("2024-03-02", False),  # today somewhere east of UTC: the whole day's slack
+        ("2024-03-02T12:00:00.000001Z", True),
+    ],
+)
+def test_a_bookmark_is_in_the_future_only_beyond_the_clock_skew(bookmark, refused) -> None:
+    """A bookmark exactly at now (or at the skew's edge) is a normal state to resume
+    from; refusing it would fail a run that just caught up with the API."""
+    problem = bookmark_problem("cdrs", bookmark, NOW)
+    assert (problem is not None) == refused, problem
+    if refused:
+        assert "later than now (2024-03-01T12:00:00.000Z)" in str(problem)
+
+
+# The lookback checked by count (``lookback_mode`` on_count_change).
+
+MARCH_2 = datetime(2024, 3, 2, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def part_read(start: datetime, end: datetime, legs: int = 5) -> PartRead:
+    return PartRead(Window(start, end), legs)
+
+
+def lookback_settings(**config: object) -> Settings:
+    """Settings as the tap has them: its defaults, then ``config``."""
+    properties = TapTenios.config_jsonschema["properties"]
+    defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
+    return Settings.from_config(
+        {**defaults, "access_key": "k", "start_date": "2024-01-01", **config}
+    )
+
+
+def test_a_utc_day_is_the_calendar_day_of_the_instant_in_utc() -> None:
+    berlin_midnight = datetime(2024, 3, 2, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert utc_day(berlin_midnight) == DAY
+    assert utc_day(MARCH_2) == Window(MARCH_2, MARCH_2 + timedelta(days=1))
+
+
+def test_a_day_read_goes_through_state_unchanged() -> None:
+    entry = part_read(MARCH_2 + HOUR, MARCH_2 + 5 * HOUR, legs=42)
+    state = entry.to_state()
+    assert state == {
+        "from": "2024-03-02T01:00:00.000000Z",
+        "to": "2024-03-02T05:00:00.000000Z",
+        "legs": 42,
+    }
+    assert PartRead.from_state(state) == entry
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "2024-03-02",
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z"},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": -1},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": True},
+        {"from": "2024-03-02T01:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": "3"},
+        {"from": "not a date", "to": "2024-03-02T05:00:00Z", "legs": 3},
+        {"from": "2024-03-02T05:00:00Z", "to": "2024-03-02T05:00:00Z", "legs": 3},
+        {"from": "2024-03-02T23:00:00Z", "to": "2024-03-03T01:00:00Z", "legs": 3},
+    ],
+)
+def test_a_saved_day_the_tap_did_not_write_is_ignored_so_the_day_is_read(value: object) -> None:
+    assert PartRead.from_state(value) is None
+    assert parts_read_from_state([value]) == []
+
+
+def test_saved_parts_that_overlap_keep_the_first() -> None:
+    first = part_read(MARCH_2, MARCH_2 + 2 * HOUR)
+    after = part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR)
+    overlapping = part_read(MARCH_2 + HOUR, MARCH_2 + 4 * HOUR)
+    saved = [after.to_state(), overlapping.to_state(), first.to_state()]
+    assert parts_read_from_state(saved) == [first, after]
+    assert parts_read_from_state({"not": "a list"}) == []
+
+
+def test_a_saved_part_is_checked_where_it_reaches_into_the_range() -> None:
+    begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
+    whole_day = part_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    later_in_the_day = part_read(MARCH_2 + 12 * HOUR, MARCH_2 + 24 * HOUR)
+    ended_at_begin = part_read(MARCH_2, MARCH_2 + 10 * HOUR)
+    after_end = part_read(end, end + HOUR)
+    saved = [ended_at_begin, whole_day, later_in_the_day, today, after_end]
+    assert worth_checking(saved, begin, end) == [whole_day, later_in_the_day, today]
+
+
+def test_what_is_read_is_the_range_less_the_parts_confirmed() -> None:
+    begin, end = MARCH_2 + 10 * HOUR, MARCH_2 + timedelta(days=1, hours=10)
+    yesterday = part_read(MARCH_2, MARCH_2 + 24 * HOUR)
+    today = part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 33 * HOUR)
+    assert spans_to_read(begin, end, []) == [Window(begin, end)]
+    assert spans_to_read(begin, end, [yesterday]) == [Window(MARCH_2 + 24 * HOUR, end)]
+    assert spans_to_read(begin, end, [yesterday, today]) == [Window(MARCH_2 + 33 * HOUR, end)]
+    assert spans_to_read(begin, end, [today]) == [
+        Window(begin, MARCH_2 + 24 * HOUR),
+        Window(MARCH_2 + 33 * HOUR, end),
+    ]
+
+
+@given(
+    begin=st.integers(0, 72),
+    length=st.integers(1, 72),
+    parts=st.lists(st.tuples(st.integers(0, 95), st.integers(1, 24)), max_size=5),
+)
+def test_the_spans_read_and_the_parts_confirmed_cover_the_range_once(
+    begin: int, length: int, parts: list[tuple[int, int]]
+) -> None:
+    start, end = MARCH_2 + begin * HOUR, MARCH_2 + (begin + length) * HOUR
+    confirmed = [part_read(MARCH_2 + a * HOUR, MARCH_2 + (a + n) * HOUR) for a, n in parts]
+    spans = spans_to_read(start, end, confirmed)
+    hours = set()
+    for span in spans:
+        assert start <= span.start < span.end <= end
+        hours |= {
+            int((span.start - MARCH_2) / HOUR) + i
+            for i in range(int((span.end - span.start) / HOUR))
+        }
+    skipped = {h for a, n in parts for h in range(a, a + n) if begin <= h < begin + length}
+    assert not hours & skipped
+    assert hours | skipped == set(range(begin, begin + length))
+    assert spans == sorted(spans, key=lambda s: s.start)
+
+
+def test_the_ledger_adds_a_part_per_run_and_counts_legs_per_utc_day() -> None:
+    confirmed = part_read(MARCH_2, MARCH_2 + 5 * HOUR, legs=7)
+    ledger = Ledger([confirmed])
+    stamps = [format_utc(MARCH_2 + h * HOUR) for h in (5, 6, 23, 24)]
+    # Two windows of this run: the second continues the first's part.
+    ledger.add(Window(MARCH_2 + 5 * HOUR, MARCH_2 + 20 * HOUR), stamps[:2])
+    ledger.add(Window(MARCH_2 + 20 * HOUR, MARCH_2 + 26 * HOUR), stamps[2:])
+    settings = lookback_settings(lookback_minutes=2880)
+    assert ledger.entries(settings, None) == [
+        confirmed,
+        part_read(MARCH_2 + 5 * HOUR, MARCH_2 + 24 * HOUR, legs=3),
+        part_read(MARCH_2 + 24 * HOUR, MARCH_2 + 26 * HOUR, legs=1),
+    ]
+
+
+def test_after_a_skipped_part_the_next_read_starts_a_part_of_its_own() -> None:
+    ledger = Ledger([part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR, legs=7)])
+    ledger.add(Window(MARCH_2, MARCH_2 + 2 * HOUR), [])
+    ledger.add(Window(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR), [])
+    assert ledger.entries(lookback_settings(), None) == [
+        part_read(MARCH_2, MARCH_2 + 2 * HOUR, legs=0),
+        part_read(MARCH_2 + 2 * HOUR, MARCH_2 + 3 * HOUR, legs=7),
+        part_read(MARCH_2 + 3 * HOUR, MARCH_2 + 4 * HOUR, legs=0),
+    ]
+
+
+def test_a_day_keeps_its_latest_parts_apart_and_the_earliest_merged() -> None:
+    hourly = [part_read(MARCH_2 + h * HOUR, MARCH_2 + (h + 1) * HOUR, legs=h) for h in range(9)]
+    kept = Ledger(hourly).entries(lookback_settings(), None)
+    assert len(kept) == PARTS_PER_DAY
+    assert kept[0] == part_read(MARCH_2, MARCH_2 + 6 * HOUR, legs=sum(range(6)))
+    assert kept[1:] == hourly[-3:]
+
+
+def test_the_ledger_keeps_only_the_days_of_the_lookback() -> None:
+    ledger = Ledger()
+    ledger.add(Window(MARCH_2 - timedelta(days=10), MARCH_2 + 12 * HOUR), [])
+    settings = lookback_settings(lookback_minutes=1440)
+    kept = ledger.entries(settings, format_utc(MARCH_2 + 6 * HOUR))
+    assert [e.window.start for e in kept] == [MARCH_2 - timedelta(days=1), MARCH_2]
+    # Without a bookmark (nothing emitted yet), the lookback's days and two at most.
+    ledger = Ledger()
+    ledger.add(Window(MARCH_2 - timedelta(days=10), MARCH_2 + 12 * HOUR), [])
+    assert len(ledger.entries(settings, None)) == 3
+
+
+def test_top_windows_cover_the_spans_and_never_straddle_the_settling_range() -> None:
+    settings = lookback_settings(lookback_minutes=600, window_size_hours=8784)
+    begin, end = MARCH_2, MARCH_2 + 24 * HOUR
+    assert list(top_windows(settings, begin, end)) == [
+        Window(begin, end - 10 * HOUR),
+        Window(end - 10 * HOUR, end),
+    ]
+    spans = [Window(begin + HOUR, begin + 2 * HOUR), Window(begin + 12 * HOUR, end)]
+    assert list(top_windows(settings, begin, end, spans)) == [
+        spans[0],
+        Window(begin + 12 * HOUR, begin + 14 * HOUR),
+        Window(begin + 14 * HOUR, end),
+    ]

@@ -71,3 +71,20 @@ def test_a_restart_keeps_the_warehouse_and_only_wipe_deletes_it(script):
     assert not Path(env["PGDATA_DIR"]).exists()
     postgres_sh(env, "start")  # a fresh, empty server again
     assert tables(dsn) == []
+
+
+def test_the_servers_and_the_tests_settings_are_documented():
+    """PGPORT and PGDATA_DIR (the script), TENIOS_TEST_PG_DSN and
+    TENIOS_REQUIRE_POSTGRES (the tests): named where a developer looks, with the
+    defaults the code has."""
+    testing = (ROOT / "docs" / "testing.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    script = (ROOT / "scripts" / "postgres.sh").read_text()
+    for name in ("PGPORT", "PGDATA_DIR", "TENIOS_TEST_PG_DSN", "TENIOS_REQUIRE_POSTGRES"):
+        assert f"`{name}" in testing, name
+    for name in ("PGPORT", "TENIOS_TEST_PG_DSN"):
+        assert f"`{name}" in readme, name
+    default = "postgresql://postgres@127.0.0.1:15432/postgres"
+    assert default in testing and default in readme
+    assert f'"TENIOS_TEST_PG_DSN", "{default}"' in (ROOT / "tests" / "helpers.py").read_text()
+    assert 'PGPORT="${PGPORT:-15432}"' in script

@@ -327,3 +327,24 @@ def test_an_exactly_typed_item_takes_the_fast_path(monkeypatch) -> None:
     record = to_record(item(answer_stamp="2024-03-01 12:00:05", callerid_name="x"))
     assert record["answer_stamp"] == "2024-03-01T12:00:05.000000Z"
     assert record["main_leg_uuid"] is None
+
+
+@pytest.mark.parametrize(
+    ("stamp", "zone"),
+    [
+        ("9999-12-31T23:30:00", "America/New_York"),  # 10000-01-01 in UTC
+        ("9999-12-31T23:30:00-05:00", "UTC"),
+        ("0001-01-01T00:30:00", "Europe/Berlin"),  # year 0 in UTC
+    ],
+)
+def test_a_stamp_beyond_the_calendar_in_utc_is_the_named_error(stamp: str, zone: str) -> None:
+    """Read in its zone the stamp is a valid date-time; in UTC it leaves the years 1 to
+    9999 that Python holds. Both paths name the field and the leg, as for any unreadable
+    value, instead of a bare OverflowError."""
+    with pytest.raises(RecordError, match="outside the years 1 to 9999 in UTC") as careful:
+        to_record(item(start_stamp=stamp), ZoneInfo(zone))
+    assert careful.value.field == "start_stamp"
+    assert str(careful.value).startswith("CDR leg-1: field 'start_stamp' ")
+    with pytest.raises(RecordError, match="outside the years 1 to 9999 in UTC") as typed:
+        typed_records([item(start_stamp=stamp)], ZoneInfo(zone))
+    assert str(typed.value) == str(careful.value)

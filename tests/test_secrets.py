@@ -125,3 +125,26 @@ def test_the_echoing_api_really_echoes_the_key(serve, legs):
     body = {"access_key": KEY, "start_date_from": "bad", "start_date_to": "bad"}
     answer = requests.post(emulator.url + "/cdrs/count", json=body, timeout=5)
     assert answer.status_code == 400 and KEY in answer.text
+
+
+@pytest.mark.parametrize("stream", ["cdrs", "cdr_counts"])
+@pytest.mark.parametrize("meltano_shape", [False, True])
+def test_a_bookmark_holding_the_key_is_refused_without_showing_it(
+    tmp_path, serve, legs, stream, meltano_shape
+):
+    """Say the key was pasted into the state by mistake: the line that refuses the
+    bookmark names it redacted, and no log line (the SDK's own, at DEBUG) shows it.
+    (The STATE messages hand back the state as it was given: not searched here.)"""
+    emulator = serve(legs)
+    bookmark = {"replication_key_value": KEY}
+    if meltano_shape:
+        bookmark["replication_key"] = {"cdrs": "start_stamp", "cdr_counts": "date"}[stream]
+    config = make_config(emulator.url)
+    state = {"bookmarks": {stream: bookmark}}
+    result = run_cli(tmp_path, config, state=state, env={"TAP_TENIOS_LOGLEVEL": "DEBUG"})
+    assert result.returncode == 1
+    assert (
+        f"The saved state of stream {stream!r} holds bookmark '[redacted]', which is not a "
+        "date-time" in result.stderr
+    )
+    assert not leaked(result.stderr)

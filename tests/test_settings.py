@@ -127,6 +127,14 @@ def test_on_count_mismatch_is_one_of_fail_and_warn() -> None:
     assert settings().on_count_mismatch == "fail"
 
 
+def test_the_lookback_is_read_whole_unless_on_count_change_is_chosen() -> None:
+    assert settings().lookback_mode == "always"
+    assert settings(lookback_mode="on_count_change").lookback_mode == "on_count_change"
+    assert problems(lookback_mode="sometimes") == [
+        "lookback_mode: 'sometimes' is not one of ('always', 'on_count_change')"
+    ]
+
+
 def test_the_completeness_check_is_on_unless_turned_off() -> None:
     assert settings().count_check is True
     assert settings(count_check=False).count_check is False

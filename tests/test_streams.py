@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import random
 import re
 from collections import Counter
@@ -181,6 +182,137 @@ def test_the_bookmark_never_moves_back_during_the_lookback(serve, run_tap, legs)
     bookmarks = [s["bookmarks"]["cdrs"].get("replication_key_value") for s in second.states]
     assert all(b >= saved for b in bookmarks if b)
     assert len({r["uuid"] for r in second.records()}) > len(in_range(legs, END - timedelta(days=1)))
+
+
+def hourly_runs(serve, run_tap, legs, mode, extra=()):
+    """Two runs an hour apart with a day's lookback, as an hourly schedule makes them."""
+    first_end = END - timedelta(hours=3)
+    emulator = serve([*legs, *extra], now=first_end)
+    config = make_config(
+        emulator.url, end_date=first_end.isoformat(), lookback_minutes=1440, lookback_mode=mode
+    )
+    first = run_tap(config)
+    emulator.emulator.behaviour.now = first_end + timedelta(hours=1)
+    emulator.emulator.stats.bodies.clear()
+    second = run_tap(
+        {**config, "end_date": (first_end + timedelta(hours=1)).isoformat()},
+        state=first.final_state,
+    )
+    return first, second, emulator.emulator.stats.bodies
+
+
+def test_by_default_each_run_reads_its_whole_lookback_again_and_keeps_no_day_counts(
+    serve, run_tap, legs
+):
+    first, second, _ = hourly_runs(serve, run_tap, legs, None)
+    bookmark = datetime.fromisoformat(
+        first.final_state["bookmarks"]["cdrs"]["replication_key_value"].replace("Z", "+00:00")
+    )
+    reread = in_range(legs, bookmark - timedelta(days=1), END - timedelta(hours=2))
+    assert {r["uuid"] for r in second.records()} == reread
+    assert not [
+        s for s in [*first.states, *second.states] if "parts_read" in s["bookmarks"]["cdrs"]
+    ]
+
+
+def test_back_to_the_default_a_run_reads_its_whole_lookback_and_drops_the_parts(
+    serve, run_tap, legs
+):
+    first, _, _ = hourly_runs(serve, run_tap, legs, "on_count_change")
+    emulator = serve(legs)
+    again = run_tap(
+        make_config(emulator.url, lookback_minutes=1440, end_date=END.isoformat()),
+        state=first.final_state,
+    )
+    assert "parts_read" in first.final_state["bookmarks"]["cdrs"]
+    assert "parts_read" not in again.final_state["bookmarks"]["cdrs"]
+    bookmark = first.final_state["bookmarks"]["cdrs"]["replication_key_value"]
+    start = datetime.fromisoformat(bookmark.replace("Z", "+00:00")) - timedelta(days=1)
+    assert {r["uuid"] for r in again.records()} == in_range(legs, start, END)
+
+
+def test_on_count_change_reads_only_the_new_hour_when_no_count_changed(serve, run_tap, legs):
+    first, second, bodies = hourly_runs(serve, run_tap, legs, "on_count_change")
+    first_end = END - timedelta(hours=3)
+    assert {r["uuid"] for r in second.records()} == in_range(
+        legs, first_end, first_end + timedelta(hours=1)
+    )
+    # Each saved day was counted over exactly the part read (shifted by a millisecond).
+    saved = first.final_state["bookmarks"]["cdrs"]["parts_read"]
+    counted = sorted(b["start_date_from"] for b in bodies if "page" not in b)
+    assert [day["from"] for day in saved] == [
+        "2024-03-02T00:00:00.000000Z",
+        "2024-03-03T00:00:00.000000Z",
+    ]
+    assert counted == ["2024-03-01T23:59:59.999Z", "2024-03-02T23:59:59.999Z"]
+    assert [d["to"] for d in saved] == [
+        "2024-03-03T00:00:00.000000Z",
+        "2024-03-03T21:00:00.000000Z",
+    ]
+    assert [d["legs"] for d in saved] == [
+        len(in_range(legs, START + timedelta(days=1), START + timedelta(days=2))),
+        len(in_range(legs, START + timedelta(days=2), first_end)),
+    ]
+
+
+def test_on_count_change_reads_a_day_again_when_a_late_leg_changed_its_count(serve, run_tap, legs):
+    first_end = END - timedelta(hours=3)
+    late_call = make_call(random.Random(5), first_end - timedelta(hours=2))
+    for leg in late_call:
+        leg.visible_at = first_end + timedelta(minutes=30)
+    first, second, _ = hourly_runs(serve, run_tap, legs, "on_count_change", late_call)
+    late = {leg.uuid for leg in late_call}
+    assert not late & {r["uuid"] for r in first.records()}
+    # The day it started in is read again, whole; the day before is not.
+    today = START + timedelta(days=2)
+    assert {r["uuid"] for r in second.records()} == in_range(
+        [*legs, *late_call], today, first_end + timedelta(hours=1)
+    )
+
+
+def test_on_count_change_misses_a_leg_changed_in_place_which_is_its_stated_assumption(
+    serve, run_tap, legs
+):
+    """Billing filled in after a leg appears leaves the count as it was: the default
+    mode emits the final values at its next run, on_count_change never does."""
+    first_end = END - timedelta(hours=3)
+    # Legs that ended in the last three hours before the first run are still unbilled;
+    # the next run comes once they are billed.
+    settle = timedelta(hours=3)
+    pending = {leg.uuid for leg in legs if first_end - settle <= leg.visible_at < first_end}
+    assert pending
+    final = {}
+    for mode in ("always", "on_count_change"):
+        emulator = serve(legs, now=first_end, settle_seconds=settle.total_seconds())
+        config = make_config(
+            emulator.url, end_date=first_end.isoformat(), lookback_minutes=1440, lookback_mode=mode
+        )
+        first = run_tap(config)
+        assert {r["billing_status"] for r in first.records() if r["uuid"] in pending} == {"PENDING"}
+        emulator.emulator.behaviour.now = first_end + settle
+        second = run_tap(
+            {**config, "end_date": (first_end + settle).isoformat()}, state=first.final_state
+        )
+        final[mode] = {
+            r["uuid"]
+            for r in second.records()
+            if r["uuid"] in pending and r["billing_status"] != "PENDING"
+        }
+    assert final["always"] == pending
+    assert final["on_count_change"] == set()
+
+
+def test_a_run_says_how_many_of_the_legs_it_emitted_are_new(serve, run_tap, legs, caplog):
+    with caplog.at_level(logging.INFO, logger="tap-tenios"):
+        first, second, _ = hourly_runs(serve, run_tap, legs, None)
+    bookmark = first.final_state["bookmarks"]["cdrs"]["replication_key_value"]
+    new = [r for r in second.records() if r["start_stamp"] > bookmark]
+    lines = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("cdrs: read up to")
+    ]
+    assert f"{len(first.records())} legs ({len(first.records())} beyond" in lines[0]
+    assert f"{len(second.records())} legs ({len(new)} beyond the saved bookmark)" in lines[-1]
+    assert 0 < len(new) < len(second.records())
 
 
 def test_an_incremental_run_with_nothing_new_keeps_the_bookmark(serve, run_tap, legs):
@@ -462,6 +594,43 @@ def test_a_tap_object_whose_sync_failed_can_sync_again(serve, legs, capsys, stre
         assert {r["uuid"] for r in records} == in_range(legs)
     else:
         assert [r["date"] for r in records] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+
+
+@pytest.mark.parametrize(
+    ("stream", "bookmark"),
+    [
+        ("cdrs", "not-a-date"),
+        ("cdrs", 17),
+        ("cdrs", "2030-01-01T00:00:00.000000Z"),
+        ("cdr_counts", "not-a-date"),
+        ("cdr_counts", "2024-02-31"),
+    ],
+)
+def test_a_bad_bookmark_in_the_shape_meltano_stores_is_refused_naming_the_fix(
+    serve, run_tap, legs, stream, bookmark
+):
+    """Meltano saves ``replication_key`` beside the value, so the SDK reads the bookmark
+    (against ``start_date``) before the stream does: that must not end in its traceback."""
+    key = {"cdrs": "start_stamp", "cdr_counts": "date"}[stream]
+    emulator = serve(legs)
+    state = {"bookmarks": {stream: {"replication_key": key, "replication_key_value": bookmark}}}
+    run = run_tap(make_config(emulator.url), state=state, streams=(stream,), fails=True)
+    message = str(run.error)
+    assert message.startswith(f"The saved state of stream {stream!r} holds bookmark {bookmark!r}")
+    assert "`meltano state clear <state id>`" in message
+    assert "`meltano state set <state id> '<state>'`" in message
+    assert run.records(stream) == []
+    assert emulator.emulator.stats.requests == {}
+
+
+def test_a_readable_bookmark_in_the_shape_meltano_stores_resumes_from_it(serve, run_tap, legs):
+    emulator = serve(legs)
+    bookmark = "2024-03-02 00:00:00+00:00"  # another spelling than the tap's own
+    state = {
+        "bookmarks": {"cdrs": {"replication_key": "start_stamp", "replication_key_value": bookmark}}
+    }
+    run = run_tap(make_config(emulator.url), state=state)
+    assert {r["uuid"] for r in run.records()} == in_range(legs, START + timedelta(days=1))
 
 
 def test_the_record_counter_reports_every_record_though_it_reads_the_clock_sparsely(caplog):

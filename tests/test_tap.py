@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
@@ -23,12 +25,16 @@ from .helpers import (
     MELTANO,
     ROOT,
     dataset,
+    documented_commands,
+    free_port,
     in_range,
     load_script,
+    log_lines,
     make_config,
     meltano,
     run_cli,
     run_until,
+    tap_command,
 )
 
 # The SDK builds its standard test class (and a tap, for discovery) when this module is
@@ -76,6 +82,7 @@ def test_sample_config_names_every_setting_and_holds_no_secret() -> None:
         ({"lookback_minutes": -5}, "lookback_minutes"),
         ({"api_url": "ftp://example"}, "api_url"),
         ({"on_count_mismatch": "ignore"}, "on_count_mismatch"),
+        ({"lookback_mode": "sometimes"}, "lookback_mode"),
         ({"access_key": 12345678}, "access_key"),
         ({"access_key": ""}, "access_key"),
         ({"access_key": None}, "access_key"),
@@ -117,6 +124,11 @@ def test_about_lists_every_setting_with_a_description(tmp_path) -> None:
         assert properties[name]["description"], name
     assert properties["access_key"]["secret"] is True
     assert properties["lookback_minutes"]["default"] == 1440
+    # The opt-in's assumption is stated where the setting is chosen.
+    assert properties["lookback_mode"]["default"] == "always"
+    assert (
+        "a CDR does not change once the API serves it" in properties["lookback_mode"]["description"]
+    )
 
 
 def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve, legs) -> None:
@@ -129,11 +141,13 @@ def test_the_console_script_emits_both_streams_and_a_final_state(tmp_path, serve
     assert messages[-1]["type"] == "STATE"
     assert set(messages[-1]["value"]["bookmarks"]) == {"cdrs", "cdr_counts"}
     progress = re.search(
-        r"cdrs: read up to 2024-03-04T00:00:00.000Z: \d+ legs in \d+ window\(s\), "
+        r"cdrs: read up to 2024-03-04T00:00:00.000Z: (\d+) legs \((\d+) beyond the saved "
+        r"bookmark\) in \d+ window\(s\), "
         r"\d+ request\(s\); 100% of the range after [\d:]+, about [\d:]+ left",
         result.stderr,
     )
     assert progress, result.stderr[-2000:]
+    assert progress[1] == progress[2], "a first run's legs are all new"
     assert "+49" not in result.stderr, "no phone numbers (PII) in logs"
 
 
@@ -171,16 +185,6 @@ def test_readme_settings_table_matches_about() -> None:
     assert readme_tables.section(readme, "settings") == readme_tables.settings_table(), (
         "README settings table is stale: run python scripts/readme_tables.py --write"
     )
-
-
-LOG_LINE = re.compile(r"^\S+ \S+ \| (?P<level>\w+)\s+\| (?P<logger>\S+)\s+\| (?P<message>.*)$")
-
-
-def log_lines(stderr: str) -> list[tuple[str, str]]:
-    """(level, message) of every line; a line that is not a log line (a traceback) fails."""
-    parsed = [LOG_LINE.match(line) for line in stderr.splitlines()]
-    assert all(parsed), stderr[-3000:]
-    return [(m["level"], m["message"]) for m in parsed if m]
 
 
 def test_invalid_settings_end_in_one_line_that_names_each_problem(tmp_path) -> None:
@@ -240,6 +244,45 @@ def test_a_stream_that_fails_on_its_own_ends_the_run_in_exactly_one_error_line(
     assert {m["stream"] for m in result.messages if m["type"] == "RECORD"} == {"cdrs"}
     final = [m for m in result.messages if m["type"] == "STATE"][-1]["value"]["bookmarks"]
     assert "cdr_counts" not in final or not final["cdr_counts"].get("replication_key_value")
+
+
+def test_a_garbled_bookmark_saved_by_meltano_ends_in_one_line(tmp_path, serve, legs) -> None:
+    emulator = serve(legs)
+    bookmark = {"replication_key": "start_stamp", "replication_key_value": "not-a-date"}
+    state = {"bookmarks": {"cdrs": bookmark}}
+    result = run_cli(tmp_path, make_config(emulator.url), state=state)
+    assert result.returncode == 1
+    errors = [message for level, message in log_lines(result.stderr) if level == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(
+        "The saved state of stream 'cdrs' holds bookmark 'not-a-date', which is not a "
+        "date-time: clear the saved state of stream 'cdrs' to start again from start_date "
+        "(`meltano state clear <state id>`), or save a bookmark it can read"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_says_by_what_and_where_the_next_resumes(tmp_path, serve, sig) -> None:
+    emulator = serve(dataset(calls_per_day=200), latency_ms=20)
+    process = subprocess.Popen(
+        tap_command(tmp_path, make_config(emulator.url, page_size=40)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    for line in process.stdout:
+        if line.startswith('{"type":"STATE"'):
+            break
+    process.send_signal(sig)
+    process.stdout.read()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=30) == 128 + sig
+    warnings = [message for level, message in log_lines(stderr) if level == "WARNING"]
+    assert warnings[-1] == (
+        f"The run was stopped by {sig.name}: the last STATE written covers every record "
+        "before it; the next run resumes from there."
+    )
 
 
 def test_a_bug_keeps_its_traceback() -> None:
@@ -347,3 +390,39 @@ def test_the_private_sdk_attribute_the_record_fast_path_reads_still_exists() -> 
     """``RecordOutput`` stamps RECORD messages with ``_stream_version`` as the SDK does."""
     tap = TapTenios(config=make_config("http://127.0.0.1:9"), parse_env_config=False)
     assert "_stream_version" in vars(tap.streams["cdrs"])
+
+
+def test_the_readme_standalone_steps_work_as_written(tmp_path) -> None:
+    """In a folder holding sample_config.json, with the package installed (the venv's
+    scripts on PATH) and the emulator on a port of this test's own."""
+    port = free_port()
+    steps = [
+        line.replace("8766", str(port))
+        for line in documented_commands(ROOT / "README.md", "standalone steps", "tests/test_tap.py")
+        if not line.startswith("pip ")
+    ]
+    shutil.copy(ROOT / "sample_config.json", tmp_path)
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_TENIOS_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    script = "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + "\n".join(steps) + "\n"
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    assert {s["tap_stream_id"] for s in catalog["streams"]} == {"cdrs", "cdr_counts"}
+    messages = [json.loads(line) for line in (tmp_path / "messages.jsonl").read_text().splitlines()]
+    dates = {
+        m["record"]["date"]
+        for m in messages
+        if m["type"] == "RECORD" and m["stream"] == "cdr_counts"
+    }
+    assert {"2024-01-01", "2024-01-21"} <= dates  # the emulator's three weeks
+    assert any(m["type"] == "RECORD" and m["stream"] == "cdrs" for m in messages)

@@ -682,3 +682,78 @@ def test_backoff_cannot_be_given_the_waits_so_the_transport_spends_them():
 
     for decorator in (backoff.on_exception, backoff.on_predicate):
         assert "sleep" not in inspect.signature(decorator).parameters
+
+
+@pytest.fixture
+def slept(monkeypatch) -> list[float]:
+    """Every ``time.sleep`` of more than nothing, anywhere in this process, recorded
+    instead of slept (the emulator here never sleeps)."""
+    calls: list[float] = []
+    monkeypatch.setattr(time, "sleep", lambda seconds: calls.append(seconds) if seconds else None)
+    return calls
+
+
+def test_every_retry_wait_is_the_injected_one_and_nothing_else_sleeps(serve, legs, slept):
+    """Retries are tested without sleeping because every wait goes through the
+    transport's ``sleep``: nothing (``backoff`` included) sleeps on its own as well."""
+    emulator = serve(legs, retry_after_seconds=3)
+    emulator.emulator.behaviour.fault_queue = [{"kind": "500"}, {"kind": "429"}, {"kind": "503"}]
+    waits: list[float] = []
+    transport = transport_for(emulator.url, sleep=waits.append, clock=lambda: 0.0)
+    transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    assert len(waits) == 3 and waits[1] == 3
+    assert slept == []
+
+
+class _StopOnRetry(logging.Handler):
+    """Stops the transport as soon as it announces a retry (an orchestrator's SIGTERM
+    arriving just then)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retry 1 of" in record.getMessage():
+            self.stop.set()
+
+
+def test_a_wait_is_cut_short_by_a_stop_without_sleeping_it_out(serve, legs, slept):
+    """With the real waits: a stop during a two-minute Retry-After ends the wait at
+    once, and the request is abandoned instead of retried; nothing sleeps meanwhile."""
+    emulator = serve(legs, retry_after_seconds=120)
+    emulator.emulator.behaviour.fault_queue = [{"kind": "429"}]
+    transport = transport_for(emulator.url)
+    handler = _StopOnRetry(transport.stop)
+    transport.logger.addHandler(handler)
+    try:
+        with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
+            transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    finally:
+        transport.logger.removeHandler(handler)
+    assert slept == []
+    assert emulator.emulator.stats.requests == {"/cdrs/count": 1}
+
+
+def test_observe_is_told_of_every_try_with_its_answer_or_none(serve, legs):
+    emulator = serve(legs, fault_queue=[{"kind": "reset"}, {"kind": "429"}])
+    seen: list[tuple[str, int | None]] = []
+    transport = Transport(
+        emulator.url,
+        KEY,
+        timeout=5,
+        tries=3,
+        concurrency=1,
+        user_agent="test",
+        logger=logging.getLogger("test"),
+        sleep=lambda _: None,
+        observe=lambda path, answer: seen.append(
+            (path, answer if answer is None else answer.status_code)
+        ),
+    )
+    fields = {
+        "start_date_from": "2024-03-01T00:00:00.000Z",
+        "start_date_to": "2024-03-01T01:00:00.000Z",
+    }
+    transport.post("/cdrs/count", fields, "test", ("total_items",))
+    assert seen == [("/cdrs/count", None), ("/cdrs/count", 429), ("/cdrs/count", 200)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -79,9 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, of: {', '.join(FAULT_KINDS)}",
     )
     parser.add_argument(
+        "--appear-delay-seconds",
+        type=float,
+        default=0.0,
+        help="serve a leg only this long after it ended (default 0: when it ends)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=None,
+        help="serve a leg with cost 0 and billing_status PENDING until this long after "
+        "it ended, then with its real values (legs changed in place)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="at most this many requests per second (429 beyond, X-RateLimit-* headers)",
+    )
+    parser.add_argument(
+        "--retry-after-style",
+        choices=("seconds", "http_date"),
+        default="seconds",
+        help="how Retry-After is written",
+    )
+    parser.add_argument(
         "--echo-body-in-errors", action="store_true", help="echo the request in error bodies"
     )
     return parser
+
+
+def cannot_listen(port: int, exc: OSError) -> str:
+    """Why the emulator cannot serve on ``port``, in one line that says what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the port is in use (an emulator still running?)"
+    else:
+        reason = exc.strerror or type(exc).__name__
+    return (
+        f"cannot listen on 127.0.0.1:{port}: {reason}. Stop what listens there, or "
+        "choose another port with --port."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,9 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         echo_body_in_errors=args.echo_body_in_errors,
+        appear_delay_seconds=args.appear_delay_seconds,
+        settle_seconds=args.settle_seconds,
+        rate_limit=args.rate_limit,
+        retry_after_style=args.retry_after_style,
     )
     legs = generate(start, end, args.calls_per_day, seed=args.seed)
-    running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    try:
+        running = RunningEmulator(Emulator(legs, behaviour), port=args.port).start()
+    except OSError as exc:
+        print(f"tap-tenios-emulator: {cannot_listen(args.port, exc)}", file=sys.stderr)
+        return 1
     # A call near the end can forward to a leg that starts at or after it: served to a
     # query that reaches that far, but not part of the range announced here.
     in_range = sum(start <= leg.start < end for leg in legs)

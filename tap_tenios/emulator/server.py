@@ -8,7 +8,9 @@ Stdlib only, so it ships in the package and runs anywhere the tap runs.
 from __future__ import annotations
 
 import bisect
+import email.utils
 import json
+import math
 import random
 import re
 import socket
@@ -73,7 +75,23 @@ class Behaviour:
     echo_body_in_errors: bool = False
     #: Legs become visible when they end; ``None`` means the real clock.
     now: datetime | None = None
+    #: Seconds after its end before a leg is served (the API's own delay in taking in
+    #: CDRs): a leg that ended just before a read appears only in a later one.
+    appear_delay_seconds: float = 0.0
+    #: Legs changed in place after they appear, as late billing would: until this many
+    #: seconds after its end a leg is served with ``cost`` 0 and ``billing_status``
+    #: ``"PENDING"``, then with its real values. ``None``: served final at once.
+    settle_seconds: float | None = None
     retry_after_seconds: int = 2
+    #: ``Retry-After`` as ``seconds`` (``"2"``) or ``http_date`` (an RFC 9110 date).
+    retry_after_style: str = "seconds"
+    #: A rate limit: at most this many requests per ``rate_period_seconds`` (fixed
+    #: windows on ``rate_clock``); every answer then carries ``X-RateLimit-Limit``,
+    #: ``-Remaining`` and ``-Reset`` headers, and a request over it gets a 429 with
+    #: ``Retry-After``. ``None``: no limit and no such headers.
+    rate_limit: int | None = None
+    rate_period_seconds: float = 1.0
+    rate_clock: Callable[[], float] = time.monotonic
     stall_seconds: float = 2.0
     #: Faults for the next requests, in order: ``{"kind": ..., "path": optional}``.
     fault_queue: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +109,9 @@ class Behaviour:
     hidden_legs: frozenset[str] = frozenset()
     #: Added to every /cdrs/count answer: a count endpoint that disagrees.
     count_offset: int = 0
+    #: The longest period /cdrs/count accepts (400 beyond, as documented); ``None``:
+    #: any period is counted whole.
+    count_max_period: timedelta | None = timedelta(days=1)
     #: Answer /cdrs/retrieve with exactly these bytes (hostile-input tests).
     retrieve_body: bytes | None = None
     #: Keep every page served and answer the same request from memory (benchmarks:
@@ -223,9 +244,46 @@ class Emulator:
         self._inserted = 0
         self._queries = 0
         self._pages: dict[tuple[str, str, int, int], bytes] = {}
+        self._rate_window = -1
+        self._rate_used = 0
 
     def now(self) -> datetime:
         return self.behaviour.now or datetime.now(UTC)
+
+    def seen_until(self) -> datetime:
+        """Legs that ended at or before this instant are served (``appear_delay_seconds``)."""
+        return self.now() - timedelta(seconds=self.behaviour.appear_delay_seconds)
+
+    def retry_after(self, seconds: float) -> str:
+        """A ``Retry-After`` value for a wait of ``seconds``, in the configured form."""
+        if self.behaviour.retry_after_style == "http_date":
+            moment = self.now() + timedelta(seconds=seconds)
+            return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+        return str(math.ceil(seconds))
+
+    def rate_check(self) -> tuple[bool, dict[str, str]]:
+        """Count one request against ``rate_limit``: whether it may be answered, and
+        the rate-limit headers its answer carries (none without a limit).
+        """
+        b = self.behaviour
+        if b.rate_limit is None:
+            return True, {}
+        with self._lock:
+            moment = b.rate_clock()
+            window = math.floor(moment / b.rate_period_seconds)
+            if window != self._rate_window:
+                self._rate_window, self._rate_used = window, 0
+            self._rate_used += 1
+            allowed = self._rate_used <= b.rate_limit
+            reset = (window + 1) * b.rate_period_seconds - moment
+        headers = {
+            "X-RateLimit-Limit": str(b.rate_limit),
+            "X-RateLimit-Remaining": str(max(0, b.rate_limit - self._rate_used)),
+            "X-RateLimit-Reset": str(math.ceil(reset)),
+        }
+        if not allowed:
+            headers["Retry-After"] = self.retry_after(reset)
+        return allowed, headers
 
     def next_fault(self, path: str) -> str | None:
         """The fault to inject into this request, if any (queue first, then chance)."""
@@ -257,6 +315,7 @@ class Emulator:
             or b.hidden_legs
             or b.repeat_leg_across_pages
             or b.retrieve_body is not None
+            or b.settle_seconds is not None
         )
         if cacheable and (cached := self._pages.get(key)) is not None:
             return cached
@@ -268,7 +327,7 @@ class Emulator:
 
     def _render(self, lower: datetime, upper: datetime, page: int, page_size: int) -> bytes:
         b = self.behaviour
-        legs = self.store.select(lower, upper, b.bounds, self.now())
+        legs = self.store.select(lower, upper, b.bounds, self.seen_until())
         total = len(legs)
         if b.hidden_legs:
             legs = [leg for leg in legs if leg.uuid not in b.hidden_legs]
@@ -292,14 +351,29 @@ class Emulator:
             self._insert_leg(lower)
         if b.retrieve_body is not None:
             return b.retrieve_body
-        items = b",".join(self.store.encoded(leg, b.timestamp_style, b.stamp_zone) for leg in chunk)
+        items = b",".join(self._encoded(leg) for leg in chunk)
         head = b'{"items":['
         tail = f'],"total_items":{total},"page":{page},"page_size":{page_size}}}'
         return head + items + tail.encode()
 
+    def _encoded(self, leg: Leg) -> bytes:
+        """A leg as served now: unsettled (``settle_seconds``) or final."""
+        b = self.behaviour
+        if b.settle_seconds is not None and self.now() < leg.visible_at + timedelta(
+            seconds=b.settle_seconds
+        ):
+            pending = {**leg.fields, "cost": Decimal(0), "billing_status": "PENDING"}
+            return encode_leg(Leg(leg.uuid, leg.start, leg.visible_at, pending), *self._style())
+        return self.store.encoded(leg, *self._style())
+
+    def _style(self) -> tuple[str, str | None]:
+        return self.behaviour.timestamp_style, self.behaviour.stamp_zone
+
     def _insert_leg(self, lower: datetime) -> None:
         """A leg that 'lands' while a client pages: it shifts every later page."""
-        existing = self.store.select(lower, lower + timedelta(days=1), "half_open", self.now())
+        existing = self.store.select(
+            lower, lower + timedelta(days=1), "half_open", self.seen_until()
+        )
         if not existing:
             return
         template = existing[len(existing) // 2]  # well inside the window being read
@@ -313,9 +387,10 @@ class Emulator:
         upper = _instant(body, "start_date_to")
         if upper < lower:
             raise ApiError(400, "start_date_to must not be before start_date_from")
-        if upper - lower > timedelta(days=1):
+        longest = self.behaviour.count_max_period
+        if longest is not None and upper - lower > longest:
             raise ApiError(400, "The interval can be max. 1 day")
-        legs = self.store.select(lower, upper, self.behaviour.bounds, self.now())
+        legs = self.store.select(lower, upper, self.behaviour.bounds, self.seen_until())
         return json.dumps({"total_items": len(legs) + self.behaviour.count_offset}).encode()
 
     def handle(self, path: str, raw: bytes) -> tuple[int, bytes]:
@@ -345,6 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
     #: ACK holds back every answer by tens of milliseconds.
     disable_nagle_algorithm = True
     server: _Server
+    #: Headers every answer to the current request carries (rate-limit headers).
+    extra_headers: dict[str, str] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: request lines would only clutter test output."""
@@ -356,6 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
             f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
             *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+            *(f"{name}: {value}" for name, value in (self.extra_headers or {}).items()),
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.wfile.write(head + body)
@@ -370,6 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def do_GET(self) -> None:
+        self.extra_headers = None
         if self.path == "/_emulator/stats":
             stats = self.server.emulator.stats
             body = {
@@ -390,6 +469,10 @@ class _Handler(BaseHTTPRequestHandler):
         b = emulator.behaviour
         if b.latency_ms:
             time.sleep(b.latency_ms / 1000)
+        allowed, self.extra_headers = emulator.rate_check()
+        if not allowed:
+            self._send(429, b'{"error":"Too many requests"}', "application/json")
+            return
         fault = emulator.next_fault(path)
         if fault and self._fault(fault, raw):
             return
@@ -409,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
                 429,
                 b'{"error":"Too many requests"}',
                 "application/json",
-                Retry_After=str(b.retry_after_seconds),
+                Retry_After=self.server.emulator.retry_after(b.retry_after_seconds),
             )
         elif kind == "429-bare":
             self._send(429, b'{"error":"Too many requests"}', "application/json")
