@@ -18,8 +18,9 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## tap-tenios against a raw requests+json floor, then the whole pipeline into PostgreSQL
-## and DuckDB (needs scripts/postgres.sh start), then the dbt models on a million legs,
-## incremental against full; a few minutes each.
+## and DuckDB (needs scripts/postgres.sh start), then the dbt build on PostgreSQL as the
+## hourly job runs it (100k and 1M legs, 200 and 2,000 service numbers: first build
+## against the hourly build); a few minutes each, the dbt part about a quarter hour.
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
 	$(BIN)/meltano install

@@ -157,7 +157,7 @@ def report() -> int:
 
     number, day = db.sql("""
         SELECT service_number, max(interval_date_local) FROM analytics.tenios__interval_kpis
-        WHERE account = 'main' AND calls_closed < calls_offered
+        WHERE account = 'main' AND NOT is_account_total AND calls_closed < calls_offered
           AND dayofweek(interval_date_local) BETWEEN 1 AND 5
         GROUP BY 1 ORDER BY sum(calls_offered) DESC LIMIT 1
     """).fetchone()
@@ -172,9 +172,10 @@ def report() -> int:
                calls_answered_by_person, calls_abandoned_in_hours, service_level, asa_seconds,
                aht_seconds
         FROM analytics.tenios__interval_kpis
-        WHERE account = 'main' AND service_number = ? AND interval_date_local = ?
+        WHERE account = 'main' AND NOT is_account_total AND service_number = ?
+          AND interval_date_local = ?
           AND (calls_offered > calls_closed OR calls_offered_to_person > 0)
-        ORDER BY interval_start_local
+        ORDER BY interval_start_at
         """,
         [number, day],
     ).fetchall():

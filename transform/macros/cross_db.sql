@@ -82,6 +82,12 @@
 {%- endmacro %}
 
 
+{# The instant a local day (a date in tenios_report_timezone) begins: its local midnight. #}
+{% macro tenios_local_day_start(day) -%}
+  {{ tenios_zone_to_instant(day, "'" ~ var('tenios_report_timezone') ~ "'") }}
+{%- endmacro %}
+
+
 {# The current instant (zone-aware), comparable with the models' instants. #}
 {% macro tenios_now() -%}
   {{ return(adapter.dispatch('tenios_now', 'tenios')()) }}

@@ -1,39 +1,15 @@
 -- One row per call of every account, as the portal shows it: an inbound leg and the legs
 -- forwarded from it. The outcome rules are written out in the model's documentation
 -- (tenios__outcome). Incremental: a run rebuilds, from all their legs, the calls that
--- have a leg started within the lookback and settling period (tenios_rebuild_from).
-{{ config(
-    materialized='incremental',
-    unique_key=['account', 'call_id'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-) }}
+-- have a leg rebuilt since its last run (macro tenios_changed_rows).
+{{ tenios_incremental_config(['account', 'call_id']) }}
 {%- set short_abandon = var('tenios_short_abandon_seconds') %}
 
-with
-{% if tenios_is_incremental() -%}
-touched as (
+with legs as (
 
-    select distinct account, call_id
-    from {{ ref('tenios__legs') }}
-    where started_at >= {{ tenios_rebuild_from() }}
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'call_id']) | indent(4) }}
 
 ),
-
-legs as (
-
-    select legs.*
-    from {{ ref('tenios__legs') }} as legs
-    inner join touched on touched.account = legs.account and touched.call_id = legs.call_id
-
-),
-{%- else -%}
-legs as (
-
-    select * from {{ ref('tenios__legs') }}
-
-),
-{%- endif %}
 
 per_call as (
 
@@ -233,5 +209,6 @@ select
     routing_status,
     billing_status,
     has_routing_problem,
-    has_billing_problem
+    has_billing_problem,
+    {{ tenios_built_at() }} as built_at
 from classified

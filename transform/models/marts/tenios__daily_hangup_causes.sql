@@ -1,5 +1,14 @@
 -- Per account, local day, leg role and hangup cause: how legs ended, with the cause's
 -- category and NER class (seed tenios__hangup_causes), to spot failing routes.
+-- Incremental: a run rebuilds the (account, local day) rows whose legs were rebuilt.
+{{ tenios_incremental_config(['account', 'start_date_local']) }}
+
+with legs as (
+
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'start_date_local']) | indent(4) }}
+
+)
+
 select
     account,
     start_date_local,
@@ -9,6 +18,7 @@ select
     hangup_cause,
     count(*) as legs,
     sum({{ tenios_flag('is_answered') }}) as legs_answered,
-    {{ tenios_money_sum('cost') }} as cost_total
-from {{ ref('tenios__legs') }}
+    {{ tenios_money_sum('cost') }} as cost_total,
+    {{ tenios_built_at() }} as built_at
+from legs
 group by account, start_date_local, leg_role, hangup_category, ner_class, hangup_cause

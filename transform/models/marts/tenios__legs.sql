@@ -1,24 +1,34 @@
 -- One row per leg of every account: the newest copy loaded, with its role, how it ended
 -- (seed tenios__hangup_causes), ring and talk time, local start and, for legs that
 -- leave the platform, the destination's country and line type (seed
--- tenios__number_prefixes). Incremental: a run rebuilds the legs that started within
--- the lookback and settling period (macro tenios_rebuild_from).
-{{ config(
-    materialized='incremental',
-    unique_key=['account', 'leg_id'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-) }}
+-- tenios__number_prefixes). Incremental: a run rebuilds, per account, the legs that
+-- started within the lookback and settling period before that account's newest leg
+-- already built (macro tenios_rebuild_bounds).
+{{ tenios_incremental_config(
+    ['account', 'leg_id'], [['account', 'started_at'], ['account', 'call_id'], ['account', 'start_date_local']]) }}
 {%- set home = var('tenios_home_country_code') %}
 
-with copies as (
+with
+{% if tenios_is_incremental() -%}
+bounds as (
+    {{ tenios_rebuild_bounds() | indent(4) }}
+),
 
-    select * from {{ ref('stg_tenios__cdr_legs') }}
-    {% if tenios_is_incremental() -%}
-    where started_at >= {{ tenios_rebuild_from() }}
-    {%- endif %}
+copies as (
+
+    select copies.*
+    from {{ ref('stg_tenios__cdr_legs') }} as copies
+    left join bounds on bounds.account = copies.account
+    where {{ tenios_within_rebuild('copies') }}
 
 ),
+{%- else -%}
+copies as (
+
+    select * from {{ ref('stg_tenios__cdr_legs') }}
+
+),
+{%- endif %}
 
 ranked as (
 
@@ -139,7 +149,8 @@ select
     -- Connected time, from the billed microseconds: `duration` also holds set-up and ring.
     {{ tenios_round("legs.billed_microseconds / 1000000.0", 3) }} as talk_seconds,
     {{ tenios_utc_to_local('legs.started_at') }} as started_at_local,
-    cast({{ tenios_utc_to_local('legs.started_at') }} as date) as start_date_local
+    cast({{ tenios_utc_to_local('legs.started_at') }} as date) as start_date_local,
+    {{ tenios_built_at() }} as built_at
 from legs
 left join causes on causes.hangup_cause = legs.hangup_cause
 -- (Inbound legs are left out above, not in this condition: a condition on the left
