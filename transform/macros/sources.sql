@@ -35,6 +35,13 @@
   here, so that accounts loaded with different column types union cleanly). The
   account in tenios_schema is read through source() (so unit tests can stand in for
   it); the others are the same table in their own schema.
+
+  An entry may instead be a mapping {expression, needs, otherwise}: `expression` over
+  the raw column `needs`, which a loader may not have written (personal data a stream
+  map removed, e.g. callerid_number), and `otherwise`, what stands in for it when that
+  account's table lacks the column (a typed null): so the models still build, and the
+  figures that need it say they are unavailable. A table whose columns cannot be read
+  (not built yet, a unit test's fixture) is taken to have them all.
 #}
 {% macro tenios_union_source(table_name, columns) -%}
   -- depends_on: {{ source('tenios', table_name) }}
@@ -48,10 +55,38 @@
           schema=entry['schema'],
           identifier=own.identifier) %}
     {%- endif %}
+    {%- set missing = tenios_missing_columns(
+        relation, columns | selectattr('needs', 'defined') | map(attribute='needs') | list) %}
     select
         cast('{{ entry["account"] }}' as {{ dbt.type_string() }}) as account,
-        {{ columns | join(',\n        ') }}
+        {%- for column in columns %}
+        {%- if column is mapping %}
+        {{ column['otherwise'] if column['needs'] in missing else column['expression'] }}
+        {%- else %}
+        {{ column }}
+        {%- endif %}{% if not loop.last %},{% endif %}
+        {%- endfor %}
     from {{ relation }}
     {% if not loop.last %}union all{% endif %}
   {%- endfor %}
+{%- endmacro %}
+
+
+{#
+  Which of `wanted` (raw column names) the table `relation` lacks: none unless dbt is
+  executing and the table exists with columns (its names compared case-insensitively,
+  as loaders differ in case).
+#}
+{% macro tenios_missing_columns(relation, wanted) -%}
+  {%- set missing = [] %}
+  {%- if execute and wanted and relation is not string and relation.identifier %}
+    {%- set found = adapter.get_columns_in_relation(relation) %}
+    {%- if found %}
+      {%- set names = found | map(attribute='name') | map('lower') | list %}
+      {%- for column in wanted %}
+        {%- if column | lower not in names %}{% do missing.append(column) %}{% endif %}
+      {%- endfor %}
+    {%- endif %}
+  {%- endif %}
+  {{ return(missing) }}
 {%- endmacro %}
