@@ -9,6 +9,6 @@ select
     hangup_cause,
     count(*) as legs,
     sum({{ tenios_flag('is_answered') }}) as legs_answered,
-    {{ tenios_money_sum('cost') }} as cost_total
+    {{ tenios_money_sum('cost') }} as legs_cost
 from {{ ref('tenios__legs') }}
 group by account, start_date_local, leg_role, hangup_category, ner_class, hangup_cause

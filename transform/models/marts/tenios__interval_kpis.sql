@@ -3,17 +3,8 @@
 -- Erlang C staffing model (calls offered to a person, average handle time, service
 -- level and its threshold) with the KPIs of tenios__daily_kpis.
 {%- set minutes = var('tenios_interval_minutes') %}
-{%- set counts = [
-    'calls_offered', 'calls_answered', 'calls_ner_effective', 'calls_answered_by_person',
-    'calls_announcement', 'calls_abandoned', 'calls_short_abandoned', 'calls_busy',
-    'calls_no_answer', 'calls_failed', 'calls_closed', 'calls_offered_to_person',
-    'calls_abandoned_in_hours', 'calls_answered_within_sl',
-] %}
-{%- set measures = [
-    'asr', 'ner', 'person_answer_rate', 'service_level', 'abandon_rate', 'asa_seconds',
-    'p90_wait_seconds', 'aht_seconds', 'acd_seconds', 'talk_seconds_total',
-    'calls_cost_total', 'cost_per_call',
-] %}
+{%- set counts = tenios_call_kpi_columns()['counts'] %}
+{%- set measures = tenios_call_kpi_columns()['measures'] %}
 
 with calls as (
 
