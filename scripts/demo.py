@@ -16,8 +16,9 @@ without them (stream maps, docs/operations.md "Personal data"): the models build
 way, repeat callers then count hashes, or say they are unavailable. The salt comes from
 the environment's TENIOS_CALLER_SALT, or a random one for this demo.
 
-Days are Europe/Berlin days, for the tap's counts and the models alike; the service
-numbers keep the opening hours of transform/seeds/demo/. Exits non-zero if any day
+Days are Europe/Berlin days, for the tap's counts and the models alike (the models take
+each account's zone from its counts); the service numbers keep the opening hours and
+holidays of transform/seeds/demo/. Exits non-zero if any day
 disagrees. Each demo starts from an empty warehouse.
 """
 
@@ -150,8 +151,9 @@ def main() -> int:
                 "TAP_TENIOS_TIMEZONE": ZONE,
                 "TARGET_DUCKDB_FILEPATH": str(WAREHOUSE),
                 "DBT_DUCKDB_PATH": str(WAREHOUSE),
-                "TENIOS_REPORT_TIMEZONE": ZONE,
                 "TENIOS_SOURCES": SOURCES,
+                # Unset: each account's days in the zone its days were counted in.
+                "TENIOS_REPORT_TIMEZONE": "",
                 "TENIOS_OPENING_HOURS": "tenios__demo_opening_hours",
                 "TENIOS_HOLIDAYS": "tenios__demo_holidays",
                 "DBT_TARGET_PATH": str(OUTPUT / "dbt-target"),

@@ -6,10 +6,11 @@
 #}
 
 {#
-  The accounts: [{schema, account, database, first_day}], from tenios_sources (a list,
-  or the same as YAML text, e.g. from the environment's TENIOS_SOURCES) or
-  tenios_schema. first_day (YYYY-MM-DD, the tap's start_date's local day) defaults to
-  the var tenios_first_day; none: the account's first counted day.
+  The accounts: [{schema, account, database, first_day, report_timezone}], from
+  tenios_sources (a list, or the same as YAML text, e.g. from the environment's
+  TENIOS_SOURCES) or tenios_schema. first_day (YYYY-MM-DD, the tap's start_date's local
+  day) defaults to the var tenios_first_day; none: the account's first counted day.
+  report_timezone: the zone of the account's reports (macro tenios_report_zones).
 #}
 {% macro tenios_accounts() -%}
   {%- set sources = var('tenios_sources') -%}
@@ -23,6 +24,7 @@
         'account': entry.get('account') or entry['schema'],
         'database': entry.get('database'),
         'first_day': (entry.get('first_day') or var('tenios_first_day') or none),
+        'report_timezone': entry.get('report_timezone'),
     }) -%}
   {%- endfor -%}
   {{ return(accounts) }}
@@ -89,4 +91,59 @@
     {%- endif %}
   {%- endif %}
   {{ return(missing) }}
+{%- endmacro %}
+
+
+{#
+  Each account's report zone, the zone of its local days, hours and months: the
+  `report_timezone` of its tenios_sources entry, else the var tenios_report_timezone
+  (or TENIOS_REPORT_TIMEZONE) when set, else the zone the account's cdr_counts were
+  last counted in (the tap's `timezone`, so that days and months match the invoice),
+  else UTC. {account: zone}, and '' for an account not listed.
+#}
+{% macro tenios_report_zones() -%}
+  {%- set default = var('tenios_report_timezone') or none %}
+  {%- set zones = {'': default or 'UTC'} %}
+  {%- for entry in tenios_accounts() %}
+    {%- do zones.update({entry['account']: (
+        entry.get('report_timezone') or default or tenios_counted_zone(entry) or 'UTC')}) %}
+  {%- endfor %}
+  {{ return(zones) }}
+{%- endmacro %}
+
+
+{# The zone of an account's latest cdr_counts row; none before dbt executes, or before
+   the table exists. #}
+{% macro tenios_counted_zone(entry) -%}
+  {%- set zone = none %}
+  {%- if execute %}
+    {%- set relation = adapter.get_relation(
+        database=entry['database'] or target.database,
+        schema=entry['schema'],
+        identifier=var('tenios_cdr_counts_identifier')) %}
+    {%- if relation is not none %}
+      {%- set found = run_query(
+          'select timezone from ' ~ relation ~ ' where timezone is not null'
+          ~ ' order by date desc limit 1') %}
+      {%- if found and found.rows | length > 0 %}
+        {%- set zone = found.rows[0][0] %}
+      {%- endif %}
+    {%- endif %}
+  {%- endif %}
+  {{ return(zone) }}
+{%- endmacro %}
+
+
+{# The report zone of the row's account (`account`, an SQL expression) as SQL: a
+   literal when every account has the same, else a CASE over the accounts. #}
+{% macro tenios_report_zone(account='account') -%}
+  {%- set zones = tenios_report_zones() %}
+  {%- set distinct = zones.values() | unique | list %}
+  {%- if distinct | length == 1 -%}
+    '{{ distinct[0] }}'
+  {%- else -%}
+    (case {{ account }}
+        {%- for name, zone in zones.items() if name %} when '{{ name }}' then '{{ zone }}'{% endfor %}
+        else '{{ zones[''] }}' end)
+  {%- endif %}
 {%- endmacro %}
