@@ -1,12 +1,14 @@
 -- One row per call of every account, as the portal shows it: an inbound leg and the legs
 -- forwarded from it. The outcome rules are written out in the model's documentation
 -- (tenios__outcome). Incremental: a run rebuilds, from all their legs, the calls that
--- have a leg started within the lookback and settling period (tenios_rebuild_from).
+-- have a leg started within the lookback and settling period before the account's
+-- newest call already built (tenios_rebuild_bounds).
 {{ config(
     materialized='incremental',
     unique_key=['account', 'call_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=tenios_indexes([['account', 'call_id'], ['account', 'started_at']]),
 ) }}
 {%- set short_abandon = var('tenios_short_abandon_seconds') %}
 {%- set ner_counts_caller_hangup = var('tenios_ner_counts_caller_hangup') %}
@@ -17,11 +19,16 @@
 
 with
 {% if tenios_is_incremental() -%}
+bounds as (
+    {{ tenios_rebuild_bounds() | indent(4) }}
+),
+
 touched as (
 
-    select distinct account, call_id
-    from {{ ref('tenios__legs') }}
-    where started_at >= {{ tenios_rebuild_from() }}
+    select distinct legs.account, legs.call_id
+    from {{ ref('tenios__legs') }} as legs
+    left join bounds on bounds.account = legs.account
+    where {{ tenios_within_rebuild('legs') }}
 
 ),
 

@@ -1,24 +1,39 @@
 -- One row per leg of every account: the newest copy loaded, with its role, how it ended
 -- (seed tenios__hangup_causes), ring and talk time, local start and, for legs that
 -- leave the platform, the destination's country and line type (seed
--- tenios__number_prefixes). Incremental: a run rebuilds the legs that started within
--- the lookback and settling period (macro tenios_rebuild_from).
+-- tenios__number_prefixes). Incremental: a run rebuilds, per account, the legs that
+-- started within the lookback and settling period before that account's newest leg
+-- already built (macro tenios_rebuild_bounds).
 {{ config(
     materialized='incremental',
     unique_key=['account', 'leg_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=tenios_indexes([['account', 'leg_id'], ['account', 'started_at']]),
 ) }}
 {%- set home = var('tenios_home_country_code') %}
 
-with copies as (
+with
+{% if tenios_is_incremental() -%}
+bounds as (
+    {{ tenios_rebuild_bounds() | indent(4) }}
+),
 
-    select * from {{ ref('stg_tenios__cdr_legs') }}
-    {% if tenios_is_incremental() -%}
-    where started_at >= {{ tenios_rebuild_from() }}
-    {%- endif %}
+copies as (
+
+    select copies.*
+    from {{ ref('stg_tenios__cdr_legs') }} as copies
+    left join bounds on bounds.account = copies.account
+    where {{ tenios_within_rebuild('copies') }}
 
 ),
+{%- else -%}
+copies as (
+
+    select * from {{ ref('stg_tenios__cdr_legs') }}
+
+),
+{%- endif %}
 
 ranked as (
 
