@@ -9,19 +9,19 @@
 {#- (mart, its period column, its count, its cost, the loaded legs' count and cost). #}
 {%- set daily = [
     ('tenios__legs', 'start_date_local', 'count(*)', 'cost', 'legs', 'legs_cost'),
-    ('tenios__spend', 'start_date_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
-    ('tenios__daily_hangup_causes', 'start_date_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
-    ('tenios__forward_destinations', 'start_date_local', 'sum(seizures)', 'cost_total', 'forwards', 'forwards_cost'),
+    ('tenios__spend', 'start_date_local', 'sum(legs)', 'spend_all_legs', 'legs', 'legs_cost'),
+    ('tenios__daily_hangup_causes', 'start_date_local', 'sum(legs)', 'legs_cost', 'legs', 'legs_cost'),
+    ('tenios__forward_destinations', 'start_date_local', 'sum(seizures)', 'forward_legs_cost', 'forwards', 'forwards_cost'),
     ('tenios__calls', 'start_date_local', 'count(*)', 'total_cost', 'calls', 'calls_cost'),
-    ('tenios__daily_totals', 'start_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
-    ('tenios__daily_kpis', 'start_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
-    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
+    ('tenios__daily_totals', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__daily_kpis', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
 ] %}
 {%- set monthly = [
-    ('tenios__monthly_spend', 'start_month_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
+    ('tenios__monthly_spend', 'start_month_local', 'sum(legs)', 'spend_all_legs', 'legs', 'legs_cost'),
 ] %}
 {%- set whole = [
-    ('tenios__hourly_heatmap', none, 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
+    ('tenios__hourly_heatmap', none, 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
 ] %}
 
 with copies as (
