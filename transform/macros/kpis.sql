@@ -106,7 +106,12 @@ grouped as (
 )
 
 select
-    {{ keys }},
+    {%- for key in group_by %}
+    grouped.{{ key }},
+    {%- endfor %}
+    {%- if 'start_date_local' in group_by %}
+    {{ tenios_whole_period_columns('day', 'grouped.account', 'grouped.start_date_local', 1, 'day') }},
+    {%- endif %}
     {%- for column in tenios_call_kpi_columns()['counts'] %}
     {{ column }},
     {%- endfor %}
@@ -138,4 +143,7 @@ select
     inbound_calls_cost,
     {{ tenios_round('inbound_calls_cost / nullif(calls_offered, 0)', 6) }} as inbound_cost_per_call
 from grouped
+{%- if 'start_date_local' in group_by %}
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = grouped.account
+{%- endif %}
 {%- endmacro %}

@@ -33,7 +33,14 @@ with grouped as (
 )
 
 select
-    {{ keys }},
+    {%- for key in group_by %}
+    grouped.{{ key }},
+    {%- endfor %}
+    {%- if 'start_date_local' in group_by %}
+    {{ tenios_whole_period_columns('day', 'grouped.account', 'grouped.start_date_local', 1, 'day') }},
+    {%- elif 'start_month_local' in group_by %}
+    {{ tenios_whole_period_columns('month', 'grouped.account', 'grouped.start_month_local', 1, 'month') }},
+    {%- endif %}
     legs,
     legs_answered,
     legs_failed,
@@ -44,4 +51,5 @@ select
     {{ tenios_round('spend_all_legs * 60 / nullif(answered_billed_seconds, 0)', 6) }}
         as spend_per_answered_minute
 from grouped
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = grouped.account
 {%- endmacro %}

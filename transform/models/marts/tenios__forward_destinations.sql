@@ -48,8 +48,9 @@ per_destination as (
 )
 
 select
-    account,
-    start_date_local,
+    per_destination.account,
+    per_destination.start_date_local,
+    {{ tenios_whole_period_columns('day', 'per_destination.account', 'per_destination.start_date_local', 1, 'day') }},
     destination_number,
     destination_kind,
     seizures,
@@ -69,3 +70,4 @@ select
     {{ tenios_round('talk_raw', 1) }} as talk_seconds_total,
     forward_legs_cost
 from per_destination
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = per_destination.account

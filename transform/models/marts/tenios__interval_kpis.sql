@@ -61,6 +61,8 @@ select
     spine.interval_date_local,
     spine.interval_start_local,
     {{ minutes }} as interval_minutes,
+    {{ tenios_whole_period_columns('day', 'spine.account', 'spine.interval_date_local', 1, 'day') }},
+    {{ tenios_whole_period_columns('interval', 'spine.account', 'spine.interval_start_local', minutes, 'minute') }},
     {%- for column in counts %}
     coalesce(kpis.{{ column }}, 0) as {{ column }},
     {%- endfor %}
@@ -68,6 +70,7 @@ select
     kpis.{{ column }}{% if not loop.last %},{% endif %}
     {%- endfor %}
 from spine
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = spine.account
 left join kpis
     on kpis.account = spine.account
     and kpis.interval_start_local = spine.interval_start_local
