@@ -81,7 +81,7 @@
 #}
 {% macro tenios_missing_columns(relation, wanted) -%}
   {%- set missing = [] %}
-  {%- if execute and wanted and relation is not string and relation.identifier %}
+  {%- if tenios_reads_the_warehouse() and wanted and relation is not string and relation.identifier %}
     {%- set found = adapter.get_columns_in_relation(relation) %}
     {%- if found %}
       {%- set names = found | map(attribute='name') | map('lower') | list %}
@@ -112,11 +112,11 @@
 {%- endmacro %}
 
 
-{# The zone of an account's latest cdr_counts row; none before dbt executes, or before
-   the table exists. #}
+{# The zone of an account's latest cdr_counts row; none before dbt executes, offline, or
+   before the table exists. #}
 {% macro tenios_counted_zone(entry) -%}
   {%- set zone = none %}
-  {%- if execute %}
+  {%- if tenios_reads_the_warehouse() %}
     {%- set relation = adapter.get_relation(
         database=entry['database'] or target.database,
         schema=entry['schema'],
@@ -146,4 +146,11 @@
         {%- for name, zone in zones.items() if name %} when '{{ name }}' then '{{ zone }}'{% endfor %}
         else '{{ zones[''] }}' end)
   {%- endif %}
+{%- endmacro %}
+
+
+{# Whether macros may look at the warehouse's tables (columns, the counts' zone): when
+   dbt executes, and not when tenios_incremental_mode asks for an offline compile. #}
+{% macro tenios_reads_the_warehouse() -%}
+  {{ return(execute and var('tenios_incremental_mode') is none) }}
 {%- endmacro %}
