@@ -135,7 +135,7 @@ select
     {%- if acw is none %}
     cast(null as decimal(38, 1)) as after_call_work_seconds,
     {%- else %}
-    case when calls_answered_in_hours > 0 then {{ tenios_round(acw ~ ' + 0.0', 1) }} end
+    {{ tenios_round('case when calls_answered_in_hours > 0 then ' ~ acw ~ ' end', 1) }}
         as after_call_work_seconds,
     {%- endif %}
     {{ tenios_round('acd_raw', 1) }} as acd_seconds,
