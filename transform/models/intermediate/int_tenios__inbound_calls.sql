@@ -80,10 +80,20 @@ zoned as (
 
 ),
 
--- The rows of a call's number valid on its day (in the schedule's zone).
-valid_hours as (
+-- Calls whose number has opening hours valid on their day (in the schedule's zone), and
+-- whether they started within one of its periods (a join, not EXISTS in the select
+-- list, which Snowflake cannot run).
+scheduled_calls as (
 
-    select zoned.account, zoned.call_id, hours.weekday, hours.opens_minute, hours.closes_minute
+    select
+        zoned.account,
+        zoned.call_id,
+        max(case
+            when hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
+                and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= hours.opens_minute
+                and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < hours.closes_minute
+                then 1 else 0
+        end) as is_open
     from zoned
     inner join hours
         on hours.service_number = zoned.service_number
@@ -92,26 +102,7 @@ valid_hours as (
              or hours.valid_from <= cast(zoned.started_at_schedule as date))
         and (hours.valid_to is null
              or hours.valid_to >= cast(zoned.started_at_schedule as date))
-
-),
-
--- Calls whose number has opening hours that day, and whether they started within an
--- opening period (a join, not EXISTS in the select list, which Snowflake cannot run).
-scheduled_calls as (
-
-    select
-        valid_hours.account,
-        valid_hours.call_id,
-        max(case
-            when valid_hours.weekday = {{ tenios_iso_weekday('zoned.started_at_schedule') }}
-                and {{ tenios_minute_of_day('zoned.started_at_schedule') }} >= valid_hours.opens_minute
-                and {{ tenios_minute_of_day('zoned.started_at_schedule') }} < valid_hours.closes_minute
-                then 1 else 0
-        end) as is_open
-    from valid_hours
-    inner join zoned
-        on zoned.account = valid_hours.account and zoned.call_id = valid_hours.call_id
-    group by valid_hours.account, valid_hours.call_id
+    group by zoned.account, zoned.call_id
 
 ),
 
