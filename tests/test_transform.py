@@ -242,6 +242,8 @@ FULL_REBUILD = ("build", "--full-refresh", "--exclude-resource-type", "test", "u
 TABLES = (
     "tenios__legs",
     "tenios__calls",
+    "int_tenios__inbound_calls",
+    "int_tenios__forward_attempts",
     "tenios__daily_kpis",
     "tenios__daily_totals",
     "tenios__hourly_heatmap",
@@ -257,13 +259,21 @@ TABLES = (
 
 def differences(run: Any, schema: str, other: str) -> dict[str, int]:
     """Rows of each table in ``schema`` and not in ``other`` or the reverse (as
-    multisets), by ``run(sql) -> rows``; only tables that differ."""
+    multisets), by ``run(sql) -> rows``, every column but ``built_at`` (when each row
+    was rebuilt); only tables that differ."""
     found = {}
     for table in TABLES:
         a, b = f"{schema}.{table}", f"{other}.{table}"
+        names = run(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = '{schema}' AND table_name = '{table}' "
+            "AND column_name <> 'built_at' ORDER BY ordinal_position"
+        )
+        columns = ", ".join(name for (name,) in names)
+        assert columns, table
+        x, y = f"SELECT {columns} FROM {a}", f"SELECT {columns} FROM {b}"
         rows = run(
-            f"SELECT count(*) FROM ((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) "
-            f"UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})) AS d"
+            f"SELECT count(*) FROM (({x} EXCEPT ALL {y}) UNION ALL ({y} EXCEPT ALL {x})) AS d"
         )
         if rows[0][0]:
             found[table] = rows[0][0]
@@ -385,6 +395,30 @@ def test_dbt_build_on_postgres_turns_three_accounts_legs_into_calls_kpis_and_spe
     full = {**env, "DBT_POSTGRES_SCHEMA": "analytics_full"}
     meltano("invoke", "dbt-postgres", *FULL_REBUILD, env=full)
     assert differences(lambda sql: query(database, sql), "analytics", "analytics_full") == {}
+
+    # A leg lost between the loaded table and the marts fails the build's tie-out, on
+    # its account and day.
+    query(
+        database,
+        "DELETE FROM analytics.tenios__legs WHERE (account, leg_id) IN (SELECT account, leg_id "
+        "FROM analytics.tenios__legs WHERE account = 'c' AND start_date_local = '2024-02-29' "
+        "LIMIT 1)",
+    )
+    tie = "assert_marts_tie_to_the_loaded_legs"
+    lost = meltano(
+        "invoke",
+        "dbt-postgres",
+        "test",
+        "--select",
+        tie,
+        "--store-failures",
+        env=env,
+        succeeds=False,
+    )
+    assert re.search(rf"FAIL 1 {tie}", lost.stdout + lost.stderr)
+    assert query(
+        database, f"SELECT account, period, mart FROM analytics_dbt_test__audit.{tie}"
+    ) == [("c", date(2024, 2, 29), "tenios__legs")]
 
     # Every call whose legs all lie in the loaded range has the outcome and the exact
     # cost it was generated with.
@@ -672,9 +706,13 @@ def test_the_project_compiles_for_snowflake_offline(tmp_path):
         "regexp_replace(destination_number, '[^0-9]', '')"
         in (marts / "tenios__legs.sql").read_text()
     )
-    incremental = (compiled["incremental"] / "marts" / "tenios__calls.sql").read_text()
-    assert "touched" not in calls
-    assert re.search(r"dateadd\(\s*minute,\s*-2880,\s*max\(started_at\)", incremental)
+    incremental = compiled["incremental"] / "marts"
+    assert "built_at >" not in calls
+    assert "built_at >" in (incremental / "tenios__calls.sql").read_text()
+    assert re.search(
+        r"dateadd\(\s*minute,\s*-2880,\s*max\(started_at\)",
+        (incremental / "tenios__legs.sql").read_text(),
+    )
 
 
 def test_the_required_dbt_version_admits_what_parses_the_project_and_nothing_older():

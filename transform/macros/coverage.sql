@@ -12,6 +12,12 @@
   {%- set zone = tenios_report_zone(account) %}
   {%- set starts = tenios_zone_to_instant(start_local, zone) %}
   {%- set ends = tenios_zone_to_instant(dbt.dateadd(unit, length, 'cast(' ~ start_local ~ ' as ' ~ dbt.type_timestamp() ~ ')'), zone) %}
+  {{- tenios_whole_instants_columns(name, starts, ends, spans) }}
+{%- endmacro %}
+
+
+{# The same for a period given by its instants, [starts, ends). #}
+{% macro tenios_whole_instants_columns(name, starts, ends, spans='spans') -%}
     coalesce({{ spans }}.extracted_from <= {{ starts }} and {{ ends }} <= {{ spans }}.extracted_to, false)
         as is_whole_{{ name }},
     case

@@ -83,6 +83,13 @@
 {%- endmacro %}
 
 
+{# The instant a local day (a date in the report zone of the row's account, the column
+   `account`) begins: its local midnight. #}
+{% macro tenios_local_day_start(day, account='account') -%}
+  {{ tenios_zone_to_instant(day, tenios_report_zone(account)) }}
+{%- endmacro %}
+
+
 {# The current instant (zone-aware), comparable with the models' instants. #}
 {% macro tenios_now() -%}
   {{ return(adapter.dispatch('tenios_now', 'tenios')()) }}

@@ -66,3 +66,73 @@
   {%- endif -%}
   {{ return(indexes) }}
 {%- endmacro %}
+
+
+{#
+  What changed since a model's last run. Every incremental model stamps its rows with
+  `built_at` (tenios_built_at: the start of the dbt run that rebuilt them); a model's
+  watermark is the newest stamp it holds. Rows of its parents stamped after it were
+  rebuilt since (new legs, legs read again, the calls they belong to): the keys they
+  carry (an account and local day, an account and call, ...) are what the model rebuilds,
+  each from all of its inputs, replacing its rows of those keys (delete+insert on them).
+  Work follows the legs that changed, not the history; a model that missed runs (or
+  ran alone) catches up on everything its parents rebuilt meanwhile.
+#}
+
+{# The build's own stamp, the same for every model of one dbt run: an instant. #}
+{% macro tenios_built_at() -%}
+  {{ tenios_instant_literal(run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f')) }}
+{%- endmacro %}
+
+
+{# The newest built_at of {{ this }}: its rows are rebuilt from parents stamped later. #}
+{% macro tenios_watermark() -%}
+  (select coalesce(max(built_at), {{ tenios_instant_literal('1900-01-01 00:00:00') }}) from {{ this }})
+{%- endmacro %}
+
+
+{#
+  `select * from relation` on a full build; on an incremental run, only the rows of
+  `relation` whose `keys` (columns of relation and of every parent) occur among the rows
+  of `parents` (default: relation itself) rebuilt since {{ this }}'s watermark. E.g. the
+  legs of every (account, start_date_local) that has a leg rebuilt since the daily mart
+  last ran; or every leg of the calls that have one.
+#}
+{% macro tenios_changed_rows(relation, keys, parents=none) -%}
+  {%- set parents = parents or [relation] -%}
+  {%- if tenios_is_incremental() -%}
+    select rows_.*
+    from {{ relation }} as rows_
+    inner join (
+        {%- for parent in parents %}
+        select {{ keys | join(', ') }}
+        from {{ parent }}
+        where built_at > {{ tenios_watermark() }}
+        {% if not loop.last %}union{% endif %}
+        {%- endfor %}
+        {%- if parents | length == 1 %}
+        group by {{ keys | join(', ') }}
+        {%- endif %}
+    ) as changed_
+        on {% for key in keys %}changed_.{{ key }} = rows_.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+  {%- else -%}
+    select * from {{ relation }}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#
+  The config every incremental model of this project shares: delete+insert on
+  `unique_key` (for the daily and monthly marts, the account and period: a run replaces
+  the periods it rebuilds), a schema change stops the run (rebuild with --full-refresh),
+  and PostgreSQL indexes for the key, the watermark and `extra_indexes`.
+#}
+{% macro tenios_incremental_config(unique_key, extra_indexes=[]) -%}
+  {{ config(
+      materialized='incremental',
+      unique_key=unique_key,
+      incremental_strategy='delete+insert',
+      on_schema_change='fail',
+      indexes=tenios_indexes([unique_key, ['built_at']] + extra_indexes),
+  ) }}
+{%- endmacro %}

@@ -58,7 +58,18 @@
 {%- endif %}
 with calls as (
 
-    select * from {{ calls }}
+    -- A repeat caller called the same number earlier the same local day (null without
+    -- a caller number: anonymous, or removed by a stream map). Counted here, over every
+    -- call of the days the mart builds, not per call.
+    select
+        source_.*,
+        case
+            when caller_number is not null and caller_number <> 'anonymous'
+                then row_number() over (
+                    partition by account, service_number, caller_number, start_date_local
+                    order by started_at, call_id) > 1
+        end as is_repeat_caller
+    from (select * from {{ calls }}) as source_
 
 ),
 

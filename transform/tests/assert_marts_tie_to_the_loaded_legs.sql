@@ -16,6 +16,7 @@
     ('tenios__daily_totals', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
     ('tenios__daily_kpis', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
     ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
 ] %}
 {%- set monthly = [
     ('tenios__monthly_spend', 'start_month_local', 'sum(legs)', 'spend_all_legs', 'legs', 'legs_cost'),
@@ -114,6 +115,7 @@ by_account as (
 ),
 
 {%- set checks = [] %}
+{%- set interval_rows = ['is_account_total', 'not is_account_total'] %}
 {%- for mart, period, mart_count, mart_cost, count, cost in daily + monthly + whole %}
   {%- if mart in ('tenios__legs', 'tenios__spend', 'tenios__daily_hangup_causes', 'tenios__forward_destinations') %}
     {%- set source = 'by_leg_day' %}
@@ -124,17 +126,19 @@ by_account as (
   {%- else %}
     {%- set source = 'by_call_day' %}
   {%- endif %}
-  {%- do checks.append((mart, period, mart_count, mart_cost, count, cost, source)) %}
+  {#- The interval mart twice: its account rows, then its service numbers' rows. #}
+  {%- set filter = interval_rows.pop(0) if mart == 'tenios__interval_kpis' else none %}
+  {%- do checks.append((mart, period, mart_count, mart_cost, count, cost, source, filter)) %}
 {%- endfor %}
 
 compared as (
 
-    {%- for mart, period, mart_count, mart_cost, count, cost, source in checks %}
+    {%- for mart, period, mart_count, mart_cost, count, cost, source, filter in checks %}
     {%- set period_sql = period if period else 'cast(null as date)' %}
     select
         coalesce(loaded.account, mart.account) as account,
         coalesce(loaded.period, mart.period) as period,
-        '{{ mart }}' as mart,
+        '{{ mart }}{{ " where " ~ filter if filter else "" }}' as mart,
         coalesce(loaded.{{ count }}, 0) as loaded_count,
         coalesce(mart.counted, 0) as mart_count,
         coalesce(loaded.{{ cost }}, 0) as loaded_cost,
@@ -147,6 +151,7 @@ compared as (
             {{ mart_count }} as counted,
             {{ tenios_money_sum(mart_cost) }} as cost
         from {{ ref(mart) }}
+        {% if filter %}where {{ filter }}{% endif %}
         group by account{% if period %}, {{ period }}{% endif %}
     ) as mart
         on mart.account = loaded.account

@@ -1,5 +1,14 @@
 -- Forwarded legs as attempts of their call: which destination was tried, in what order,
--- and how it ended. Ephemeral: inlined into the models that use it.
+-- and how it ended. Incremental: a run renumbers the attempts of the calls with a leg
+-- rebuilt since (macro tenios_changed_rows).
+{{ tenios_incremental_config(['account', 'leg_id'], [['account', 'start_date_local']]) }}
+
+with legs as (
+
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'call_id']) | indent(4) }}
+
+)
+
 select
     legs.account,
     legs.leg_id,
@@ -17,6 +26,7 @@ select
     legs.ner_class,
     legs.ring_seconds,
     legs.talk_seconds,
-    legs.cost
-from {{ ref('tenios__legs') }} as legs
+    legs.cost,
+    {{ tenios_built_at() }} as built_at
+from legs
 where legs.leg_role = 'forward' and legs.leg_id <> legs.call_id

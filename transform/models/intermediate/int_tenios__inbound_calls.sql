@@ -1,18 +1,29 @@
 -- Inbound calls with whether each started within its service number's opening hours
 -- (in the schedule's own zone, the rows valid on that day; a number without opening
--- hours that day is always open; a holiday is closed), whether its caller called the
--- number before that local day, and the local interval (tenios_interval_minutes) it
--- started in. A view: the KPI marts' common input, so a change of opening hours
--- applies without rebuilding tenios__calls.
-{{ config(materialized='view') }}
+-- hours that day is always open; a holiday is closed) and the local interval
+-- (tenios_interval_minutes) it started in: the KPI marts' common input.
+-- Incremental: a run rebuilds the calls tenios__calls rebuilt since (a change of opening
+-- hours or holidays applies to the days built after it; --full-refresh applies it to
+-- every day).
+{{ tenios_incremental_config(['account', 'call_id'], [['account', 'start_date_local']]) }}
 {%- set minutes = var('tenios_interval_minutes') %}
 {%- if minutes not in [15, 30, 60] %}
   {{ exceptions.raise_compiler_error("tenios_interval_minutes must be 15, 30 or 60, not " ~ minutes) }}
 {%- endif %}
+{#- The interval: elapsed time from the local day's start (an instant), in whole
+    intervals, so that a day of 23 or 25 hours has 92 or 100 quarter hours. #}
+{%- set day_start = tenios_local_day_start('zoned.start_date_local') %}
+{%- set interval_start_at = dbt.dateadd(
+    'second',
+    'cast(floor(' ~ tenios_seconds_between(day_start, 'zoned.started_at') ~ ' / ' ~ (minutes * 60) ~ '.0) as '
+        ~ dbt.type_bigint() ~ ') * ' ~ (minutes * 60),
+    day_start) %}
 
 with calls as (
 
-    select * from {{ ref('tenios__calls') }}
+    select * from (
+        {{ tenios_changed_rows(ref('tenios__calls'), ['account', 'call_id']) | indent(8) }}
+    ) as changed
     where call_kind = 'inbound'
 
 ),
@@ -63,16 +74,7 @@ zoned as (
     select
         calls.*,
         zones.timezone as opening_hours_timezone,
-        {{ tenios_utc_to_zone('calls.started_at', 'zones.timezone') }} as started_at_schedule,
-        -- The caller called this number earlier the same local day (null: no caller
-        -- number, e.g. removed by a stream map, or anonymous).
-        case
-            when calls.caller_number is not null and calls.caller_number <> 'anonymous'
-                then row_number() over (
-                    partition by calls.account, calls.service_number, calls.caller_number,
-                        calls.start_date_local
-                    order by calls.started_at, calls.call_id) > 1
-        end as is_repeat_caller
+        {{ tenios_utc_to_zone('calls.started_at', 'zones.timezone') }} as started_at_schedule
     from calls
     left join zones
         on zones.service_number = calls.service_number
@@ -126,19 +128,15 @@ select
     zoned.start_date_local,
     zoned.start_hour_local,
     zoned.start_weekday_local,
-    {{ dbt.dateadd(
-        'minute',
-        'cast(floor(' ~ tenios_minute_of_day('zoned.started_at_local') ~ ' / ' ~ minutes ~ '.0) as '
-            ~ dbt.type_int() ~ ') * ' ~ minutes,
-        'cast(zoned.start_date_local as ' ~ dbt.type_timestamp() ~ ')',
-    ) }} as interval_start_local,
+    {{ tenios_utc_to_local(interval_start_at) }} as interval_start_local,
+    {{ interval_start_at }} as interval_start_at,
     zoned.outcome,
     zoned.is_answered,
     zoned.is_answered_by_person,
     zoned.is_ner_effective,
     zoned.is_ner_effective_strict,
     zoned.is_caller_hangup_while_ringing,
-    zoned.is_repeat_caller,
+    zoned.caller_number,
     zoned.wait_seconds,
     zoned.queue_wait_seconds,
     zoned.ring_seconds,
@@ -148,7 +146,8 @@ select
     zoned.started_at_schedule,
     holiday_calls.call_id is not null as is_holiday,
     holiday_calls.call_id is null and coalesce(scheduled_calls.is_open, 1) = 1
-        as is_within_opening_hours
+        as is_within_opening_hours,
+    {{ tenios_built_at() }} as built_at
 from zoned
 left join scheduled_calls
     on scheduled_calls.account = zoned.account and scheduled_calls.call_id = zoned.call_id

@@ -1,15 +1,8 @@
 -- One row per call of every account, as the portal shows it: an inbound leg and the legs
 -- forwarded from it. The outcome rules are written out in the model's documentation
 -- (tenios__outcome). Incremental: a run rebuilds, from all their legs, the calls that
--- have a leg started within the lookback and settling period before the account's
--- newest call already built (tenios_rebuild_bounds).
-{{ config(
-    materialized='incremental',
-    unique_key=['account', 'call_id'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    indexes=tenios_indexes([['account', 'call_id'], ['account', 'started_at']]),
-) }}
+-- have a leg rebuilt since its last run (macro tenios_changed_rows).
+{{ tenios_incremental_config(['account', 'call_id']) }}
 {%- set short_abandon = var('tenios_short_abandon_seconds') %}
 {%- set ner_counts_caller_hangup = var('tenios_ner_counts_caller_hangup') %}
 {%- if ner_counts_caller_hangup not in [true, false] %}
@@ -17,35 +10,11 @@
       "tenios_ner_counts_caller_hangup must be true or false, not " ~ ner_counts_caller_hangup) }}
 {%- endif %}
 
-with
-{% if tenios_is_incremental() -%}
-bounds as (
-    {{ tenios_rebuild_bounds() | indent(4) }}
-),
+with legs as (
 
-touched as (
-
-    select distinct legs.account, legs.call_id
-    from {{ ref('tenios__legs') }} as legs
-    left join bounds on bounds.account = legs.account
-    where {{ tenios_within_rebuild('legs') }}
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'call_id']) | indent(4) }}
 
 ),
-
-legs as (
-
-    select legs.*
-    from {{ ref('tenios__legs') }} as legs
-    inner join touched on touched.account = legs.account and touched.call_id = legs.call_id
-
-),
-{%- else -%}
-legs as (
-
-    select * from {{ ref('tenios__legs') }}
-
-),
-{%- endif %}
 
 per_call as (
 
@@ -274,5 +243,6 @@ select
     routing_status,
     billing_status,
     has_routing_problem,
-    has_billing_problem
+    has_billing_problem,
+    {{ tenios_built_at() }} as built_at
 from classified

@@ -1,7 +1,16 @@
 -- Per account, local day, leg role and hangup cause: how legs ended, with the cause's
--- category and NER class (seed tenios__hangup_causes), to spot failing routes.
--- Each day says whether it was extracted whole.
-with causes as (
+-- category and NER class (seed tenios__hangup_causes), to spot failing routes; each day
+-- says whether it was extracted whole.
+-- Incremental: a run rebuilds the (account, local day) rows whose legs were rebuilt.
+{{ tenios_incremental_config(['account', 'start_date_local']) }}
+
+with legs as (
+
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'start_date_local']) | indent(4) }}
+
+),
+
+causes as (
 
     select
         account,
@@ -13,7 +22,7 @@ with causes as (
         count(*) as legs,
         sum({{ tenios_flag('is_answered') }}) as legs_answered,
         {{ tenios_money_sum('cost') }} as legs_cost
-    from {{ ref('tenios__legs') }}
+    from legs
     group by account, start_date_local, leg_role, hangup_category, ner_class, hangup_cause
 
 )
@@ -28,6 +37,7 @@ select
     hangup_cause,
     legs,
     legs_answered,
-    legs_cost
+    legs_cost,
+    {{ tenios_built_at() }} as built_at
 from causes
 left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = causes.account

@@ -1,10 +1,13 @@
 -- Per account, local day (of the leg's start) and answering destination (SIP user,
 -- SIP trunk or forwarding number): the calls offered to it, answered, missed (it rang
 -- and nobody answered there), talk time, ring time before an answer, and per seizure
--- the ASR (ITU-T E.411) and NER (ITU-T E.425).
+-- the ASR (ITU-T E.411) and NER (ITU-T E.425). Incremental: a run rebuilds the
+-- (account, local day) rows whose attempts were rebuilt.
+{{ tenios_incremental_config(['account', 'start_date_local']) }}
+
 with attempts as (
 
-    select * from {{ ref('int_tenios__forward_attempts') }}
+    {{ tenios_changed_rows(ref('int_tenios__forward_attempts'), ['account', 'start_date_local']) | indent(4) }}
 
 ),
 
@@ -68,6 +71,7 @@ select
     {{ tenios_ratio('ner_effective', 'seizures') }} as ner,
     {{ tenios_round('ring_raw', 1) }} as avg_ring_seconds_answered,
     {{ tenios_round('talk_raw', 1) }} as talk_seconds_total,
-    forward_legs_cost
+    forward_legs_cost,
+    {{ tenios_built_at() }} as built_at
 from per_destination
 left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = per_destination.account

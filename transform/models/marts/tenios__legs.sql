@@ -4,13 +4,8 @@
 -- tenios__number_prefixes). Incremental: a run rebuilds, per account, the legs that
 -- started within the lookback and settling period before that account's newest leg
 -- already built (macro tenios_rebuild_bounds).
-{{ config(
-    materialized='incremental',
-    unique_key=['account', 'leg_id'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    indexes=tenios_indexes([['account', 'leg_id'], ['account', 'started_at']]),
-) }}
+{{ tenios_incremental_config(
+    ['account', 'leg_id'], [['account', 'started_at'], ['account', 'call_id'], ['account', 'start_date_local']]) }}
 {%- set home = var('tenios_home_country_code') %}
 
 with
@@ -154,7 +149,8 @@ select
     -- Connected time, from the billed microseconds: `duration` also holds set-up and ring.
     {{ tenios_round("legs.billed_microseconds / 1000000.0", 3) }} as talk_seconds,
     {{ tenios_utc_to_local('legs.started_at', account='legs.account') }} as started_at_local,
-    cast({{ tenios_utc_to_local('legs.started_at', account='legs.account') }} as date) as start_date_local
+    cast({{ tenios_utc_to_local('legs.started_at', account='legs.account') }} as date) as start_date_local,
+    {{ tenios_built_at() }} as built_at
 from legs
 left join causes on causes.hangup_cause = legs.hangup_cause
 -- (Inbound legs are left out above, not in this condition: a condition on the left

@@ -1,20 +1,32 @@
 -- Per account and local day: what every leg cost (inbound, forwarded, outbound, fax,
 -- failed), by spend category, call type, service number (of the leg's call) and, for
 -- legs leaving the platform, destination country and line type. Sums to the invoice.
-with legs as (
+-- Incremental: a run rebuilds the (account, local day) rows whose legs were rebuilt (a
+-- leg's call gets its service number when its inbound leg arrives: that leg, and the
+-- later legs of its call, are rebuilt with it).
+{{ tenios_incremental_config(['account', 'start_date_local'], [['account', 'start_month_local']]) }}
+
+with changed as (
+
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'start_date_local']) | indent(4) }}
+
+),
+
+legs as (
 
     select
-        legs.*,
+        changed.*,
         calls.service_number
-    from {{ ref('tenios__legs') }} as legs
+    from changed
     left join {{ ref('tenios__calls') }} as calls
-        on calls.account = legs.account and calls.call_id = legs.call_id
+        on calls.account = changed.account and calls.call_id = changed.call_id
 
 )
 
 select
     spend.*,
-    cast({{ dbt.date_trunc('month', 'spend.start_date_local') }} as date) as start_month_local
+    cast({{ dbt.date_trunc('month', 'spend.start_date_local') }} as date) as start_month_local,
+    {{ tenios_built_at() }} as built_at
 from (
     {{ tenios_spend('legs', [
         'account', 'start_date_local', 'spend_category', 'call_type', 'service_number',
