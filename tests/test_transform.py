@@ -568,7 +568,8 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
     call has its generated outcome and its exact cost; each local month's spend is the
     exact sum; every edge day reconciles. Account b's callers are loaded as salted
     hashes and account c's not at all (stream maps): the models build, and c's repeat
-    callers are unavailable."""
+    callers are unavailable. No report zone is set: each account's months are in the
+    zone it was counted in (New York for a, Berlin for b)."""
     duckdb = pytest.importorskip("duckdb")
     meltano("install", "--plugin-type=extractor", "tap-tenios")
     meltano("install", "--plugin-type=loader", "target-duckdb")
@@ -592,6 +593,8 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
         "TAP_TENIOS__ACCOUNT_B_STREAM_MAPS": json.dumps(HASH_CALLERS),
         "TAP_TENIOS__ACCOUNT_B_STREAM_MAP_CONFIG": json.dumps({"caller_salt": SALT}),
         "TAP_TENIOS__NUMBER_STREAM_MAPS": json.dumps(DROP_CALLERS),
+        # No report zone: each account's days and months are in the zone it was counted in.
+        "TENIOS_REPORT_TIMEZONE": "",
     }
 
     meltano("run", *blocks("target-duckdb"), "dbt-duckdb:build", env={**env, **LAGGING})
@@ -614,7 +617,7 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
             "SELECT account, call_id, outcome, total_cost FROM analytics.tenios__calls"
         ).fetchall()
     }
-    for account, legs in (("a", legs_a), ("b", legs_b)):
+    for account, legs, zone in (("a", legs_a, zones[0]), ("b", legs_b, zones[1])):
         _, complete = complete_calls(legs)
         assert len(complete) > 30
         assert {call_id: rows[account, call_id] for call_id in complete} == {
@@ -626,7 +629,7 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
                 f"FROM analytics.tenios__monthly_spend WHERE account = '{account}' GROUP BY 1"
             ).fetchall()
         )
-        assert spend == month_costs(legs, zones[0])
+        assert spend == month_costs(legs, zone)
     starts = dict(
         db.sql(
             "SELECT leg_id, started_at FROM analytics.tenios__legs WHERE account = 'a'"

@@ -12,7 +12,7 @@
 {%- endif %}
 {#- The interval: elapsed time from the local day's start (an instant), in whole
     intervals, so that a day of 23 or 25 hours has 92 or 100 quarter hours. #}
-{%- set day_start = tenios_local_day_start('zoned.start_date_local') %}
+{%- set day_start = tenios_local_day_start('zoned.start_date_local', account='zoned.account') %}
 {%- set interval_start_at = dbt.dateadd(
     'second',
     'cast(floor(' ~ tenios_seconds_between(day_start, 'zoned.started_at') ~ ' / ' ~ (minutes * 60) ~ '.0) as '
@@ -128,7 +128,7 @@ select
     zoned.start_date_local,
     zoned.start_hour_local,
     zoned.start_weekday_local,
-    {{ tenios_utc_to_local(interval_start_at) }} as interval_start_local,
+    {{ tenios_utc_to_local(interval_start_at, account='zoned.account') }} as interval_start_local,
     {{ interval_start_at }} as interval_start_at,
     zoned.outcome,
     zoned.is_answered,
