@@ -15,9 +15,25 @@ with counts as (
 
 ),
 
+zones as (
+
+    select distinct account, timezone from counts
+
+),
+
+-- Each loaded leg on its local day in each zone its account was counted in, so that it
+-- meets its counted period by an equality join (a range join alone compares every leg
+-- with every period of its account).
 legs as (
 
-    select account, leg_id, started_at from {{ ref('stg_tenios__cdr_legs') }}
+    select
+        legs.account,
+        legs.leg_id,
+        legs.started_at,
+        zones.timezone,
+        cast({{ tenios_utc_to_zone('legs.started_at', 'zones.timezone') }} as date) as count_date
+    from {{ ref('stg_tenios__cdr_legs') }} as legs
+    inner join zones on zones.account = legs.account
 
 )
 
@@ -31,6 +47,8 @@ select
 from counts
 left join legs
     on legs.account = counts.account
+    and legs.timezone = counts.timezone
+    and legs.count_date = counts.count_date
     and legs.started_at >= counts.window_start_at
     and legs.started_at < counts.window_end_at
 group by
