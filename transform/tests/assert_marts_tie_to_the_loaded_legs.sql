@@ -112,7 +112,7 @@ copies as (
         {%- if scoped %}
         inner join around
             on around.account = raw_legs.account
-            and around.period = {{ day | replace('started_at', 'raw_legs.started_at') }}
+            and around.period = cast({{ tenios_utc_to_local('raw_legs.started_at', account='raw_legs.account') }} as date)
         {%- endif %}
     ) as raw_legs
 
@@ -172,7 +172,7 @@ by_month as (
 
     {%- if scoped %}
     -- The months of the days checked, from tenios__spend (tied to the loaded legs per day).
-    select account, start_month_local as period, sum(legs) as legs, {{ tenios_money_sum('cost_total') }} as legs_cost
+    select account, start_month_local as period, sum(legs) as legs, {{ tenios_money_sum('spend_all_legs') }} as legs_cost
     from {{ ref('tenios__spend') }}
     where (account, start_month_local) in (
         select account, cast({{ dbt.date_trunc('month', 'period') }} as date) from checked
