@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The tap against the bundled emulator: what it extracted, per day.
+## make demo DEMO_ARGS='--callers hash' (or drop): without the callers' numbers as loaded.
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 ## tap-tenios against a raw requests+json floor, then the whole pipeline into PostgreSQL
 ## and DuckDB (needs scripts/postgres.sh start), then the dbt build on PostgreSQL as the

@@ -6,19 +6,29 @@
    (a full load of each account into its own schema), then the same with
    ``dbt-duckdb:build`` (incremental: each tap resumes from the state Meltano saved, then
    the dbt models in transform/ union both accounts, build and test);
-3. reports from the models: calls, ASR, NER, service level, abandonment, speed of answer
-   and cost per local day, one day's 15-minute intervals, the month's spend by call type,
-   and each day's loaded legs against the API's own count.
+3. reports from the models: calls, ASR, NER, service level, abandonment, speed of answer,
+   the inbound calls' cost and the spend of every leg per local day, one day's 15-minute
+   intervals, the month's spend by call type, and each day's loaded legs against the
+   API's own count.
 
-Days are Europe/Berlin days, for the tap's counts and the models alike; the service
-numbers keep the opening hours of transform/seeds/demo/. Exits non-zero if any day
+``--callers hash`` loads the callers' numbers as salted hashes and ``--callers drop``
+without them (stream maps, docs/operations.md "Personal data"): the models build either
+way, repeat callers then count hashes, or say they are unavailable. The salt comes from
+the environment's TENIOS_CALLER_SALT, or a random one for this demo.
+
+Days are Europe/Berlin days, for the tap's counts and the models alike (the models take
+each account's zone from its counts); the service numbers keep the opening hours and
+holidays of transform/seeds/demo/. Exits non-zero if any day
 disagrees. Each demo starts from an empty warehouse.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -74,7 +84,37 @@ def meltano(*args: str, env: dict[str, str], show: bool = False) -> None:
             raise SystemExit(f"meltano {' '.join(args)} failed; see {LOG}")
 
 
+def caller_maps(callers: str) -> dict[str, str]:
+    """The tap settings (per account plugin) that hash or drop the callers' numbers and
+    names before they leave the tap; none to keep them.
+    """
+    if callers == "keep":
+        return {}
+    number = "__NULL__"
+    if callers == "hash":
+        number = (
+            "callerid_number if not callerid_number or callerid_number == 'anonymous' "
+            "else md5(config['caller_salt'] + callerid_number)"
+        )
+    maps = json.dumps({"cdrs": {"callerid_number": number, "callerid_name": "__NULL__"}})
+    salt = os.environ.get("TENIOS_CALLER_SALT") or secrets.token_hex(16)
+    config = json.dumps({"caller_salt": salt})
+    settings = {}
+    for plugin in ("TAP_TENIOS__NUMBER", "TAP_TENIOS__ACCOUNT_B"):
+        settings[f"{plugin}_STREAM_MAPS"] = maps
+        settings[f"{plugin}_STREAM_MAP_CONFIG"] = config
+    return settings
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--callers",
+        choices=("keep", "hash", "drop"),
+        default=os.environ.get("DEMO_CALLERS", "keep"),
+        help="load the callers' numbers as they are, as salted hashes, or not at all",
+    )
+    callers = parser.parse_args().callers
     OUTPUT.mkdir(exist_ok=True)
     LOG.write_text("")
     WAREHOUSE.unlink(missing_ok=True)
@@ -111,14 +151,19 @@ def main() -> int:
                 "TAP_TENIOS_TIMEZONE": ZONE,
                 "TARGET_DUCKDB_FILEPATH": str(WAREHOUSE),
                 "DBT_DUCKDB_PATH": str(WAREHOUSE),
-                "TENIOS_REPORT_TIMEZONE": ZONE,
                 "TENIOS_SOURCES": SOURCES,
+                # Unset: each account's days in the zone its days were counted in.
+                "TENIOS_REPORT_TIMEZONE": "",
                 "TENIOS_OPENING_HOURS": "tenios__demo_opening_hours",
+                "TENIOS_HOLIDAYS": "tenios__demo_holidays",
                 "DBT_TARGET_PATH": str(OUTPUT / "dbt-target"),
                 "DBT_LOG_PATH": str(OUTPUT / "dbt-logs"),
                 "DBT_USE_COLORS": "false",
+                **caller_maps(callers),
             }
         )
+        if callers != "keep":
+            step(f"Callers' numbers: {callers} (stream maps), names dropped")
         step(f"meltano run {' '.join(TAPS)}  (full loads)")
         began = time.monotonic()
         meltano("run", "--full-refresh", *TAPS, env=env, show=True)
@@ -138,22 +183,48 @@ def percent(value: object) -> str:
 def report() -> int:
     """Print what the dbt models say; every figure comes from a model, none is computed here."""
     db = duckdb.connect(str(WAREHOUSE), read_only=True)
-    step(f"Calls per day ({ZONE}), account main, from analytics.tenios__daily_totals")
+    step(
+        f"Calls per day ({ZONE}), account main, from analytics.tenios__daily_totals"
+        " and analytics.tenios__spend"
+    )
     print(
-        f"    {'day':<11} {'calls':>6} {'ASR':>5} {'NER':>5} {'person':>7} {'closed':>7} "
-        f"{'SL 20 s':>8} {'aband.':>7} {'ASA s':>6} {'AHT s':>6} {'cost EUR':>9}"
+        "    inbound EUR: the inbound calls' cost (their inbound and forwarded legs);"
+        " spend EUR: every leg's\n    cost, faxes and calls placed included (the invoice's"
+        " sum). NER strict: ITU-T E.425, a caller's\n    hang-up counted only where a"
+        " destination rang. SL: answered within 20 s / (answered + abandoned)."
+    )
+    print(
+        f"    {'day':<11} {'calls':>6} {'ASR':>5} {'NER':>5} {'strict':>6} {'closed':>7} "
+        f"{'SL 20 s':>8} {'lost':>5} {'ASA s':>6} {'AHT s':>6} {'inbound EUR':>12} "
+        f"{'spend EUR':>10}"
     )
     for row in db.sql("""
-        SELECT start_date_local, calls_offered, asr, ner, person_answer_rate, calls_closed,
-               service_level, abandon_rate, asa_seconds, aht_seconds, calls_cost_total
-        FROM analytics.tenios__daily_totals WHERE account = 'main' ORDER BY start_date_local
+        SELECT kpis.start_date_local, calls_offered, asr, ner, ner_strict, calls_closed,
+               service_level, lost_call_rate, asa_seconds, aht_seconds, inbound_calls_cost,
+               spend.spend_all_legs
+        FROM analytics.tenios__daily_totals AS kpis
+        LEFT JOIN (
+            SELECT account, start_date_local, sum(spend_all_legs) AS spend_all_legs
+            FROM analytics.tenios__spend GROUP BY ALL
+        ) AS spend USING (account, start_date_local)
+        WHERE account = 'main' ORDER BY kpis.start_date_local
     """).fetchall():
-        day, offered, asr, ner, person, closed, level, abandoned, asa, aht, cost = row
+        day, offered, asr, ner, strict, closed, level, lost, asa, aht, cost, spend = row
         print(
             f"    {day!s:<11} {offered:>6} {percent(asr):>5} {percent(ner):>5} "
-            f"{percent(person):>7} {closed:>7} {percent(level):>8} {percent(abandoned):>7} "
-            f"{asa or '-'!s:>6} {aht or '-'!s:>6} {cost:>9.2f}"
+            f"{percent(strict):>6} {closed:>7} {percent(level):>8} {percent(lost):>5} "
+            f"{asa or '-'!s:>6} {aht or '-'!s:>6} {cost:>12.2f} {spend or 0:>10.2f}"
         )
+    caller_ids, repeat_rate = db.sql("""
+        SELECT sum(calls_with_caller_number),
+               sum(calls_repeat_caller) / nullif(sum(calls_with_caller_number), 0)
+        FROM analytics.tenios__daily_totals WHERE account = 'main'
+    """).fetchone()
+    print(
+        f"    repeat callers (the same number twice a day): {percent(repeat_rate)} of "
+        f"{caller_ids} calls with a caller number"
+        + ("" if caller_ids else " (unavailable: the numbers were not loaded)")
+    )
 
     number, day = db.sql("""
         SELECT service_number, max(interval_date_local) FROM analytics.tenios__interval_kpis
@@ -192,8 +263,8 @@ def report() -> int:
     )
     for row in db.sql("""
         SELECT account, strftime(start_month_local, '%Y-%m'), spend_category, call_type,
-               sum(legs), sum(legs_answered), sum(legs_failed), sum(cost_total),
-               sum(cost_total) * 60 / nullif(sum(answered_billed_seconds), 0)
+               sum(legs), sum(legs_answered), sum(legs_failed), sum(spend_all_legs),
+               sum(spend_all_legs) * 60 / nullif(sum(answered_billed_seconds), 0)
         FROM analytics.tenios__monthly_spend
         GROUP BY ALL ORDER BY 1, 2, 3, 4
     """).fetchall():

@@ -23,6 +23,7 @@ import shlex
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from hashlib import md5
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,6 +97,21 @@ def warehouse_env(tmp_path: Path, api_url: str, database: str) -> dict[str, str]
         "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
         "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
     }
+
+
+#: Personal data as docs/operations.md removes it: callers' numbers as salted hashes
+#: (account b), or not loaded at all (account c); names dropped in both.
+SALT = "a-secret-salt"
+HASH_CALLERS = {
+    "cdrs": {
+        "callerid_number": (
+            "callerid_number if not callerid_number or callerid_number == 'anonymous' "
+            "else md5(config['caller_salt'] + callerid_number)"
+        ),
+        "callerid_name": "__NULL__",
+    }
+}
+DROP_CALLERS = {"cdrs": {"callerid_number": "__NULL__", "callerid_name": "__NULL__"}}
 
 
 def three_accounts(zones: tuple[str, str, str], urls: tuple[str, str]) -> dict[str, str]:
@@ -450,7 +466,7 @@ def test_dbt_build_on_postgres_turns_three_accounts_legs_into_calls_kpis_and_spe
         for day, number, *values in query(
             database,
             "SELECT start_date_local, service_number, calls_offered, calls_answered, "
-            "calls_answered_by_person, calls_ner_effective, calls_abandoned, calls_cost_total "
+            "calls_answered_by_person, calls_ner_effective, calls_abandoned, inbound_calls_cost "
             "FROM analytics.tenios__daily_kpis WHERE account = 'a'",
         )
     }
@@ -464,7 +480,7 @@ def test_dbt_build_on_postgres_turns_three_accounts_legs_into_calls_kpis_and_spe
     spend = dict(
         query(
             database,
-            "SELECT cast(start_month_local as text), sum(cost_total) "
+            "SELECT cast(start_month_local as text), sum(spend_all_legs) "
             "FROM analytics.tenios__monthly_spend WHERE account = 'a' GROUP BY 1",
         )
     )
@@ -552,7 +568,10 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
     York. Keys are unique within an account only: account b's API returns some of a's
     legs, ids and all. An incremental build after late legs equals a full rebuild; each
     call has its generated outcome and its exact cost; each local month's spend is the
-    exact sum; every edge day reconciles."""
+    exact sum; every edge day reconciles. Account b's callers are loaded as salted
+    hashes and account c's not at all (stream maps): the models build, and c's repeat
+    callers are unavailable. No report zone is set: each account's months are in the
+    zone it was counted in (New York for a, Berlin for b)."""
     duckdb = pytest.importorskip("duckdb")
     meltano("install", "--plugin-type=extractor", "tap-tenios")
     meltano("install", "--plugin-type=loader", "target-duckdb")
@@ -573,6 +592,11 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
         "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
         # The machine's zone: DuckDB's sessions take it.
         "TZ": "America/New_York",
+        "TAP_TENIOS__ACCOUNT_B_STREAM_MAPS": json.dumps(HASH_CALLERS),
+        "TAP_TENIOS__ACCOUNT_B_STREAM_MAP_CONFIG": json.dumps({"caller_salt": SALT}),
+        "TAP_TENIOS__NUMBER_STREAM_MAPS": json.dumps(DROP_CALLERS),
+        # No report zone: each account's days and months are in the zone it was counted in.
+        "TENIOS_REPORT_TIMEZONE": "",
     }
 
     meltano("run", *blocks("target-duckdb"), "dbt-duckdb:build", env={**env, **LAGGING})
@@ -595,7 +619,7 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
             "SELECT account, call_id, outcome, total_cost FROM analytics.tenios__calls"
         ).fetchall()
     }
-    for account, legs in (("a", legs_a), ("b", legs_b)):
+    for account, legs, zone in (("a", legs_a, zones[0]), ("b", legs_b, zones[1])):
         _, complete = complete_calls(legs)
         assert len(complete) > 30
         assert {call_id: rows[account, call_id] for call_id in complete} == {
@@ -603,17 +627,41 @@ def test_dbt_build_on_duckdb_in_another_machine_zone_with_three_accounts(serve, 
         }
         spend = dict(
             db.sql(
-                "SELECT strftime(start_month_local, '%Y-%m-%d'), sum(cost_total) "
+                "SELECT strftime(start_month_local, '%Y-%m-%d'), sum(spend_all_legs) "
                 f"FROM analytics.tenios__monthly_spend WHERE account = '{account}' GROUP BY 1"
             ).fetchall()
         )
-        assert spend == month_costs(legs, zones[0])
+        assert spend == month_costs(legs, zone)
     starts = dict(
         db.sql(
             "SELECT leg_id, started_at FROM analytics.tenios__legs WHERE account = 'a'"
         ).fetchall()
     )
     assert starts == {leg.uuid: leg.start for leg in legs_a if START <= leg.start < END}
+
+    # Personal data: b's numbers are the salted hashes of the API's, c's are not loaded.
+    callers = dict(
+        db.sql(
+            "SELECT leg_id, caller_number FROM analytics.tenios__legs WHERE account = 'b'"
+        ).fetchall()
+    )
+    truth = {leg.uuid: leg.fields["callerid_number"] for leg in legs_b}
+    assert (
+        callers
+        and {
+            leg_id: number if number == "anonymous" else md5((SALT + number).encode()).hexdigest()
+            for leg_id, number in truth.items()
+            if leg_id in callers
+        }
+        == callers
+    )
+    assert "callerid_number" not in {
+        name for (name,) in db.sql("SELECT column_name FROM (DESCRIBE tenios_c.cdrs)").fetchall()
+    }
+    assert db.sql(
+        "SELECT account, sum(calls_with_caller_number) > 0, count(repeat_caller_rate) > 0 "
+        "FROM analytics.tenios__daily_totals GROUP BY 1 ORDER BY 1"
+    ).fetchall() == [("a", True, True), ("b", True, True), ("c", False, False)]
 
 
 def test_the_project_compiles_for_snowflake_offline(tmp_path):

@@ -49,9 +49,10 @@
 {%- endmacro %}
 
 
-{# An instant as wall-clock time in `tz` (default: tenios_report_timezone). #}
-{% macro tenios_utc_to_local(column, tz=none) -%}
-  {{ tenios_utc_to_zone(column, "'" ~ (tz or var('tenios_report_timezone')) ~ "'") }}
+{# An instant as wall-clock time in `tz`, by default in the report zone of the row's
+   account (the column `account`; macro tenios_report_zone). #}
+{% macro tenios_utc_to_local(column, tz=none, account='account') -%}
+  {{ tenios_utc_to_zone(column, ("'" ~ tz ~ "'") if tz else tenios_report_zone(account)) }}
 {%- endmacro %}
 
 {# The same, with the zone an SQL expression (e.g. a column holding IANA names). #}
@@ -82,9 +83,10 @@
 {%- endmacro %}
 
 
-{# The instant a local day (a date in tenios_report_timezone) begins: its local midnight. #}
-{% macro tenios_local_day_start(day) -%}
-  {{ tenios_zone_to_instant(day, "'" ~ var('tenios_report_timezone') ~ "'") }}
+{# The instant a local day (a date in the report zone of the row's account, the column
+   `account`) begins: its local midnight. #}
+{% macro tenios_local_day_start(day, account='account') -%}
+  {{ tenios_zone_to_instant(day, tenios_report_zone(account)) }}
 {%- endmacro %}
 
 

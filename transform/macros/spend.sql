@@ -15,8 +15,8 @@ with grouped as (
         sum(legs_failed) as legs_failed,
         sum(billed_seconds) as billed_seconds,
         sum(answered_billed_seconds) as answered_billed_seconds,
-        {{ tenios_money_sum('cost_total') }} as cost_total,
-        {{ tenios_money_sum('cost_failed') }} as cost_failed
+        {{ tenios_money_sum('spend_all_legs') }} as spend_all_legs,
+        {{ tenios_money_sum('spend_failed_legs') }} as spend_failed_legs
         {%- else -%}
         count(*) as legs,
         sum({{ tenios_flag('is_answered') }}) as legs_answered,
@@ -24,8 +24,8 @@ with grouped as (
         cast(sum(billed_microseconds) as decimal(38, 6)) / 1000000 as billed_seconds,
         cast(sum(case when is_answered then billed_microseconds else 0 end) as decimal(38, 6))
             / 1000000 as answered_billed_seconds,
-        {{ tenios_money_sum('cost') }} as cost_total,
-        {{ tenios_money_sum('case when is_failed then cost else 0 end') }} as cost_failed
+        {{ tenios_money_sum('cost') }} as spend_all_legs,
+        {{ tenios_money_sum('case when is_failed then cost else 0 end') }} as spend_failed_legs
         {%- endif %}
     from {{ legs }}
     group by {{ keys }}
@@ -33,15 +33,23 @@ with grouped as (
 )
 
 select
-    {{ keys }},
+    {%- for key in group_by %}
+    grouped.{{ key }},
+    {%- endfor %}
+    {%- if 'start_date_local' in group_by %}
+    {{ tenios_whole_period_columns('day', 'grouped.account', 'grouped.start_date_local', 1, 'day') }},
+    {%- elif 'start_month_local' in group_by %}
+    {{ tenios_whole_period_columns('month', 'grouped.account', 'grouped.start_month_local', 1, 'month') }},
+    {%- endif %}
     legs,
     legs_answered,
     legs_failed,
     {{ tenios_round('billed_seconds', 3) }} as billed_seconds,
     {{ tenios_round('answered_billed_seconds', 3) }} as answered_billed_seconds,
-    cost_total,
-    cost_failed,
-    {{ tenios_round('cost_total * 60 / nullif(answered_billed_seconds, 0)', 6) }}
-        as cost_per_answered_minute
+    spend_all_legs,
+    spend_failed_legs,
+    {{ tenios_round('spend_all_legs * 60 / nullif(answered_billed_seconds, 0)', 6) }}
+        as spend_per_answered_minute
 from grouped
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = grouped.account
 {%- endmacro %}

@@ -15,20 +15,20 @@
 {#- (mart, its period column, its count, its cost, the loaded legs' count and cost). #}
 {%- set daily = [
     ('tenios__legs', 'start_date_local', 'count(*)', 'cost', 'legs', 'legs_cost'),
-    ('tenios__spend', 'start_date_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
-    ('tenios__daily_hangup_causes', 'start_date_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
-    ('tenios__forward_destinations', 'start_date_local', 'sum(seizures)', 'cost_total', 'forwards', 'forwards_cost'),
+    ('tenios__spend', 'start_date_local', 'sum(legs)', 'spend_all_legs', 'legs', 'legs_cost'),
+    ('tenios__daily_hangup_causes', 'start_date_local', 'sum(legs)', 'legs_cost', 'legs', 'legs_cost'),
+    ('tenios__forward_destinations', 'start_date_local', 'sum(seizures)', 'forward_legs_cost', 'forwards', 'forwards_cost'),
     ('tenios__calls', 'start_date_local', 'count(*)', 'total_cost', 'calls', 'calls_cost'),
-    ('tenios__daily_totals', 'start_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
-    ('tenios__daily_kpis', 'start_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
-    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
-    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
+    ('tenios__daily_totals', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__daily_kpis', 'start_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
+    ('tenios__interval_kpis', 'interval_date_local', 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
 ] %}
 {%- set monthly = [
-    ('tenios__monthly_spend', 'start_month_local', 'sum(legs)', 'cost_total', 'legs', 'legs_cost'),
+    ('tenios__monthly_spend', 'start_month_local', 'sum(legs)', 'spend_all_legs', 'legs', 'legs_cost'),
 ] %}
 {%- set whole = [
-    ('tenios__hourly_heatmap', none, 'sum(calls_offered)', 'calls_cost_total', 'inbound', 'inbound_cost'),
+    ('tenios__hourly_heatmap', none, 'sum(calls_offered)', 'inbound_calls_cost', 'inbound', 'inbound_cost'),
 ] %}
 
 {%- set scoped = execute and flags.WHICH == 'build' and not flags.FULL_REFRESH
@@ -112,7 +112,7 @@ copies as (
         {%- if scoped %}
         inner join around
             on around.account = raw_legs.account
-            and around.period = {{ day | replace('started_at', 'raw_legs.started_at') }}
+            and around.period = cast({{ tenios_utc_to_local('raw_legs.started_at', account='raw_legs.account') }} as date)
         {%- endif %}
     ) as raw_legs
 
@@ -172,7 +172,7 @@ by_month as (
 
     {%- if scoped %}
     -- The months of the days checked, from tenios__spend (tied to the loaded legs per day).
-    select account, start_month_local as period, sum(legs) as legs, {{ tenios_money_sum('cost_total') }} as legs_cost
+    select account, start_month_local as period, sum(legs) as legs, {{ tenios_money_sum('spend_all_legs') }} as legs_cost
     from {{ ref('tenios__spend') }}
     where (account, start_month_local) in (
         select account, cast({{ dbt.date_trunc('month', 'period') }} as date) from checked

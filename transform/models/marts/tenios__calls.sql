@@ -4,6 +4,11 @@
 -- have a leg rebuilt since its last run (macro tenios_changed_rows).
 {{ tenios_incremental_config(['account', 'call_id']) }}
 {%- set short_abandon = var('tenios_short_abandon_seconds') %}
+{%- set ner_counts_caller_hangup = var('tenios_ner_counts_caller_hangup') %}
+{%- if ner_counts_caller_hangup not in [true, false] %}
+  {{ exceptions.raise_compiler_error(
+      "tenios_ner_counts_caller_hangup must be true or false, not " ~ ner_counts_caller_hangup) }}
+{%- endif %}
 
 with legs as (
 
@@ -53,6 +58,7 @@ forward_summary as (
         account,
         call_id,
         count(*) as forward_attempts,
+        min(started_at) as first_forward_started_at,
         sum({{ tenios_flag('is_answered') }}) as forwards_answered,
         sum({{ tenios_flag("hangup_cause = 'USER_BUSY'") }}) as forwards_busy,
         max(case when attempt_number = attempt_count then hangup_cause end) as last_forward_hangup_cause,
@@ -101,6 +107,8 @@ assembled as (
         answering.attempt_number as answering_attempt,
         answering.answered_at as agent_answered_at,
         answering.talk_seconds as agent_talk_seconds,
+        answering.ring_seconds as agent_ring_seconds,
+        forward_summary.first_forward_started_at,
         roots.answered_at as root_answered_at,
         roots.ended_at as root_ended_at,
         roots.talk_seconds as root_talk_seconds,
@@ -163,7 +171,13 @@ classified as (
             when any_leg_answered then 'answer'
             when routing_status is not null then 'failure'
             else coalesce(last_forward_ner_class, root_ner_class, 'failure')
-        end as ner_class
+        end as ner_class,
+        -- The caller hung up while it rang (ORIGINATOR_CANCEL on the inbound or the last
+        -- forwarded leg, unanswered): the seed classes it with ring-no-answer.
+        not any_leg_answered and routing_status is null
+            and (root_hangup_category = 'caller_cancelled'
+                 or last_forward_hangup_category = 'caller_cancelled')
+            as is_caller_hangup_while_ringing
     from assembled
 
 )
@@ -194,12 +208,32 @@ select
     outcome = 'answered' and call_kind = 'inbound' as is_answered_by_person,
     outcome in ('abandoned', 'short_abandon') as is_abandoned,
     ner_class,
-    ner_class in ('answer', 'user_busy', 'no_answer', 'terminal_rejection') as is_ner_effective,
+    is_caller_hangup_while_ringing,
+    -- NER as the centre counts it: a caller's hang-up while it rang is effective or not
+    -- as tenios_ner_counts_caller_hangup says (default: effective).
+    ner_class in ('answer', 'user_busy', 'no_answer', 'terminal_rejection')
+        {%- if not ner_counts_caller_hangup %}
+        and not is_caller_hangup_while_ringing
+        {%- endif %}
+        as is_ner_effective,
+    -- ITU-T E.425 strictly: ring-no-answer is effective only where the destination rang,
+    -- which the CDRs show only where a forwarded leg exists.
+    ner_class in ('answer', 'user_busy', 'no_answer', 'terminal_rejection')
+        and (not is_caller_hangup_while_ringing or forward_attempts > 0)
+        as is_ner_effective_strict,
     case
         when outcome = 'answered' and call_kind = 'inbound'
             then {{ tenios_seconds_between('started_at', 'agent_answered_at') }}
     end as wait_seconds,
+    first_forward_started_at as queue_entered_at,
+    case
+        when outcome = 'answered' and call_kind = 'inbound'
+            then {{ tenios_seconds_between('first_forward_started_at', 'agent_answered_at') }}
+    end as queue_wait_seconds,
     seconds_until_answer_or_end,
+    cast(case
+        when outcome = 'answered' and call_kind = 'inbound' then agent_ring_seconds
+    end as decimal(38, 3)) as ring_seconds,
     cast(case
         when outcome = 'answered' and call_kind = 'inbound' then agent_talk_seconds
     end as decimal(38, 3)) as talk_seconds,

@@ -44,15 +44,16 @@ per_destination as (
         sum({{ tenios_flag('attempt_number = 1') }}) as first_attempts,
         avg(case when is_answered then ring_seconds end) as ring_raw,
         sum(talk_seconds) as talk_raw,
-        {{ tenios_money_sum('cost') }} as cost_total
+        {{ tenios_money_sum('cost') }} as forward_legs_cost
     from attempts
     group by account, start_date_local, destination_number
 
 )
 
 select
-    account,
-    start_date_local,
+    per_destination.account,
+    per_destination.start_date_local,
+    {{ tenios_whole_period_columns('day', 'per_destination.account', 'per_destination.start_date_local', 1, 'day') }},
     destination_number,
     destination_kind,
     seizures,
@@ -70,6 +71,7 @@ select
     {{ tenios_ratio('ner_effective', 'seizures') }} as ner,
     {{ tenios_round('ring_raw', 1) }} as avg_ring_seconds_answered,
     {{ tenios_round('talk_raw', 1) }} as talk_seconds_total,
-    cost_total,
+    forward_legs_cost,
     {{ tenios_built_at() }} as built_at
 from per_destination
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = per_destination.account

@@ -10,17 +10,8 @@
 {%- set step = var('tenios_interval_minutes') * 60 %}
 {#- Enough intervals for the longest local day (25 hours). #}
 {%- set most = (25 * 3600 / step) | round(0, 'ceil') | int %}
-{%- set counts = [
-    'calls_offered', 'calls_answered', 'calls_ner_effective', 'calls_answered_by_person',
-    'calls_announcement', 'calls_abandoned', 'calls_short_abandoned', 'calls_busy',
-    'calls_no_answer', 'calls_failed', 'calls_closed', 'calls_offered_to_person',
-    'calls_abandoned_in_hours', 'calls_answered_within_sl',
-] %}
-{%- set measures = [
-    'asr', 'ner', 'person_answer_rate', 'service_level', 'abandon_rate', 'asa_seconds',
-    'p90_wait_seconds', 'aht_seconds', 'acd_seconds', 'talk_seconds_total',
-    'calls_cost_total', 'cost_per_call',
-] %}
+{%- set counts = tenios_call_kpi_columns()['counts'] %}
+{%- set measures = tenios_call_kpi_columns()['measures'] %}
 
 with inbound as (
 
@@ -134,16 +125,20 @@ rows_ as (
 )
 
 select
-    account,
+    rows_.account,
     is_account_total,
     service_number,
     interval_date_local,
     interval_start_at,
-    {{ tenios_utc_to_local('interval_start_at') }} as interval_start_local,
+    {{ tenios_utc_to_local('interval_start_at', account='rows_.account') }} as interval_start_local,
     interval_seconds,
     {{ var('tenios_interval_minutes') }} as interval_minutes,
+    {{ tenios_whole_period_columns('day', 'rows_.account', 'interval_date_local', 1, 'day') }},
+    {{ tenios_whole_instants_columns(
+        'interval', 'interval_start_at', dbt.dateadd('second', 'interval_seconds', 'interval_start_at')) }},
     {%- for column in counts + measures %}
     {{ column }},
     {%- endfor %}
     {{ tenios_built_at() }} as built_at
 from rows_
+left join {{ ref('int_tenios__extracted_spans') }} as spans on spans.account = rows_.account

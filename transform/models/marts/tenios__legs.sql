@@ -148,8 +148,8 @@ select
         as ring_seconds,
     -- Connected time, from the billed microseconds: `duration` also holds set-up and ring.
     {{ tenios_round("legs.billed_microseconds / 1000000.0", 3) }} as talk_seconds,
-    {{ tenios_utc_to_local('legs.started_at') }} as started_at_local,
-    cast({{ tenios_utc_to_local('legs.started_at') }} as date) as start_date_local,
+    {{ tenios_utc_to_local('legs.started_at', account='legs.account') }} as started_at_local,
+    cast({{ tenios_utc_to_local('legs.started_at', account='legs.account') }} as date) as start_date_local,
     {{ tenios_built_at() }} as built_at
 from legs
 left join causes on causes.hangup_cause = legs.hangup_cause

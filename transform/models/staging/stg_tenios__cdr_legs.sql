@@ -1,7 +1,8 @@
 -- One row per copy of a leg the loader wrote, of every account, typed. Which copy is the
 -- newest is decided in tenios__legs: kept apart, so that a filter on started_at reaches
 -- the source tables (incremental runs read only the recent legs). Instants become the
--- warehouse's zone-aware type (macro tenios_instant): the loaders write naive UTC.
+-- warehouse's zone-aware type (macro tenios_instant): the loaders write naive UTC. The
+-- caller's number and name are null where a stream map dropped them (personal data).
 {%- set loaded_at = var('tenios_loaded_at_column') %}
 {#- (source column, type, name): the stream's fields, typed and renamed. #}
 {%- set fields = [
@@ -17,8 +18,8 @@
     ('billusec', 'bigint', 'billed_microseconds'),
     ('prepaid', 'boolean', 'is_prepaid'),
     ('hangup_cause', 'string', 'hangup_cause'),
-    ('callerid_number', 'string', 'caller_number'),
-    ('callerid_name', 'string', 'caller_name'),
+    ('callerid_number', 'personal', 'caller_number'),
+    ('callerid_name', 'personal', 'caller_name'),
     ('destination_number', 'string', 'destination_number'),
     ('source_type', 'string', 'source_type'),
     ('routing_status', 'string', 'routing_status'),
@@ -31,6 +32,13 @@
 {%- for column, type, name in fields %}
   {%- if type == 'instant' %}
     {%- do columns.append(tenios_instant(column) ~ ' as ' ~ name) %}
+  {%- elif type == 'personal' %}
+    {#- Personal data a stream map may hash (kept: a string) or drop (then null). #}
+    {%- do columns.append({
+        'expression': 'cast(' ~ column ~ ' as ' ~ types['string'] ~ ') as ' ~ name,
+        'needs': column,
+        'otherwise': 'cast(null as ' ~ types['string'] ~ ') as ' ~ name,
+    }) %}
   {%- else %}
     {%- do columns.append('cast(' ~ column ~ ' as ' ~ types[type] ~ ') as ' ~ name) %}
   {%- endif %}
