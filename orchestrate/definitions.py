@@ -6,7 +6,7 @@ operator re-runs an account) and fans out one ``load_account`` step per account,
 which Dagster's multiprocess executor runs at most ``TENIOS_MAX_IN_FLIGHT`` at a time,
 each retried on failure with a doubling wait. The dbt models (dagster-dbt) depend on
 the loads and run once, after every account of the run has loaded. Load them with
-``dagster dev -m orchestrate.definitions`` or run them with ``python -m orchestrate``.
+``dagster dev -m orchestrate.defs`` or run them with ``python -m orchestrate``.
 """
 
 import json

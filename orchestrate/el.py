@@ -20,6 +20,7 @@ folders link to the project's installed plugins.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -30,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from tap_tenios.errors import redact
+from tap_tenios.probe.report import PHONE, phone_shape
 
 from .accounts import Account
 from .settings import Settings
@@ -133,9 +137,26 @@ def account_env(
             "TAP_TENIOS_TIMEZONE": account.timezone,
             # The extractor's load_schema: every loader's default_target_schema.
             "TAP_TENIOS__LOAD_SCHEMA": account.schema,
+            "TAP_TENIOS_BATCH_CONFIG": json.dumps(account_batch_config(account, settings)),
         }
     )
     return env
+
+
+def account_batch_config(account: Account, settings: Settings) -> dict[str, object]:
+    """BATCH files in a folder of the account's own.
+
+    A run's start removes the folders of runs whose tap has ended, and a tap ends
+    before its loader has read the files. Accounts loading side by side in one shared
+    folder would remove each other's unread files; one account's runs never overlap
+    (its lock), so a folder per account is safe. Uncompressed JSON Lines, as the
+    project's environments write them for target-postgres.
+    """
+    root = account_sys_dir(account, settings) / "batches"
+    return {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": root.as_uri()},
+    }
 
 
 def meltano_command(account: Account, settings: Settings) -> list[str]:
@@ -193,7 +214,9 @@ def run_account(
         code = process.wait()
         ended = time.monotonic()
     if code != 0:
-        log = "\n".join(tail)
+        # A loader's error can quote row values (callers' numbers), and nothing of the
+        # key may travel into the orchestrator's event log.
+        log = PHONE.sub(phone_shape, redact("\n".join(tail), account.access_key(environ)))
         raise LoadFailedError(f"{state_id}: meltano run exited with {code}; its last lines:\n{log}")
     return LoadResult(
         account=account.account,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -217,9 +218,23 @@ class TapTenios(Tap):
         filled in, as the SDK fills them in for a run, then parsed; ``SettingsError``
         names every problem. A run's config is also checked against the schema first.
         """
-        properties = cls.config_jsonschema["properties"]
-        defaults = {name: p["default"] for name, p in properties.items() if "default" in p}
-        return Settings.from_config({**defaults, **config})
+        schema = cls.config_jsonschema
+        defaults = {
+            name: p["default"] for name, p in schema["properties"].items() if "default" in p
+        }
+        merged = {**defaults, **config}
+        secret = merged.get("access_key")
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        refused = [
+            cls._hide_key(f"{'.'.join(map(str, e.absolute_path)) or 'config'}: {e.message}", secret)
+            for e in validator.iter_errors(merged)
+        ]
+        if refused:
+            raise SettingsError(refused)
+        try:
+            return Settings.from_config(merged)
+        except SettingsError as exc:
+            raise SettingsError([cls._hide_key(p, secret) for p in exc.problems]) from None
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -290,7 +305,11 @@ class TapTenios(Tap):
             except SettingsError as exc:
                 # What the schema refused already is not named twice.
                 named_already = {error.split(":")[0] for error in errors}
-                parsing = [p for p in exc.problems if p.split(":")[0] not in named_already]
+                parsing = [
+                    self._hide_key(p, secret)
+                    for p in exc.problems
+                    if p.split(":")[0] not in named_already
+                ]
                 errors = parsing + errors
         if errors and raise_errors:
             # The problems go into the message itself: wrappers such as
@@ -303,9 +322,13 @@ class TapTenios(Tap):
 
     @staticmethod
     def _hide_key(error: str, secret: Any) -> str:
-        if "access_key" in error or (secret is not None and str(secret) in error):
+        if error.startswith("access_key") or (
+            "access_key" in error and secret is not None and str(secret) in error
+        ):
             return "access_key: must be a non-empty string (value not shown)"
-        return redact(error, secret if isinstance(secret, str) else None)
+        # Another setting holding the key (pasted into the wrong variable) is named,
+        # its value not shown.
+        return redact(error, str(secret) if secret is not None else None)
 
 
 if __name__ == "__main__":

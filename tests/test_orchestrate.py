@@ -8,6 +8,7 @@ Meltano's system database is a PostgreSQL database of the test's own.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ psycopg = pytest.importorskip("psycopg")
 yaml = pytest.importorskip("yaml")
 
 from orchestrate.accounts import load_accounts  # noqa: E402
-from orchestrate.el import AccountBusyError, lock_key, run_account  # noqa: E402
+from orchestrate.el import AccountBusyError, account_env, lock_key, run_account  # noqa: E402
 from orchestrate.settings import Settings, load_settings  # noqa: E402
 
 from .conftest import own_database  # noqa: E402
@@ -392,3 +393,22 @@ def test_the_definitions_have_a_partition_per_account_an_hourly_schedule_and_lim
     assert request.tags["dagster/asset_partition_range_start"] == "b_one"
     assert request.tags["dagster/asset_partition_range_end"] == "c_three"
     assert request.run_config == {"execution": {"config": {"max_concurrent": 3}}}
+
+
+def test_each_account_writes_its_batch_files_in_a_folder_of_its_own(tmp_path):
+    """A run's start removes the folders of taps that have ended, while their loader may
+    still read them: accounts loading side by side must not share one."""
+    entries = [entry(name, "https://api.tenios.com") for name in ("one", "two")]
+    env = {
+        **orchestrate_env(tmp_path, "unused", "unused"),
+        **keys(entries),
+        "MELTANO_PROJECT_ROOT": str(tmp_path),
+    }
+    settings = load_settings(env)
+    roots = []
+    for account in load_accounts(write_accounts(tmp_path, entries), env):
+        batch = json.loads(account_env(account, settings, env)["TAP_TENIOS_BATCH_CONFIG"])
+        assert batch["encoding"] == {"format": "jsonl", "compression": "none"}
+        roots.append(batch["storage"]["root"])
+    assert len(set(roots)) == 2
+    assert all(root.startswith((tmp_path / ".meltano" / "accounts").as_uri()) for root in roots)

@@ -128,7 +128,7 @@ def test_the_default_emulator_is_reported_fact_by_fact(probe) -> None:
     assert run.implied("api_timezone") == "UTC"
     assert run.implied("page_size") == 1000
     assert run.implied("lookback_minutes") == 1440
-    assert run.implied("count-guided lookback") == "unknown"
+    assert run.implied("lookback_mode") == "always (unknown)"
     assert run.report["stopped"] is None
     used = sum(run.api.emulator.stats.requests.values())
     assert run.report["requests"] == {"used": used, "allowed": 60}
@@ -258,7 +258,7 @@ def test_watch_sees_late_legs_and_legs_changed_in_place(probe) -> None:
     assert watch["changed"] > 0
     assert set(watch["changed_fields"]) == {"cost", "billing_status"}
     assert watch["count_after"] > watch["count_before"]
-    assert run.implied("count-guided lookback") == "unsafe"
+    assert run.implied("lookback_mode") == "always"
     # The watch was one wait on the test's clock, not half an hour.
     assert 30 * 60 in run.clock.waits
     assert_read_only(run.api)
@@ -268,7 +268,7 @@ def test_watch_without_changes_calls_a_count_guided_lookback_safe_so_far(probe) 
     run = probe("--watch", "5")
     watch = run.value("watch")
     assert watch["changed"] == 0 and watch["vanished"] == 0
-    assert run.implied("count-guided lookback") == "safe as far as seen"
+    assert run.implied("lookback_mode") == "on_count_change (safe as far as seen)"
 
 
 @pytest.mark.parametrize(("pace", "limit", "period"), [("0", 3, 10), ("1", 1, 1)])
@@ -396,6 +396,25 @@ def test_settings_come_from_tap_tenios_variables(serve, capsys, monkeypatch) -> 
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["findings"]["auth"]["value"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"page_size": 0}, "page_size:"),
+        ({"lookback_mode": "sometimes"}, "lookback_mode:"),
+        ({"start_date": KEY}, "start_date:"),  # the key pasted into the wrong setting
+    ],
+)
+def test_settings_the_schema_refuses_end_in_one_line_without_the_key(
+    tmp_path, capsys, change, named
+) -> None:
+    config = {"access_key": KEY, "start_date": "2024-01-01", **change}
+    path = write_json(tmp_path, "c.json", config)
+    assert main(["--config", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"tap-tenios-probe: invalid settings: {named}")
+    assert len(err.splitlines()) == 1 and KEY not in err
 
 
 def test_bad_settings_end_in_one_line_naming_them(tmp_path, capsys) -> None:

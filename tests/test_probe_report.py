@@ -62,3 +62,23 @@ def test_both_renderings_redact_the_key_once_more() -> None:
     report = Report("api.example", "t0", [finding], 60, implied=[Implied("x", KEY, KEY)])
     for text in (report.to_markdown(KEY), report.to_json(KEY)):
         assert KEY not in text and "[redacted]" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
+        ("HTTP 400: caller +4915123456789.", "+4915123456789"),
+        ("HTTP 400: caller 0151-2345678 is blocked", "0151-2345678"),
+        ("HTTP 400: caller +49.151.2345678", "+49.151.2345678"),
+        ("HTTP 400: call (030) 1234567; retry", "1234567"),
+    ],
+)
+def test_a_number_however_spelt_or_punctuated_is_shown_by_its_shape(line, number) -> None:
+    shown = safe_text(line, None)
+    assert number not in shown
+    assert "chars)" in shown
+
+
+def test_dates_and_stamps_the_report_quotes_stay_as_they_are() -> None:
+    line = "window 2024-01-08 10:00:00 to 2024-01-08T10:00:01.123456Z, 1000.5 EUR"
+    assert safe_text(line, None) == line

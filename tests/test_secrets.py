@@ -107,7 +107,13 @@ def test_structured_logs_at_debug_never_show_the_key(tmp_path, serve, legs, kind
 
 
 @pytest.mark.parametrize(
-    "bad", [{"access_key": 123456789}, {"access_key": ["k", KEY]}, {"start_date": "not a date"}]
+    "bad",
+    [
+        {"access_key": 123456789},
+        {"access_key": ["k", KEY]},
+        {"start_date": "not a date"},
+        {"start_date": KEY},  # the key pasted into the wrong setting
+    ],
 )
 def test_config_errors_never_show_the_key(tmp_path, bad):
     config = {"access_key": KEY, "start_date": "2024-01-01", **bad}

@@ -1,5 +1,6 @@
 """The tap settings the findings imply: ``api_timezone``, ``page_size``,
-``lookback_minutes``, and whether a count-guided lookback is safe.
+``lookback_minutes``, and ``lookback_mode``: whether re-reading only the lookback
+parts whose count changed (``on_count_change``) is safe.
 """
 
 from __future__ import annotations
@@ -58,20 +59,25 @@ def imply(state: ProbeState) -> None:
     if state.changed is True:
         implied.append(
             Implied(
-                "count-guided lookback",
-                "unsafe",
-                "legs changed in place after they were served: a count does not see that",
+                "lookback_mode",
+                "always",
+                "legs changed in place after they were served: a count does not see that, so "
+                "on_count_change would miss the change",
             )
         )
     elif state.changed is False:
         implied.append(
             Implied(
-                "count-guided lookback",
-                "safe as far as seen",
+                "lookback_mode",
+                "on_count_change (safe as far as seen)",
                 f"no leg changed in {state.watch_minutes:g} min; watch longer to be surer",
             )
         )
     else:
         implied.append(
-            Implied("count-guided lookback", "unknown", "run with --watch MINUTES to find out")
+            Implied(
+                "lookback_mode",
+                "always (unknown)",
+                "whether legs change in place is unknown: run with --watch MINUTES to find out",
+            )
         )

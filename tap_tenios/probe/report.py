@@ -19,10 +19,14 @@ from tap_tenios.errors import redact
 #: A finding's state: answered with evidence, not answerable from what was seen, or
 #: not reached (the budget ran out, the API stopped answering).
 STATUSES = ("determined", "undetermined", "not reached")
-#: Digit runs that may be phone numbers (with spaces within, a leading +): shown by
-#: their shape only when they hold ``MIN_PHONE_DIGITS`` digits or more.
-PHONE = re.compile(r"(?<![\w.:+-])\+?\d[\d ]{4,}\d(?![\w.:-])")
+#: Digit runs that may be phone numbers (spaces, hyphens, dots or brackets within, a
+#: leading +, any punctuation after): shown by their shape only when they hold
+#: ``MIN_PHONE_DIGITS`` digits or more and are not a date (``ISO_DATE``). Not where a
+#: word, a time's colon or a fraction's point runs into them (a stamp's microseconds).
+PHONE = re.compile(r"(?<![\w.:+-])\+?\(?\d[\d ./()-]{4,}\d")
 MIN_PHONE_DIGITS = 6
+#: A calendar date, which the report quotes as evidence.
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: An e-mail address: a name in disguise.
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 #: API codes (``NORMAL_CLEARING``, ``PENDING``): shown as they are.
@@ -56,7 +60,9 @@ def number_shape(text: str) -> str:
 def phone_shape(match: re.Match[str]) -> str:
     found = match.group(0)
     digits = sum(c.isdigit() for c in found)
-    return number_shape(found) if digits >= MIN_PHONE_DIGITS else found
+    if digits < MIN_PHONE_DIGITS or ISO_DATE.match(found):
+        return found
+    return number_shape(found)
 
 
 def name_shape(match: re.Match[str]) -> str:
