@@ -763,7 +763,7 @@ def test_every_retry_wait_is_the_injected_one_and_nothing_else_sleeps(serve, leg
     emulator.emulator.behaviour.fault_queue = [{"kind": "500"}, {"kind": "429"}, {"kind": "503"}]
     waits: list[float] = []
     transport = transport_for(emulator.url, sleep=waits.append, clock=lambda: 0.0)
-    transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+    transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     assert len(waits) == 3 and waits[1] == 3
     assert slept == []
 
@@ -791,7 +791,7 @@ def test_a_wait_is_cut_short_by_a_stop_without_sleeping_it_out(serve, legs, slep
     transport.logger.addHandler(handler)
     try:
         with pytest.raises(TeniosAPIError, match="abandoned, the stream is stopping"):
-            transport.post("/cdrs/count", count_body(1), "day 1", ("total_items",))
+            transport.post("/cdrs/count", count_body(1), "day 1", decode_count)
     finally:
         transport.logger.removeHandler(handler)
     assert slept == []
