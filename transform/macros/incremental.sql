@@ -97,9 +97,15 @@
   of `parents` (default: relation itself) rebuilt since {{ this }}'s watermark. E.g. the
   legs of every (account, start_date_local) that has a leg rebuilt since the daily mart
   last ran; or every leg of the calls that have one.
+
+  `unsettled`: a condition on {{ this }}'s rows whose keys are rebuilt whatever their
+  parents did, e.g. 'not is_whole_day': a day the extraction had not yet covered whole
+  when it was built becomes whole without any of its legs changing (`this_keys`: the
+  columns of {{ this }} that hold `keys`, if named otherwise).
 #}
-{% macro tenios_changed_rows(relation, keys, parents=none) -%}
+{% macro tenios_changed_rows(relation, keys, parents=none, unsettled=none, this_keys=none) -%}
   {%- set parents = parents or [relation] -%}
+  {%- set this_keys = this_keys or keys -%}
   {%- if tenios_is_incremental() -%}
     select rows_.*
     from {{ relation }} as rows_
@@ -110,7 +116,12 @@
         where built_at > {{ tenios_watermark() }}
         {% if not loop.last %}union{% endif %}
         {%- endfor %}
-        {%- if parents | length == 1 %}
+        {%- if unsettled %}
+        union
+        select {% for key in keys %}{{ this_keys[loop.index0] }} as {{ key }}{% if not loop.last %}, {% endif %}{% endfor %}
+        from {{ this }}
+        where {{ unsettled }}
+        {%- elif parents | length == 1 %}
         group by {{ keys | join(', ') }}
         {%- endif %}
     ) as changed_

@@ -6,7 +6,7 @@
 
 with legs as (
 
-    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'start_date_local']) | indent(4) }}
+    {{ tenios_changed_rows(ref('tenios__legs'), ['account', 'start_date_local'], unsettled='not is_whole_day') | indent(4) }}
 
 ),
 

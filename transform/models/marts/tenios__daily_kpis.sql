@@ -2,7 +2,7 @@
 -- Definitions and sources: the model's documentation (doc block tenios__kpi_definitions).
 -- Incremental: a run rebuilds the (account, local day) rows whose calls were rebuilt.
 {{ tenios_incremental_config(['account', 'start_date_local']) }}
-{%- set calls = tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local']) %}
+{%- set calls = tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local'], unsettled='not is_whole_day') %}
 
 select
     kpis.*,

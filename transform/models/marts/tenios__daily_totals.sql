@@ -1,7 +1,7 @@
 -- Per account and local day, all service numbers together: the KPIs of tenios__daily_kpis.
 -- Incremental: a run rebuilds the (account, local day) rows whose calls were rebuilt.
 {{ tenios_incremental_config(['account', 'start_date_local']) }}
-{%- set calls = tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local']) %}
+{%- set calls = tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local'], unsettled='not is_whole_day') %}
 
 select
     kpis.*,

@@ -7,7 +7,7 @@
 
 with attempts as (
 
-    {{ tenios_changed_rows(ref('int_tenios__forward_attempts'), ['account', 'start_date_local']) | indent(4) }}
+    {{ tenios_changed_rows(ref('int_tenios__forward_attempts'), ['account', 'start_date_local'], unsettled='not is_whole_day') | indent(4) }}
 
 ),
 

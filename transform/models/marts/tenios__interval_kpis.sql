@@ -15,7 +15,9 @@
 
 with inbound as (
 
-    {{ tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local']) | indent(4) }}
+    {{ tenios_changed_rows(
+        ref('int_tenios__inbound_calls'), ['account', 'start_date_local'],
+        unsettled='not is_whole_day', this_keys=['account', 'interval_date_local']) | indent(4) }}
 
 ),
 

@@ -5,7 +5,7 @@
 
 with days as (
 
-    {{ tenios_changed_rows(ref('tenios__spend'), ['account', 'start_month_local']) | indent(4) }}
+    {{ tenios_changed_rows(ref('tenios__spend'), ['account', 'start_month_local'], unsettled='not is_whole_month') | indent(4) }}
 
 )
 
