@@ -1,4 +1,5 @@
-"""The planner's decisions, without HTTP: when a read is done, how a window is cut."""
+"""The planner's decisions, without HTTP: when a read is done, how a window is cut, and
+the time windows, local days and counts they rest on."""
 
 from __future__ import annotations
 

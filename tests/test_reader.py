@@ -1,6 +1,7 @@
 """How cdrs windows are read: one request where a page holds them, parts where it does not,
 pages kept across reads where a window cannot be cut, and every window checked against
-the API's own counts before state passes it."""
+the API's own counts before state passes it; reads run ahead on worker threads, results
+in order, memory bounded, prompt to stop."""
 
 from __future__ import annotations
 

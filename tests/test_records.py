@@ -1,4 +1,5 @@
-"""The API's answers -> records: exact values, or an error naming field and leg."""
+"""The API's answers -> records: exact values, or an error naming field and leg; every
+timestamp spelling in, one spelling out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The tap as a whole: the SDK's standard tests, settings, the CLI, kill and resume."""
+"""The tap as a whole: the SDK's standard tests, settings, the CLI, kill and resume, and
+its Singer output (the same messages as the SDK's plain writer, in whole blocks)."""
 
 from __future__ import annotations
 
