@@ -27,8 +27,10 @@ emitted.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+import operator
 import queue
 import threading
 import time
@@ -78,6 +80,11 @@ MISMATCH_REREADS = 2
 PAGED_ROUNDS = 10
 
 Record = dict[str, Any]
+
+#: The order legs are emitted in, and the keys it is read from.
+_EMISSION_ORDER = operator.itemgetter("start_stamp", "uuid")
+_START = operator.itemgetter("start_stamp")
+_UUID = operator.itemgetter("uuid")
 
 
 @dataclass
@@ -348,11 +355,15 @@ class CdrsReader:
 
     @staticmethod
     def own(window: Window, records: list[Record]) -> list[Record]:
-        """The records that started inside ``window``, sorted as they are emitted."""
+        """The records that started inside ``window``, sorted as they are emitted.
+
+        Sorted first, then cut where the window's edges fall: both steps run in C,
+        where a filter would visit every record in Python.
+        """
+        records.sort(key=_EMISSION_ORDER)
+        stamps = list(map(_START, records))
         lower, upper = format_utc(window.start), format_utc(window.end)
-        own = [r for r in records if lower <= r["start_stamp"] < upper]
-        own.sort(key=lambda r: (r["start_stamp"], r["uuid"]))
-        return own
+        return records[bisect.bisect_left(stamps, lower) : bisect.bisect_left(stamps, upper)]
 
     def page(self, window: Window, page: int) -> CdrPage:
         """One page of ``/cdrs/retrieve`` for ``window``, padded (see ``Window.padded``)."""
@@ -372,6 +383,11 @@ class CdrsReader:
     def collect(self, legs: Legs, body: CdrPage, window: Window, page: int) -> Legs:
         """Add a page's items to ``legs`` by uuid (a later copy of a leg wins)."""
         legs.typed = legs.typed and body.typed
+        if body.typed:
+            # Decoded with the documented types: every item is an object with a string
+            # ``uuid``, so the legs are keyed in C.
+            legs.by_uuid.update(zip(map(_UUID, body.items), body.items, strict=True))
+            return legs
         for item in body.items:
             key = item.get("uuid") if isinstance(item, dict) else None
             if not isinstance(key, str):

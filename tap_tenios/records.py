@@ -22,11 +22,14 @@ comes back as a bookmark.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import msgspec
@@ -310,8 +313,11 @@ def to_record(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+_START = operator.itemgetter("start_stamp")
+
+
 def misplaced_stamps(
-    records: Iterable[dict[str, Any]], asked: Window, now: datetime, zone: str
+    records: Sequence[dict[str, Any]], asked: Window, now: datetime, zone: str
 ) -> str | None:
     """Why the legs an API request returned cannot be stamped right, if they cannot.
 
@@ -322,6 +328,9 @@ def misplaced_stamps(
     """
     lower, upper = format_utc(asked.start), format_utc(asked.end)
     latest = format_utc(now + CLOCK_SKEW)
+    starts = list(map(_START, records))
+    if not starts or (lower <= min(starts) and max(starts) <= min(upper, latest)):
+        return None  # the usual answer, found in C
     outside = [r for r in records if not lower <= r["start_stamp"] <= upper]
     future = [r for r in records if r["start_stamp"] > latest]
     if not outside and not future:
@@ -412,18 +421,23 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
     answered = [item for item in items if item["answer_stamp"] is not None]
     for name, group in (("start_stamp", items), ("end_stamp", items), ("answer_stamp", answered)):
         try:
-            stamps = canonical_stamps([item[name] for item in group], zone)
+            stamps = canonical_stamps(list(map(operator.itemgetter(name), group)), zone)
         except TimestampError:
             return [to_record(item, zone) for item in items]  # names the field and leg
-        for item, stamp in zip(group, stamps, strict=True):
-            item[name] = stamp
-    for item in items:
-        if not item["cost"].is_finite():
-            # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
-            raise RecordError(
-                item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
-            )
+        # Written back in C (``dict.__setitem__`` mapped over the page): a Python loop
+        # here cost more than the rewriting itself.
+        deque(map(dict.__setitem__, group, repeat(name), stamps), maxlen=0)
+    if not all(map(Decimal.is_finite, map(_COST, items))):
+        for item in items:
+            if not item["cost"].is_finite():
+                # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
+                raise RecordError(
+                    item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
+                )
     return items
+
+
+_COST = operator.itemgetter("cost")
 
 
 @dataclass(frozen=True)
