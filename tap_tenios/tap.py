@@ -93,15 +93,19 @@ class SingerWriter(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         if self.stopped_by is not None:
             return
+        block = self._block
         if type(message) is RecordMessage:
-            # As ``format_message`` would, but encoded straight into the block.
-            _ENCODER.encode_into(message.to_dict(), self._block, -1)
-            self._block += b"\n"
-        else:
-            self._block += self.format_message(message)
+            # As ``format_message`` would, but encoded straight into the block: the
+            # one message written per record, so it takes the shortest way.
+            _ENCODER.encode_into(message.to_dict(), block, -1)
+            block += b"\n"
+            if len(block) >= BLOCK:
+                self._write()
+            return
+        block += self.format_message(message)
         if not isinstance(message, RecordMessage):
             self.drain()
-        elif len(self._block) >= BLOCK:
+        elif len(block) >= BLOCK:
             self._write()
 
     def drain(self) -> None:
