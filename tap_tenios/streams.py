@@ -88,33 +88,18 @@ class HeldOutput(Protocol):
         """Write what is held."""
 
 
-class RecordOutput(Stream):
-    """A stream whose records already carry exactly the schema's types.
+#: How the tap introduces itself to the API.
+USER_AGENT = f"tap-tenios/{version('tap-tenios')}"
+
+
+class TeniosStream(Stream):
+    """Base for both endpoints: settings, the transport, state rules, failure handling.
 
     Records are built field by field with the declared types (``records``), so the
     SDK's per-record type conformance (a third of its CPU) has nothing to do.
     """
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
-
-    def __init__(self, tap: Tap, *args: Any, **kwargs: Any) -> None:
-        super().__init__(tap, *args, **kwargs)
-        #: Where the tap writes its messages (a ``SingerWriter``, unless replaced).
-        self.output = tap.message_writer
-
-    @cached_property
-    def every_field_selected(self) -> bool:
-        """Whether the catalog keeps every field (the usual case)."""
-        mask = self.mask
-        return all(mask.get(("properties", name), True) for name in self.schema["properties"])
-
-
-#: How the tap introduces itself to the API.
-USER_AGENT = f"tap-tenios/{version('tap-tenios')}"
-
-
-class TeniosStream(RecordOutput):
-    """Base for both endpoints: settings, the transport, state rules, failure handling."""
 
     # Emission is sorted, but each run first re-reads a lookback that lies below the
     # saved bookmark on purpose; see ``_increment_stream_state``.
@@ -124,9 +109,17 @@ class TeniosStream(RecordOutput):
     def __init__(self, tap: Tap, report: RunReport | None = None) -> None:
         super().__init__(tap)
         self.report = report or RunReport()
+        #: Where the tap writes its messages (a ``SingerWriter``, unless replaced).
+        self.output = tap.message_writer
         #: Set when this stream stops early (a read failed for good, the run ends):
         #: requests still out give up instead of retrying.
         self.stopping = threading.Event()
+
+    @cached_property
+    def every_field_selected(self) -> bool:
+        """Whether the catalog keeps every field (the usual case)."""
+        mask = self.mask
+        return all(mask.get(("properties", name), True) for name in self.schema["properties"])
 
     @cached_property
     def settings(self) -> Settings:

@@ -25,7 +25,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_tenios import reader, records
 from tap_tenios.emulator import TIMESTAMP_STYLES, Behaviour, Emulator, RunningEmulator, generate
 from tap_tenios.records import format_utc
-from tap_tenios.streams import RecordOutput
+from tap_tenios.streams import TeniosStream
 from tap_tenios.tap import BLOCK, SingerWriter, TapTenios
 
 from .helpers import (
@@ -469,7 +469,7 @@ def test_fast_and_plain_paths_write_the_same_messages(
         assert not set(deselect) & set(fast.records()[0])
 
     monkeypatch.setattr(TapTenios, "message_writer_class", PlainWriter)
-    monkeypatch.setattr(RecordOutput, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
+    monkeypatch.setattr(TeniosStream, "TYPE_CONFORMANCE_LEVEL", TypeConformanceLevel.RECURSIVE)
     careful = functools.partial(records.page_records, typed=False)  # every item converted
     monkeypatch.setattr(
         reader, "page_records", lambda items, typed, zone: careful(items, zone=zone)
