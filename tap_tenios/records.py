@@ -414,6 +414,9 @@ def canonical_stamps(values: list[str], zone: tzinfo = UTC) -> list[str]:
     return [canonical_timestamp(value, zone) for value in values]
 
 
+_COST = operator.itemgetter("cost")
+
+
 def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[str, Any]]:
     """Records from items decoded with their documented types (``TYPED_PAGE``): only
     the stamps' spelling and the cost's finiteness are left to check.
@@ -435,9 +438,6 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
                     item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
                 )
     return items
-
-
-_COST = operator.itemgetter("cost")
 
 
 @dataclass(frozen=True)
