@@ -1,4 +1,7 @@
-"""What a run reads and how the ``cdrs`` stream cuts it into reads: decisions, no I/O.
+"""What a run reads and how the ``cdrs`` stream cuts it into windows: decisions, no I/O.
+
+Nothing here does I/O, so every decision and every edge (window bounds, DST days,
+whatever counts the API gives) is tested directly, without HTTP.
 
 Each run reads from its saved bookmark, less the lookback (never before
 ``start_date``), to ``end_date`` or now (``cdrs_range``, ``count_days``), after
@@ -26,6 +29,12 @@ from the legs emitted from it is read again (``worth_checking``, ``spans_to_read
 
 Edges fall on whole seconds (the API's timestamps are FreeSWITCH stamps, and a
 request is padded by ``EDGE_PADDING`` anyway), and never closer than ``MIN_PART``.
+
+Why windows are half-open and requests padded: the Tenios API does not document
+whether ``start_date_from``/``start_date_to`` are inclusive. The tap therefore asks
+for a little more than it needs (``Window.padded``) and keeps exactly the half-open
+window it owns, so every leg is emitted by exactly one window whatever the API does
+at the edges.
 """
 
 from __future__ import annotations
@@ -36,23 +45,20 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from tap_tenios.records import CLOCK_SKEW
-from tap_tenios.settings import Settings
-from tap_tenios.windows import (
+from tap_tenios.records import (
+    CLOCK_SKEW,
     UTC,
-    LocalDay,
     TimestampError,
-    Window,
     format_request,
     format_utc,
-    iter_windows,
-    local_date,
-    local_days,
     parse_setting,
+    parse_timestamp,
 )
+from tap_tenios.settings import Settings
 
 #: Parts are planned to hold this share of a page, so that the spread of a count
 #: over a part (busier hours, chance) rarely pushes one past a page.
@@ -76,6 +82,114 @@ RECOUNT_SLACK = 4
 RECOUNT_MARGIN = 100
 
 _SECOND = timedelta(seconds=1)
+
+
+#: How far each ``/cdrs/retrieve`` request reaches past the window it serves, on both
+#: sides. Any width > 0 makes the bounds' inclusiveness irrelevant; one second also
+#: covers an API that truncates request instants to whole seconds.
+EDGE_PADDING = timedelta(seconds=1)
+
+#: ``/cdrs/count`` cannot be filtered client-side, so its requests are shifted one
+#: millisecond earlier: ``[a - 1ms, b - 1ms]`` selects exactly ``[a, b)`` for an API
+#: whose CDR timestamps have whole-second precision (they are FreeSWITCH stamps),
+#: whichever bounds the API treats as inclusive.
+COUNT_SHIFT = timedelta(milliseconds=1)
+
+#: The API's documented maximum period for ``/cdrs/count``.
+MAX_COUNT_PERIOD = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open interval ``[start, end)`` of call start instants."""
+
+    start: datetime
+    end: datetime
+
+    def padded(self) -> Window:
+        """The range requested from the API: this window plus ``EDGE_PADDING`` each side."""
+        return Window(self.start - EDGE_PADDING, self.end + EDGE_PADDING)
+
+    def describe(self) -> str:
+        """The window as shown in logs and error messages."""
+        return f"[{format_request(self.start)}, {format_request(self.end)})"
+
+    def count_requests(self) -> list[tuple[datetime, datetime]]:
+        """The ``/cdrs/count`` periods whose sum is this window's count.
+
+        The API refuses periods over one day, so a longer window (a 25-hour local day,
+        say) is asked for in pieces that meet without overlap. Each piece is shifted
+        by ``COUNT_SHIFT`` (see there).
+        """
+        pieces = iter_windows(self.start, self.end, MAX_COUNT_PERIOD)
+        return [(p.start - COUNT_SHIFT, p.end - COUNT_SHIFT) for p in pieces]
+
+
+def count_bounds(stamps: list[str], periods: list[tuple[datetime, datetime]]) -> tuple[int, int]:
+    """The fewest and the most of ``stamps`` that ``/cdrs/count`` over ``periods`` can count.
+
+    ``stamps`` are start instants as ``format_utc`` spells them. Which bounds the API
+    includes is unknown: a leg exactly on a bound may be counted or not. With
+    whole-second stamps no leg lies on a bound shifted by ``COUNT_SHIFT``, and the
+    two numbers agree; with finer stamps (milliseconds, say) a leg at ``.999`` does,
+    and a right count is anywhere between them.
+    """
+    fewest = most = 0
+    for lower, upper in periods:
+        # The instants as the API reads them: requests carry milliseconds.
+        low = format_utc(parse_timestamp(format_request(lower)))
+        high = format_utc(parse_timestamp(format_request(upper)))
+        for stamp in stamps:
+            if low < stamp < high:
+                fewest += 1
+                most += 1
+            elif stamp in (low, high):
+                most += 1
+    return fewest, most
+
+
+def iter_windows(
+    start: datetime, end: datetime, size: timedelta, anchor: datetime | None = None
+) -> Iterator[Window]:
+    """Split ``[start, end)`` into consecutive windows of at most ``size``, ascending.
+
+    With an ``anchor``, window edges fall on ``anchor + k * size`` (the first window may
+    be shorter), so runs that resume from different instants still share one grid.
+    """
+    if size <= timedelta(0):
+        raise ValueError("window size must be positive")
+    cursor = start
+    while cursor < end:
+        upper = cursor + size
+        if anchor is not None:
+            upper = anchor + ((cursor - anchor) // size + 1) * size
+        upper = min(upper, end)
+        yield Window(cursor, upper)
+        cursor = upper
+
+
+@dataclass(frozen=True)
+class LocalDay:
+    """One calendar day in a time zone, as the UTC instants that bound it."""
+
+    day: date
+    window: Window
+
+
+def local_days(first: date, last: date, tz: ZoneInfo) -> Iterator[LocalDay]:
+    """Every calendar day from ``first`` to ``last`` (inclusive) in ``tz``, ascending."""
+    day = first
+    while day <= last:
+        following = day + timedelta(days=1)
+        start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        end = datetime(following.year, following.month, following.day, tzinfo=tz).astimezone(UTC)
+        yield LocalDay(day, Window(start, end))
+        day = following
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> date:
+    """The calendar date of an instant in ``tz``."""
+    return moment.astimezone(tz).date()
 
 
 @dataclass(frozen=True)

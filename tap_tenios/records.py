@@ -1,41 +1,181 @@
-"""The API's answers as the tap reads them: a page of CDRs -> records, a count. Pure, no I/O.
+"""The API's answers as the tap reads them: a page of CDRs -> records, a count, a timestamp.
 
-A page is decoded once, in C, with the documented field types (``decode_page``);
-such a page (the usual one) leaves only its timestamps' spelling and its costs'
-finiteness to check (``page_records``). Any other page takes the careful path, item
-by item (``to_record``). What the decoding found is said by the ``CdrPage`` it
-returns, never by a mark inside the API's data.
+Pure, no I/O. A page is decoded once, in C, with the documented field types
+(``decode_page``); such a page (the usual one) leaves only its timestamps' spelling
+and its costs' finiteness to check (``page_records``). Any other page takes the
+careful path, item by item (``to_record``). What the decoding found is said by the
+``CdrPage`` it returns, never by a mark inside the API's data.
 
 The API's field types are undocumented and seen only in public clients, so every
 field is read defensively: a value is converted when the conversion is exact and
 unambiguous (``"275"`` seconds, a cost given as a string), and anything else is an
 error that names the field and the leg's ``uuid``. A wrong value is never emitted
 silently: no naive timestamp read as local time, no cost rounded through float.
+
+Timestamps come in whatever spelling the API uses (it documents none) and leave in
+one (``format_utc``): the SDK compares bookmarks as strings, so one fixed-width
+spelling is what keeps them in order. Digits are ASCII only, on every path: regex
+digit classes and ``str.isdigit`` accept other scripts' digits (and ``"²"``), which
+``int`` may read or reject; a spelling the tap emits must always parse again when it
+comes back as a bookmark.
 """
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypedDict, cast
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import msgspec
 
 from tap_tenios.errors import MalformedResponseError
-from tap_tenios.windows import (
-    UTC,
-    TimestampError,
-    Window,
-    canonical_timestamp,
-    format_request,
-    format_utc,
-)
+
+if TYPE_CHECKING:
+    from tap_tenios.planner import Window
+
+UTC = timezone.utc
 
 #: A whole number as text: ASCII digits only (``int`` would also read "٣" or "1_0").
 _INTEGER_TEXT = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
+
+_TIMESTAMP = re.compile(
+    r"""
+    (?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})
+    [Tt\ ]
+    (?P<hour>\d{2}):(?P<minute>\d{2})
+    (?::(?P<second>\d{2})
+        (?:[.,:](?P<fraction>\d{1,9}))?   # ':' covers the vendor doc's "00:00:00:000Z"
+    )?
+    \s*
+    (?P<zone>[Zz]|[+-]\d{2}(?::?\d{2})?)?
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_DATE_ONLY = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_MILLIS = re.compile(r"[0-9]{3}")
+
+
+class TimestampError(ValueError):
+    """A timestamp that is not a valid ISO-8601 date-time."""
+
+
+def parse_timestamp(value: str, naive_zone: tzinfo = UTC) -> datetime:
+    """Read an ISO-8601 date-time in any common spelling as an aware UTC datetime.
+
+    Accepts ``T`` or a space, optional seconds and fraction, ``Z``, an offset, or no
+    zone at all, which is read in ``naive_zone`` (never in the machine's local time).
+    A local time that a clock change repeats is read as its first occurrence.
+    Fractions below a microsecond are truncated: Python cannot hold them.
+
+    ``datetime.fromisoformat`` does the reading (calendar, clock and offset ranges);
+    the pattern in front of it keeps out what it would also take but the API never
+    sends and a careful reader would not guess at: week and ordinal dates, the basic
+    format without separators, any character as the date-time separator, a date
+    without a time. It also lets in the spellings Python 3.10's ``fromisoformat``
+    does not know (``Z``, short fractions, ``+HHMM``), rewritten into one it does.
+    """
+    if not isinstance(value, str):
+        raise TimestampError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        raise TimestampError(f"not an ISO-8601 date-time: {value!r}")
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    zone = match["zone"]
+    offset = ""
+    if zone and zone not in ("Z", "z"):
+        digits = zone[1:].replace(":", "")
+        if digits[2:] > "59":  # ``fromisoformat`` reads "+01:60" as two hours
+            raise TimestampError(f"invalid UTC offset in {value!r}")
+        offset = f"{zone[0]}{digits[:2]}:{digits[2:] or '00'}"
+    elif zone:
+        offset = "+00:00"
+    spelling = (
+        f"{match['year']}-{match['month']}-{match['day']}T{match['hour']}:{match['minute']}:"
+        f"{match['second'] or '00'}.{fraction}{offset}"
+    )
+    try:
+        parsed = datetime.fromisoformat(spelling)
+    except ValueError as exc:
+        raise TimestampError(f"invalid date-time {value!r}: {exc}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=naive_zone)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:30 in New York is in the year 10000 in UTC
+        raise TimestampError(f"{value!r} lies outside the years 1 to 9999 in UTC") from None
+
+
+def canonical_timestamp(value: str, naive_zone: tzinfo = UTC) -> str:
+    """``format_utc(parse_timestamp(value, naive_zone))``, several times faster for
+    common spellings.
+
+    The API most likely always uses one spelling, and a busy account sends three
+    timestamps per leg, so the usual zone-less (read as UTC) or ``Z`` spellings are
+    rewritten by slicing once C ``fromisoformat`` has checked the digits. Anything
+    else, such as offsets, odd fractions or zone-less stamps in another zone, takes
+    the general path. Both paths accept and refuse exactly the same strings.
+    """
+    size = len(value)
+    if (
+        size >= 19  # noqa: PLR2004
+        and (naive_zone is UTC or value[-1:] in ("Z", "z"))
+        and value[10] in "T "
+        and value[4] == "-"
+        and value[7] == "-"  # not an ISO week date, which fromisoformat also accepts
+        and value[13] == ":"
+        and value[16] == ":"
+        and (size == 19 or _fast_suffix(value[19:]))  # noqa: PLR2004
+    ):
+        head = value[:19]
+        try:
+            datetime.fromisoformat(head)
+        except ValueError:
+            pass
+        else:
+            suffix = value[19:]
+            millis = suffix[1:4] if len(suffix) >= 4 else "000"  # noqa: PLR2004
+            if _MILLIS.fullmatch(millis):
+                return f"{head[:10]}T{head[11:]}.{millis}000Z"
+    return format_utc(parse_timestamp(value, naive_zone))
+
+
+def _fast_suffix(suffix: str) -> bool:
+    """``Z``, or ``.mmm`` with an optional ``Z``: UTC, at most millisecond precision."""
+    return suffix in ("Z", "z") or (
+        suffix[:1] == "." and len(suffix) in (4, 5) and suffix[4:] in ("", "Z", "z")
+    )
+
+
+def parse_setting(value: str) -> datetime:
+    """Read a ``start_date``/``end_date`` setting: a date or a date-time, UTC if no zone."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and (m := _DATE_ONLY.fullmatch(text)):
+        try:
+            return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC)
+        except ValueError as exc:
+            raise TimestampError(f"invalid date {value!r}: {exc}") from None
+    return parse_timestamp(text)
+
+
+def format_utc(moment: datetime) -> str:
+    """Spell an instant the one way the tap emits it: RFC 3339, UTC, microseconds, ``Z``.
+
+    One fixed-width spelling matters: the SDK compares bookmarks as strings.
+    """
+    utc = moment.astimezone(UTC) if moment.tzinfo is not UTC else moment
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def format_request(moment: datetime) -> str:
+    """Spell an instant as the API's examples do: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC."""
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 class RecordError(ValueError):
@@ -173,8 +313,11 @@ def to_record(item: Any, zone: tzinfo = UTC) -> dict[str, Any]:
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+_START = operator.itemgetter("start_stamp")
+
+
 def misplaced_stamps(
-    records: Iterable[dict[str, Any]], asked: Window, now: datetime, zone: str
+    records: Sequence[dict[str, Any]], asked: Window, now: datetime, zone: str
 ) -> str | None:
     """Why the legs an API request returned cannot be stamped right, if they cannot.
 
@@ -185,6 +328,9 @@ def misplaced_stamps(
     """
     lower, upper = format_utc(asked.start), format_utc(asked.end)
     latest = format_utc(now + CLOCK_SKEW)
+    starts = list(map(_START, records))
+    if not starts or (lower <= min(starts) and max(starts) <= min(upper, latest)):
+        return None  # the usual answer, found in C
     outside = [r for r in records if not lower <= r["start_stamp"] <= upper]
     future = [r for r in records if r["start_stamp"] > latest]
     if not outside and not future:
@@ -268,6 +414,9 @@ def canonical_stamps(values: list[str], zone: tzinfo = UTC) -> list[str]:
     return [canonical_timestamp(value, zone) for value in values]
 
 
+_COST = operator.itemgetter("cost")
+
+
 def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[str, Any]]:
     """Records from items decoded with their documented types (``TYPED_PAGE``): only
     the stamps' spelling and the cost's finiteness are left to check.
@@ -275,17 +424,19 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
     answered = [item for item in items if item["answer_stamp"] is not None]
     for name, group in (("start_stamp", items), ("end_stamp", items), ("answer_stamp", answered)):
         try:
-            stamps = canonical_stamps([item[name] for item in group], zone)
+            stamps = canonical_stamps(list(map(operator.itemgetter(name), group)), zone)
         except TimestampError:
             return [to_record(item, zone) for item in items]  # names the field and leg
-        for item, stamp in zip(group, stamps, strict=True):
-            item[name] = stamp
-    for item in items:
-        if not item["cost"].is_finite():
-            # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
-            raise RecordError(
-                item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
-            )
+        # Written back in C (``dict.__setitem__`` mapped over the page): a Python loop
+        # here cost more than the rewriting itself.
+        deque(map(dict.__setitem__, group, repeat(name), stamps), maxlen=0)
+    if not all(map(Decimal.is_finite, map(_COST, items))):
+        for item in items:
+            if not item["cost"].is_finite():
+                # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
+                raise RecordError(
+                    item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
+                )
     return items
 
 

@@ -19,10 +19,10 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tap_tenios.batch import BatchSettings, BatchSettingsError
-from tap_tenios.windows import UTC, TimestampError, parse_setting
+from tap_tenios.records import UTC, TimestampError, parse_setting
 
 #: IANA names of UTC itself. A zone-less stamp read in one of them is read as
-#: ``windows.UTC``, which the timestamp parser's fast path recognises by identity:
+#: ``records.UTC``, which the timestamp parser's fast path recognises by identity:
 #: three stamps a leg, about a third of the tap's CPU per leg on the careful path.
 UTC_NAMES = frozenset(
     {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}

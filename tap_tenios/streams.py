@@ -1,7 +1,11 @@
-"""The two streams, ``cdrs`` and ``cdr_counts``: their schemas and how each reads.
+"""The two streams, ``cdrs`` and ``cdr_counts``, and what they share with the SDK.
 
-How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
-``windows`` hold the logic):
+Why the streams hold so little logic: what ``cdrs`` reads and how it cuts a range is
+decided in ``planner`` (pure), the reads are made and checked in ``reader``, and a page
+becomes records in ``records``; here is only what the SDK needs to see (schemas,
+bookmarks, STATE, BATCH files) and the order in which it sees it.
+
+How ``cdrs`` stays exact whatever the API does:
 
 * The range is walked in ascending half-open windows whose size the API's own
   counts decide: a window whose legs fit one page is read by one request; a busier
@@ -13,37 +17,49 @@ How ``cdrs`` stays exact whatever the API does (``reader``, ``planner`` and
   passes a leg that is still unread, and a STATE message follows every window: a run
   killed at any moment resumes from its last STATE and redoes at most one window
   (plus the lookback, on purpose).
-* Windows are read ahead by a few worker threads (``scheduler``); records and state
+* Windows are read ahead by a few worker threads (``reader``); records and state
   stay on the main thread, in order.
 * With ``lookback_mode`` ``on_count_change``, the parts of the lookback that earlier
   runs read (kept in state) are counted first, and only those whose count differs
   from the legs emitted from them are read again (``planner.Ledger``).
 
-What both share with the SDK (settings, transport, bookmark rules, BATCH files,
-failures) is in ``base``.
+What both streams share (``TeniosStream``): the bookmark's rules (never backwards;
+moved only at safe points), BATCH files, and how a failure of the tap's own ends a
+stream: it is caught where the records are made (``get_records``) and kept in the
+run's ``RunReport``. The stream then ends cleanly (its state is what it had safely
+reached), the other stream still runs unless every request would fail the same way,
+and the command ends with one line (``tap``).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Generator, Iterator
+import operator
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from importlib.metadata import version
+from typing import Any, Protocol, runtime_checkable
 
-from singer_sdk import Tap
+from singer_sdk import Stream, Tap, metrics
 from singer_sdk import typing as th
-from singer_sdk.helpers._batch import BatchConfig
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context, Record
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import SchemaMessage
 from typing_extensions import override
 
-from tap_tenios.base import TeniosStream
-from tap_tenios.errors import RunReport
+from tap_tenios.batch import BatchSettings, RunFolder, sweep, write_batches
+from tap_tenios.errors import RunReport, TapRunError, api_error, redact
 from tap_tenios.planner import (
     CountedDay,
     Ledger,
     PartRead,
+    Window,
+    bookmark_problem,
     cdrs_range,
     count_days,
     parts_read_from_state,
@@ -51,19 +67,271 @@ from tap_tenios.planner import (
     top_windows,
     worth_checking,
 )
-from tap_tenios.progress import Progress
-from tap_tenios.reader import WindowRead, count_window, read_windows
-from tap_tenios.records import RecordError, decimal_string
-from tap_tenios.scheduler import ordered_map
-from tap_tenios.settings import utc_now
-from tap_tenios.windows import (
-    Window,
+from tap_tenios.progress import Progress, RequestMetrics, SparseCounter
+from tap_tenios.reader import WindowRead, count_window, ordered_map, read_windows
+from tap_tenios.records import (
+    RecordError,
+    decimal_string,
     format_request,
     format_utc,
     parse_setting,
 )
+from tap_tenios.settings import Settings, utc_now
+from tap_tenios.transport import Transport
+
+
+@runtime_checkable
+class HeldOutput(Protocol):
+    """A message writer that holds records until a STATE (the tap's ``SingerWriter``)."""
+
+    def drain(self) -> None:
+        """Write what is held."""
+
+
+#: How the tap introduces itself to the API.
+USER_AGENT = f"tap-tenios/{version('tap-tenios')}"
+
+
+class TeniosStream(Stream):
+    """Base for both endpoints: settings, the transport, state rules, failure handling.
+
+    Records are built field by field with the declared types (``records``), so the
+    SDK's per-record type conformance (a third of its CPU) has nothing to do.
+    """
+
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    # Emission is sorted, but each run first re-reads a lookback that lies below the
+    # saved bookmark on purpose; see ``_increment_stream_state``.
+    is_sorted = True
+    check_sorted = False
+
+    def __init__(self, tap: Tap, report: RunReport | None = None) -> None:
+        super().__init__(tap)
+        self.report = report or RunReport()
+        #: Where the tap writes its messages (a ``SingerWriter``, unless replaced).
+        self.output = tap.message_writer
+        #: Set when this stream stops early (a read failed for good, the run ends):
+        #: requests still out give up instead of retrying.
+        self.stopping = threading.Event()
+
+    @cached_property
+    def every_field_selected(self) -> bool:
+        """Whether the catalog keeps every field (the usual case)."""
+        mask = self.mask
+        return all(mask.get(("properties", name), True) for name in self.schema["properties"])
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The config, typed; already validated by the tap before any request."""
+        return Settings.from_config(self.config)
+
+    @cached_property
+    def transport(self) -> Transport:
+        """The stream's HTTP client, built on first use (from the main thread)."""
+        settings = self.settings
+        return Transport(
+            settings.api_url,
+            str(self.config["access_key"]),
+            timeout=settings.request_timeout,
+            tries=settings.max_retries + 1,
+            concurrency=settings.max_concurrency,
+            user_agent=USER_AGENT,
+            logger=self.logger,
+            stop=self.stopping,
+            observe=self.request_metrics.observe,
+        )
+
+    @cached_property
+    def request_metrics(self) -> RequestMetrics:
+        """The SDK's request metrics for this stream, logged as its REST streams do."""
+        return RequestMetrics(self.name, self.metrics_logger)
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[Record]:
+        """The stream's records; a failure of the tap's own ends the stream cleanly.
+
+        The failure goes to the run's report, not up through the SDK: the stream's
+        state stays what it had safely reached, and the command ends with one line
+        naming it. Records still held for the output are written either way, so a
+        stream ending without a new STATE does not leave them behind.
+        """
+        if not self.report.begin(self.name):
+            return
+        self.stopping.clear()  # a tap object may sync more than once
+        self.request_metrics.open()
+        try:
+            self.check_bookmark()
+            _ = self.transport  # built here, on the main thread, before any worker
+            yield from self.read_records(context)
+        except TapRunError as failure:
+            self.report.add(self.name, failure)
+            self.logger.warning(
+                "Stream %s stopped; the run reports why at its end%s",
+                self.name,
+                "" if failure.stops_run else ", after the other streams",
+            )
+        finally:
+            self.stopping.set()  # whatever is still out gives up
+            self.request_metrics.close()
+            if isinstance(self.output, HeldOutput):
+                self.output.drain()
+
+    def read_records(self, context: Context | None) -> Iterator[Record]:
+        """The records themselves (each stream's own)."""
+        raise NotImplementedError
+
+    def fail(self, message: str) -> TapRunError:
+        """An error safe to raise: the key is removed whatever ``message`` holds."""
+        return api_error(message, self.config.get("access_key"))
+
+    @override
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        """The later of the saved bookmark and ``start_date``, read as the tap reads both.
+
+        The SDK calls this with the saved state before ``get_records``; its own version
+        parses the bookmark and ends in a traceback on one it cannot read (state as
+        Meltano stores it, with ``replication_key``). Such a bookmark is passed on as it
+        is, for ``check_bookmark`` to refuse with one line; redacted, since the SDK logs
+        it (a key pasted into the state by mistake must not reach the log).
+        """
+        if bookmark_problem(self.name, value, utc_now()):
+            secret = self.config.get("access_key")
+            return redact(value, secret) if isinstance(value, str) else value
+        if not self.is_timestamp_replication_key:
+            return value
+        return max(value, start_date_value, key=parse_setting)
+
+    def check_bookmark(self) -> None:
+        """Refuse a saved bookmark that does not parse or lies in the future."""
+        value = self.stream_state.get("replication_key_value")
+        if problem := bookmark_problem(self.name, value, utc_now()):
+            raise self.fail(problem)
+
+    def bookmark_key(self, bookmark: str) -> str:
+        """A saved bookmark in the spelling records use, for comparing the two."""
+        return bookmark
+
+    @cached_property
+    def saved_bookmark(self) -> str:
+        """The bookmark this run started from ("" if none), in the records' spelling."""
+        bookmark = self.stream_state.get("replication_key_value")
+        return self.bookmark_key(bookmark) if bookmark else ""
+
+    #: Whether the bookmark moves only where the stream says (``advance_bookmark``):
+    #: in BATCH mode once each file's BATCH message is out; for ``cdrs`` once per
+    #: window. Otherwise the SDK moves it with every record.
+    bookmark_deferred = False
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        """The SDK's bookmark update after each record: applied, unless deferred.
+        (Private in the SDK, with no public equivalent: guarded by a test.)
+        """
+        if not self.bookmark_deferred:
+            self.advance_bookmark(latest_record, context)
+
+    def advance_bookmark(self, record: Record, context: Context | None = None) -> None:
+        """Advance the bookmark to ``record``, but never move it back.
+
+        Rows re-read from the lookback are older than the saved bookmark; letting them
+        rewind it would make a run killed during the lookback redo more than needed.
+        Everything below the saved bookmark was read by an earlier run, so keeping it
+        is safe. The state is then due: the next ``_write_state_message`` writes it.
+        """
+        if record[str(self.replication_key)] < self.saved_bookmark:
+            return
+        super()._increment_stream_state(record, context=context)
+        self.state_manager.is_flushed = False
+
+    @override
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """The stream's records as BATCH files (``batch``); the bookmark moves only once
+        each file's BATCH message is out.
+
+        The SDK writes a BATCH message for each file yielded here, then a STATE (the
+        bookmark not moved yet); this resumes after both, moves the bookmark to the
+        file's last record and writes the STATE that covers it. So no STATE ever
+        covers a record that no BATCH message has announced, whenever the run stops.
+        """
+        settings = BatchSettings.from_config(batch_config.asdict())
+        # Earlier runs' files hold caller numbers and their loaders are done with them
+        # (a job's next run starts after its last loader ended): removed now.
+        sweep(settings.root)
+        try:
+            #: Locked until the process ends, however it ends (see ``batch.RunFolder``).
+            self.run_folder = RunFolder.create(settings.root)
+        except TapRunError as failure:
+            self.report.add(self.name, failure)
+            return
+        deferred, self.bookmark_deferred = self.bookmark_deferred, True
+        try:
+            records = self._sync_records(context, write_messages=False)
+            batches = write_batches(
+                records, self.run_folder.path, self.name, settings, self.batch_transform()
+            )
+            with closing(records), closing(batches):
+                for url, last in batches:
+                    yield batch_config.encoding, [url]
+                    self.advance_bookmark(last, context)
+                    self._write_state_message()
+        except TapRunError as failure:
+            # The files could not be written (``batch.BatchWriteError``), or a stream
+            # map cannot go into files: the stream ends here, like a failed read (its
+            # state covers the files announced), and the run ends with one line.
+            self.report.add(self.name, failure)
+        finally:
+            self.bookmark_deferred = deferred
+            self.run_folder.remove_if_empty()
+
+    def batch_transform(self) -> Callable[[Record], Record | None] | None:
+        """What RECORD messages would do to each record (stream maps, deselected fields),
+        for the files, where the SDK's own batching writes records unmapped; ``None``
+        when that is nothing (the usual case).
+        """
+        maps = self.stream_maps
+        if len(maps) != 1 or maps[0].stream_alias != self.name:
+            raise self.fail(
+                f"Stream {self.name!r}: a stream map that renames, copies or splits the "
+                "stream cannot be written as BATCH files; remove batch_config or the map"
+            )
+        (mapper,) = maps
+        identity = type(mapper) is SameRecordTransform and not mapper.flattening_enabled
+        if identity and self.every_field_selected:
+            return None
+        keep = [n for n in self.schema["properties"] if self.mask.get(("properties", n), True)]
+
+        def shape(record: Record) -> Record | None:
+            return mapper.transform({name: record[name] for name in keep if name in record})
+
+        return shape
+
+    @override
+    def get_record_counter(
+        self, *, endpoint: str | None = None, log_interval: float = metrics.DEFAULT_LOG_INTERVAL
+    ) -> metrics.Counter:
+        """The SDK's record counter (the same metric and tags), reading the clock once
+        every thousand records instead of at every record.
+        """
+        tags: dict[str, Any] = {metrics.Tag.STREAM: self.name}
+        if endpoint:
+            tags[metrics.Tag.ENDPOINT] = endpoint
+        return SparseCounter(metrics.Metric.RECORD_COUNT, tags, log_interval=log_interval)
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """Neither stream has child streams, so there is no per-record context to build."""
+        return ()
+
 
 NULLABLE_STRING = th.StringType(nullable=True)
+START_STAMP = operator.itemgetter("start_stamp")
 
 #: ``cost`` with ``use_singer_decimal``: the SDK's SQL loaders make this DECIMAL(15, 6).
 #: Fifteen digits are the most that every decimal keeps through a binary float (which
@@ -232,9 +500,12 @@ class CdrsStream(TeniosStream):
         batch = bool(self.config.get("batch_config"))
         saved = self.saved_bookmark
         for read in read_windows(self.transport, settings, tops, end, self.logger):
-            for record in read.records:
-                yield self.finish(record)
-            stamps = [r["start_stamp"] for r in read.records]
+            if self.decimal_cost:
+                for record in read.records:
+                    yield self.finish(record)
+            else:
+                yield from read.records  # as they are: no Python frame per record
+            stamps = list(map(START_STAMP, read.records))
             if self.ledger is not None:
                 self.ledger.add(read.window, stamps)
                 self.save_parts_read()

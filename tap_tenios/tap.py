@@ -1,14 +1,33 @@
-"""tap-tenios: settings, discovery, and how a run ends.
+"""tap-tenios: settings, discovery, and how a run ends, its output whole.
 
 An expected failure (a rejected key, an unreachable API, a refused request, a
 window that fails its checks, unusable settings or state) ends the command with one
 line that says what to do and a non-zero exit code; the traceback is shown only at
 debug level (``TAP_TENIOS_LOGLEVEL=DEBUG``). Anything else is a bug and keeps its
 traceback.
+
+The Singer output (``SingerWriter``, the tap's ``message_writer_class``) lives here
+because how a run ends is mostly how its output ends. The SDK's writers flush stdout
+after each message, a system call per record. Here RECORD lines collect in memory
+until the next STATE (or SCHEMA) message, or until ``BLOCK`` bytes have collected,
+and go out in one write: a STATE is the only moment a target can act on them anyway,
+since state is what it commits. If the process dies before that write, the lost
+records were not covered by any emitted state either, so the next run reads them
+again. Fewer writes matter beyond the system calls: every write releases the
+interpreter lock, and the thread writing records then waits behind the threads
+decoding pages to get it back.
+
+Stopping (SIGTERM, SIGINT): a block goes out whole or not at all, and never twice.
+A signal that arrives while a block is being written lets that write finish (to a
+slow reader, that is when the reader has taken it) and stops the run right after;
+any other moment, at once. Nothing is written after it: the last STATE on stdout
+was written after every record it covers, so the next run, resuming from it, loses
+nothing.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import signal
@@ -20,15 +39,17 @@ from types import FrameType
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
+import msgspec
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 from typing_extensions import override
 
 from tap_tenios.errors import Interrupted, RunReport, TapRunError, redact
 from tap_tenios.settings import Settings, SettingsError
 from tap_tenios.streams import CdrCountsStream, CdrsStream
-from tap_tenios.writer import SingerWriter
 
 # The SDK warns on every run under Python 3.10 that the version is past its end of
 # life: a multi-line warning in every hourly run's log that nobody can act on there.
@@ -38,6 +59,88 @@ warnings.filterwarnings("ignore", message=r"Python 3\.10 reached its end of life
 #: How the SDK says where a JSON Schema error is: "... in config['page_size']".
 _WHERE = re.compile(r"(?P<problem>.+) in config(?P<path>(?:\['[^']*'\])+)", re.DOTALL)
 _REQUIRED = re.compile(r"'(?P<name>[^']+)' is a required property")
+
+
+#: Bytes of RECORD lines held before they are written without waiting for a STATE.
+BLOCK = 1 << 20
+
+
+#: Records as JSON: decimals as exact JSON numbers, as the SDK's msgspec writer does;
+#: ``time_extracted`` in RFC 3339, as msgspec spells every datetime.
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+class SingerWriter(MsgSpecWriter):
+    """The SDK's msgspec writer (exact decimals as JSON numbers), written in blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._block = bytearray()
+        self._writing = False
+        #: The signal that stopped the run, if one did: nothing is written after it.
+        self.stopped_by: int | None = None
+        atexit.register(self._drain_at_exit)
+
+    def stop(self, signum: int) -> None:
+        """Stop the run for a signal (called by the handler, on the main thread):
+        at once, or, in the middle of a block, as soon as the block is written.
+        """
+        self.stopped_by = signum
+        if not self._writing:
+            raise Interrupted(signum)
+
+    @override
+    def write_message(self, message: Message) -> None:
+        if self.stopped_by is not None:
+            return
+        block = self._block
+        if type(message) is RecordMessage:
+            # As ``format_message`` would, but encoded straight into the block: the
+            # one message written per record, so it takes the shortest way.
+            _ENCODER.encode_into(message.to_dict(), block, -1)
+            block += b"\n"
+            if len(block) >= BLOCK:
+                self._write()
+            return
+        block += self.format_message(message)
+        if not isinstance(message, RecordMessage):
+            self.drain()
+        elif len(block) >= BLOCK:
+            self._write()
+
+    def drain(self) -> None:
+        """Write and flush what is held (nothing, once a signal stopped the run)."""
+        if self.stopped_by is not None:
+            return
+        if self._block:
+            self._write()
+        sys.stdout.flush()
+
+    def _write(self) -> None:
+        """Write the whole block and flush it, then stop if a signal came meanwhile.
+
+        An unbuffered stdout (``PYTHONUNBUFFERED``, set in many container images) is
+        the raw file, whose one write may take only part of a block (a signal during a
+        write to a full pipe): the rest is written after.
+        """
+        out = sys.stdout.buffer
+        self._writing = True
+        try:
+            with memoryview(self._block) as block:
+                done = 0
+                while done < len(block):
+                    done += out.write(block[done:]) or 0
+            out.flush()
+        finally:
+            self._block.clear()
+            self._writing = False
+        if self.stopped_by is not None:
+            raise Interrupted(self.stopped_by)
+
+    def _drain_at_exit(self) -> None:
+        """Records emitted by a run that ended without a STATE still reach the target."""
+        if self._block:
+            self.drain()
 
 
 def named(error: str) -> str:
@@ -206,7 +309,7 @@ class TapTenios(Tap):
                 signal.signal(stopping, self._stop)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM or SIGINT: stop where the output is whole (see ``writer``)."""
+        """SIGTERM or SIGINT: stop where the output is whole (see ``SingerWriter``)."""
         if isinstance(self.message_writer, SingerWriter):
             self.message_writer.stop(signum)  # at once, or once the block in hand is out
             return

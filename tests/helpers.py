@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 
-from tap_tenios.base import TeniosStream
 from tap_tenios.emulator import Leg, generate, make_call
+from tap_tenios.streams import TeniosStream
 from tap_tenios.tap import TapTenios
 from tap_tenios.transport import Transport
 

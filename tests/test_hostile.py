@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_tenios.records import FIELDS, RecordError, to_record
-from tap_tenios.windows import format_utc
+from tap_tenios.records import FIELDS, RecordError, format_utc, to_record
 
 from .helpers import item, make_config
 

@@ -52,7 +52,7 @@ def test_every_survivor_names_a_function_of_the_current_code() -> None:
 
 
 def test_a_seeded_share_is_the_same_every_time_and_about_its_size() -> None:
-    names = [f"tap_tenios.windows.x_f__mutmut_{i}" for i in range(4000)]
+    names = [f"tap_tenios.records.x_f__mutmut_{i}" for i in range(4000)]
     first = [n for n in names if mutation.chosen(n, "0.25:1")]
     assert first == [n for n in names if mutation.chosen(n, "0.25:1")]
     assert 0.22 < len(first) / len(names) < 0.28

@@ -1,10 +1,11 @@
-"""The planner's decisions, without HTTP: when a read is done, how a window is cut."""
+"""The planner's decisions, without HTTP: when a read is done, how a window is cut, and
+the time windows, local days and counts they rest on."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,17 +13,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.planner import (
+    EDGE_PADDING,
     FILL,
     MAX_PARTS,
     MIN_PART,
     PARTS_PER_DAY,
     Ledger,
+    LocalDay,
     Page,
     PageSize,
     PartRead,
+    Window,
     bookmark_problem,
     can_split,
+    count_bounds,
     fits,
+    iter_windows,
+    local_date,
+    local_days,
     parts_read_from_state,
     plausible_recount,
     spans_to_read,
@@ -31,10 +39,14 @@ from tap_tenios.planner import (
     utc_day,
     worth_checking,
 )
-from tap_tenios.records import CLOCK_SKEW
+from tap_tenios.records import (
+    CLOCK_SKEW,
+    format_request,
+    format_utc,
+    parse_timestamp,
+)
 from tap_tenios.settings import Settings
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import Window, format_utc
 
 UTC = timezone.utc
 DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
@@ -372,3 +384,114 @@ def test_top_windows_cover_the_spans_and_never_straddle_the_settling_range() -> 
         Window(begin + 12 * HOUR, begin + 14 * HOUR),
         Window(begin + 14 * HOUR, end),
     ]
+
+
+# Time windows, local days and what /cdrs/count can count.
+NOON = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_windows_tile_the_range_without_gaps_or_overlap() -> None:
+    start, end = NOON, NOON + timedelta(days=2, hours=5)
+    windows = list(iter_windows(start, end, timedelta(days=1)))
+    assert [w.start for w in windows] == [
+        start,
+        start + timedelta(days=1),
+        start + timedelta(days=2),
+    ]
+    assert windows[-1].end == end
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
+    assert list(iter_windows(end, end, timedelta(days=1))) == []
+    with pytest.raises(ValueError, match="positive"):
+        list(iter_windows(start, end, timedelta(0)))
+
+
+def test_anchored_windows_share_one_grid_whatever_the_start() -> None:
+    day = timedelta(days=1)
+    anchor = datetime(2024, 3, 1, tzinfo=UTC)
+    resume = anchor + timedelta(days=2, hours=7, seconds=13)
+    windows = list(iter_windows(resume, anchor + timedelta(days=5), day, anchor=anchor))
+    assert windows[0] == Window(resume, anchor + timedelta(days=3))
+    assert [w.start for w in windows[1:]] == [anchor + timedelta(days=n) for n in (3, 4)]
+    early = list(iter_windows(anchor - timedelta(hours=2), anchor + day, day, anchor=anchor))
+    assert early[0].end == anchor
+
+
+def test_padding_covers_both_edges() -> None:
+    window = Window(NOON, NOON + timedelta(hours=1))
+    padded = window.padded()
+    assert padded.start == NOON - EDGE_PADDING and padded.end == window.end + EDGE_PADDING
+    assert window.describe() == "[2024-03-01T12:00:00.000Z, 2024-03-01T13:00:00.000Z)"
+
+
+def test_local_days_follow_the_zone_including_dst() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    days = list(local_days(date(2024, 3, 30), date(2024, 4, 1), berlin))
+    assert [d.day for d in days] == [date(2024, 3, 30), date(2024, 3, 31), date(2024, 4, 1)]
+    lengths = [d.window.end - d.window.start for d in days]
+    assert lengths == [timedelta(hours=24), timedelta(hours=23), timedelta(hours=24)]
+    assert days[0].window.start == datetime(2024, 3, 29, 23, tzinfo=UTC)
+    assert all(a.window.end == b.window.start for a, b in itertools.pairwise(days))
+
+
+def test_count_requests_respect_the_one_day_limit_on_a_25_hour_day() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    (autumn,) = local_days(date(2024, 10, 27), date(2024, 10, 27), berlin)
+    assert autumn.window.end - autumn.window.start == timedelta(hours=25)
+    pieces = autumn.window.count_requests()
+    assert len(pieces) == 2
+    assert all(upper - lower <= timedelta(days=1) for lower, upper in pieces)
+    # The pieces meet exactly and, shifted by 1 ms, still cover the whole day.
+    assert pieces[0][1] == pieces[1][0]
+    shift = timedelta(milliseconds=1)
+    assert pieces[0][0] + shift == autumn.window.start
+    assert pieces[-1][1] + shift == autumn.window.end
+
+
+def test_an_ordinary_day_is_one_request() -> None:
+    day = LocalDay(date(2024, 3, 1), Window(NOON, NOON + timedelta(days=1)))
+    assert len(day.window.count_requests()) == 1
+
+
+def test_local_date() -> None:
+    late = datetime(2024, 3, 1, 23, 30, tzinfo=UTC)
+    assert local_date(late, ZoneInfo("Europe/Berlin")) == date(2024, 3, 2)
+    assert local_date(late, ZoneInfo("UTC")) == date(2024, 3, 1)
+
+
+def counted(stamps: list[datetime], lower: datetime, upper: datetime, bounds: str) -> int:
+    """What an API with ``bounds`` counts between the instants it reads from a request."""
+    low, high = (parse_timestamp(format_request(m)) for m in (lower, upper))
+    above = (lambda s: s >= low) if bounds in ("half_open", "inclusive") else (lambda s: s > low)
+    below = (lambda s: s <= high) if bounds in ("inclusive", "left_open") else (lambda s: s < high)
+    return sum(1 for s in stamps if above(s) and below(s))
+
+
+@given(
+    offsets_us=st.lists(
+        st.one_of(
+            st.integers(min_value=-3_000_000, max_value=5_000_000),  # microseconds
+            st.integers(min_value=-3_000, max_value=5_000).map(lambda ms: ms * 1000),
+            st.sampled_from([-1000, 0, 999_000, 1_000_000, 1_999_000, 2_000_000]),
+        ),
+        max_size=40,
+    ),
+    width_s=st.integers(min_value=1, max_value=3),
+)
+@settings(max_examples=200)
+def test_count_bounds_hold_any_count_an_api_may_give(offsets_us: list[int], width_s: int) -> None:
+    window = Window(NOON, NOON + timedelta(seconds=width_s))
+    stamps = [NOON + timedelta(microseconds=us) for us in offsets_us]
+    fewest, most = count_bounds([format_utc(s) for s in stamps], window.count_requests())
+    for bounds in ("half_open", "inclusive", "exclusive", "left_open"):
+        total = sum(counted(stamps, lo, hi, bounds) for lo, hi in window.count_requests())
+        assert fewest <= total <= most, bounds
+    if all(s.microsecond == 0 for s in stamps):
+        assert fewest == most == sum(window.start <= s < window.end for s in stamps)
+
+
+def test_a_leg_a_millisecond_before_an_edge_may_be_counted_or_not() -> None:
+    window = Window(NOON, NOON + timedelta(seconds=1))
+    stamps = [format_utc(NOON + timedelta(milliseconds=ms)) for ms in (-1, 0, 500, 999)]
+    # -1 ms: outside the window but on the count's lower bound; 999 ms: inside, on its
+    # upper bound. Either may be counted, whatever else the API does.
+    assert count_bounds(stamps, window.count_requests()) == (2, 4)

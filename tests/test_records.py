@@ -1,8 +1,10 @@
-"""The API's answers -> records: exact values, or an error naming field and leg."""
+"""The API's answers -> records: exact values, or an error naming field and leg; every
+timestamp spelling in, one spelling out."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -10,23 +12,29 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tap_tenios.emulator import generate
 from tap_tenios.emulator.server import encode_leg
 from tap_tenios.errors import MalformedResponseError
+from tap_tenios.planner import Window
 from tap_tenios.records import (
     FIELDS,
     RecordError,
+    TimestampError,
+    canonical_timestamp,
     decimal_string,
     decode_count,
     decode_page,
+    format_request,
+    format_utc,
     misplaced_stamps,
     page_records,
+    parse_setting,
+    parse_timestamp,
     to_record,
 )
-from tap_tenios.windows import Window, format_utc
 
 from .helpers import item
 
@@ -395,3 +403,233 @@ def test_a_stamp_beyond_the_calendar_in_utc_is_the_named_error(stamp: str, zone:
     with pytest.raises(RecordError, match="outside the years 1 to 9999 in UTC") as typed:
         page_records([item(start_stamp=stamp)], True, ZoneInfo(zone))
     assert str(typed.value) == str(careful.value)
+
+
+# Timestamps: every spelling in, one spelling out.
+NOON = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-03-01 12:00:00",  # FreeSWITCH style, no zone: UTC
+        "2024-03-01T12:00:00",
+        "2024-03-01T12:00:00Z",
+        "2024-03-01t12:00:00z",
+        "2024-03-01T12:00:00.000Z",
+        "2024-03-01T12:00:00,000Z",
+        "2024-03-01T12:00:00:000Z",  # the vendor doc's typo
+        "2024-03-01T12:00Z",
+        "2024-03-01T13:00:00+01:00",
+        "2024-03-01T13:00:00+0100",
+        "2024-03-01T13:00:00+01",
+        "2024-03-01T07:30:00-04:30",
+        "2024-03-02T11:00:00+23:00",  # the widest offsets there are
+        "2024-02-29T12:01:00-23:59",
+        "2024-03-01T12:59:00+00:59",
+        "2024-03-01 12:00:00 Z",
+        " 2024-03-01T12:00:00.000000000Z ",
+    ],
+)
+def test_every_iso_spelling_means_the_same_instant(spelling: str) -> None:
+    assert parse_timestamp(spelling) == NOON
+    assert parse_timestamp(spelling).tzinfo is UTC
+
+
+def test_fractions_are_kept_to_the_microsecond() -> None:
+    assert parse_timestamp("2024-03-01T12:00:00.5Z").microsecond == 500_000
+    assert parse_timestamp("2024-03-01T12:00:00.123456789Z").microsecond == 123_456
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "",
+        "yesterday",
+        "2024-03-01",
+        "2024-13-01T00:00:00Z",
+        "2024-02-30 10:00:00",
+        "2024-03-01T25:00:00",
+        "2024-03-01T12:00:00+25:00",
+        "2024-03-01T12:00:00+24:00",
+        "2024-03-01T12:00:00+01:60",
+        "12:00:00",
+        "2024-03-01T12:00:00 UTC",
+        "2024-03-01T12:00:00.Z",
+    ],
+)
+def test_invalid_spellings_are_refused(spelling: str) -> None:
+    with pytest.raises(TimestampError):
+        parse_timestamp(spelling)
+
+
+def test_non_strings_are_refused() -> None:
+    with pytest.raises(TimestampError, match="expected an ISO-8601 string"):
+        parse_timestamp(1709294400)  # type: ignore[arg-type]
+
+
+def test_settings_accept_dates_and_date_times() -> None:
+    assert parse_setting("2024-03-01") == datetime(2024, 3, 1, tzinfo=UTC)
+    assert parse_setting("2024-03-01T12:00:00") == NOON
+    # A date that does not exist says so (not that it is no ISO-8601 spelling).
+    with pytest.raises(TimestampError, match="invalid date '2024-02-30': day is out of range"):
+        parse_setting("2024-02-30")
+
+
+def test_one_canonical_output_spelling() -> None:
+    berlin = NOON.astimezone(ZoneInfo("Europe/Berlin"))
+    assert format_utc(berlin) == "2024-03-01T12:00:00.000000Z"
+    assert format_utc(NOON + timedelta(microseconds=7)) == "2024-03-01T12:00:00.000007Z"
+    assert format_request(berlin + timedelta(microseconds=1500)) == "2024-03-01T12:00:00.001Z"
+
+
+def test_the_output_spelling_does_not_depend_on_the_machine_s_time_zone(monkeypatch) -> None:
+    """Taps run on machines set to any zone; what they emit is UTC all the same."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        berlin = NOON.astimezone(ZoneInfo("Europe/Berlin"))
+        assert format_utc(berlin) == "2024-03-01T12:00:00.000000Z"
+        assert format_request(berlin) == "2024-03-01T12:00:00.000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_canonical_strings_sort_like_instants(moment: datetime) -> None:
+    later = moment + timedelta(microseconds=1)
+    assert format_utc(moment) < format_utc(later)
+    assert parse_timestamp(format_utc(moment)) == moment
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-03-01T12:00:00.²²²Z",  # superscript digits: str.isdigit() says yes
+        "2024-03-01T12:00:00.\u0661\u0662\u0663Z",  # Arabic-Indic digits: int() reads them
+        "2024-03-01T12:00:00.\u0661\u0662\u0663",
+        "\u0662\u0660\u0662\u0664-03-01T12:00:00Z",
+        "2024-03-01 1\u0662:00:00",
+        "2024-W09-1T12:00:00",  # an ISO week date, which fromisoformat accepts
+        "2024-W09-1 12:00:00Z",
+    ],
+)
+def test_non_ascii_digits_and_week_dates_are_refused_on_every_path(spelling: str) -> None:
+    with pytest.raises(TimestampError):
+        canonical_timestamp(spelling)
+    with pytest.raises(TimestampError):
+        parse_timestamp(spelling)
+
+
+def test_what_the_fast_path_emits_parses_again_as_a_bookmark() -> None:
+    emitted = canonical_timestamp("2024-03-01T12:00:00.123Z")
+    assert emitted == "2024-03-01T12:00:00.123000Z"
+    assert parse_setting(emitted) == NOON + timedelta(milliseconds=123)
+
+
+#: Digits of several scripts: only the ASCII ones belong in a timestamp.
+DIGITS = "0123456789²\u0661\u0662\u0663\uff10\uff15"
+SUFFIXES = st.one_of(
+    st.sampled_from(["", "Z", "z", ".123", ".123Z", ".12Z", ".1234", "+01:00", " ", ".123z"]),
+    st.builds(
+        lambda digits, zone: f".{digits}{zone}",
+        st.text(DIGITS, min_size=1, max_size=4),
+        st.sampled_from(["", "Z", "z"]),
+    ),
+)
+VALID_STAMPS = st.builds(
+    lambda moment, sep, suffix: moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + suffix,
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["T", " ", "t", "X", "W"]),
+    SUFFIXES,
+)
+#: Characters that matter to a timestamp parser, ASCII and not.
+STAMP_CHARS = st.sampled_from(list(DIGITS + "-:.TZ +Wtz, \u2003\n"))
+
+
+@st.composite
+def near_stamps(draw: st.DrawFn) -> str:
+    """A valid stamp with a few characters replaced, inserted or removed."""
+    text = list(draw(VALID_STAMPS))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["replace", "insert", "delete"]))
+        if action == "insert" or at == len(text):
+            text.insert(at, draw(STAMP_CHARS))
+        elif action == "replace":
+            text[at] = draw(STAMP_CHARS)
+        else:
+            del text[at]
+    return "".join(text)
+
+
+ZONES = st.sampled_from([UTC, ZoneInfo("UTC"), ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata")])
+
+
+@given(
+    text=st.one_of(VALID_STAMPS, near_stamps(), st.text(STAMP_CHARS, max_size=30), st.text()),
+    zone=ZONES,
+)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(text="2024-03-01T12:00:00.1234", zone=UTC)  # a fraction past the fast path's
+@example(text="2024-03-01T12:00:00.12345", zone=UTC)
+@example(text="2024-03-01T12:00:00.1234Z", zone=UTC)
+@example(text="2024-03-01T12:00:00.12Z", zone=UTC)
+@example(text="2024-03-01T12:00:00.123z", zone=ZoneInfo("Europe/Berlin"))
+def test_the_fast_and_careful_timestamp_paths_agree_on_every_input(text: str, zone) -> None:
+    try:
+        careful: str | None = format_utc(parse_timestamp(text, zone))
+    except TimestampError:
+        careful = None
+    try:
+        fast: str | None = canonical_timestamp(text, zone)
+    except TimestampError:
+        fast = None
+    assert fast == careful
+
+
+@pytest.mark.parametrize(
+    ("spelling", "zone", "instant"),
+    [
+        ("2024-03-01 13:00:00", "Europe/Berlin", "2024-03-01T12:00:00.000000Z"),
+        ("2024-07-01T14:00:00", "Europe/Berlin", "2024-07-01T12:00:00.000000Z"),
+        ("2024-03-01T12:00:00.250", "Europe/Berlin", "2024-03-01T11:00:00.250000Z"),
+        ("2024-03-01T13:00:00Z", "Europe/Berlin", "2024-03-01T13:00:00.000000Z"),
+        ("2024-03-01T13:00:00+01:00", "America/New_York", "2024-03-01T12:00:00.000000Z"),
+        ("2024-03-01 07:00:00", "America/New_York", "2024-03-01T12:00:00.000000Z"),
+        # 02:30 happens twice on 27 October in Berlin: the first one (summer time) is meant.
+        ("2024-10-27 02:30:00", "Europe/Berlin", "2024-10-27T00:30:00.000000Z"),
+    ],
+)
+def test_stamps_without_a_zone_are_read_in_the_api_zone(spelling, zone, instant) -> None:
+    assert canonical_timestamp(spelling, ZoneInfo(zone)) == instant
+    assert format_utc(parse_timestamp(spelling, ZoneInfo(zone))) == instant
+
+
+@pytest.mark.parametrize(
+    ("spelling", "zone"),
+    [
+        ("2024-03-01 12:00:00", UTC),
+        ("2024-03-01T12:00:00", UTC),
+        ("2024-03-01T12:00:00Z", UTC),
+        ("2024-03-01T12:00:00.000Z", UTC),
+        ("2024-03-01 12:00:00.000", UTC),
+        # With api_timezone set, stamps that name UTC still take it.
+        ("2024-03-01T12:00:00Z", ZoneInfo("Europe/Berlin")),
+        ("2024-03-01T12:00:00.000z", ZoneInfo("Europe/Berlin")),
+    ],
+)
+def test_the_common_spellings_take_the_fast_path(monkeypatch, spelling: str, zone) -> None:
+    """The speed the README states depends on it; the careful parser is not called."""
+    import tap_tenios.records
+
+    def careful(*args: object) -> None:
+        raise AssertionError("the careful path was taken")
+
+    monkeypatch.setattr(tap_tenios.records, "parse_timestamp", careful)
+    assert canonical_timestamp(spelling, zone) == "2024-03-01T12:00:00.000000Z"

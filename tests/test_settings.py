@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_tenios.records import UTC
 from tap_tenios.settings import Settings, utc_now
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import UTC
 
 BASE: dict[str, Any] = {
     "access_key": "a-key",

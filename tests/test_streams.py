@@ -24,10 +24,10 @@ from tap_tenios.emulator import (
     make_call,
 )
 from tap_tenios.errors import TapRunError
+from tap_tenios.records import format_utc
 from tap_tenios.settings import utc_now
 from tap_tenios.streams import DECIMAL_COST
 from tap_tenios.tap import TapTenios
-from tap_tenios.windows import format_utc
 
 from .helpers import (
     END,

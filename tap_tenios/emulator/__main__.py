@@ -19,7 +19,7 @@ from tap_tenios.emulator.server import (
     Emulator,
     RunningEmulator,
 )
-from tap_tenios.windows import parse_setting
+from tap_tenios.records import parse_setting
 
 #: A fixed range by default, so the same calls are served every time and the
 #: ``emulator`` Meltano environment's ``start_date`` can name where they begin.

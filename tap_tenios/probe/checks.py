@@ -22,8 +22,8 @@ from tap_tenios.probe.sample import find_range, read_sample
 from tap_tenios.probe.state import ProbeState
 from tap_tenios.probe.timing import check_latency, watch
 from tap_tenios.probe.zone import check_bounds, check_stamps
+from tap_tenios.records import format_request
 from tap_tenios.settings import Settings
-from tap_tenios.windows import format_request
 
 #: The checks that send requests, in order (each needs what those before it found).
 CHECKS = (

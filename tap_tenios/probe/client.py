@@ -21,10 +21,9 @@ from typing import Any, Protocol
 import requests
 
 from tap_tenios.errors import TeniosAPIError
-from tap_tenios.records import decode_object
+from tap_tenios.records import decode_object, format_request
 from tap_tenios.settings import Settings
 from tap_tenios.transport import Transport
-from tap_tenios.windows import format_request
 
 #: The only endpoints the probe may call: both read.
 READ_ENDPOINTS = ("/cdrs/count", "/cdrs/retrieve")

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.planner import Window
 from tap_tenios.probe.report import safe_text
 from tap_tenios.probe.state import ProbeState, human
-from tap_tenios.windows import Window, format_request
+from tap_tenios.records import format_request
 
 
 def check_counts(state: ProbeState) -> None:

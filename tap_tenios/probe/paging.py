@@ -9,10 +9,10 @@ import math
 from typing import Any
 
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.planner import Window
 from tap_tenios.probe.report import safe_text, value_shape
 from tap_tenios.probe.served import Page
 from tap_tenios.probe.state import SAMPLE_PAGE, SECOND, ProbeState
-from tap_tenios.windows import Window
 
 #: The largest page asked for, to find the cap.
 PAGE_TRY = 10_000

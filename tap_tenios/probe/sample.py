@@ -7,9 +7,10 @@ The first count also tells whether the key is accepted.
 from __future__ import annotations
 
 from tap_tenios.errors import TeniosAPIError
+from tap_tenios.planner import Window
 from tap_tenios.probe.report import safe_text
 from tap_tenios.probe.state import DAY, ProbeState, human
-from tap_tenios.windows import Window, format_request
+from tap_tenios.records import format_request
 
 #: The sample window is narrowed (by counts) until it holds at most this many legs.
 SAMPLE_MAX = 100

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from tap_tenios.windows import UTC, TimestampError, parse_timestamp
+from tap_tenios.records import UTC, TimestampError, parse_timestamp
 
 #: The parts of a stamp that make its spelling.
 _SHAPE = re.compile(

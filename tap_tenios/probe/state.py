@@ -11,11 +11,12 @@ import logging
 from datetime import timedelta, tzinfo
 from urllib.parse import urlsplit
 
+from tap_tenios.planner import Window
 from tap_tenios.probe.client import ProbeClient
 from tap_tenios.probe.report import Finding, Report
 from tap_tenios.probe.served import Page, Served
+from tap_tenios.records import UTC, format_request
 from tap_tenios.settings import Settings
-from tap_tenios.windows import UTC, Window, format_request
 
 #: The findings, in the order they are reported.
 QUESTIONS = (

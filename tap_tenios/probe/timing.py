@@ -10,7 +10,7 @@ from decimal import Decimal
 from tap_tenios.probe.report import CODE_FIELDS, value_shape
 from tap_tenios.probe.served import Served
 from tap_tenios.probe.state import SECOND, ProbeState, human
-from tap_tenios.windows import format_request
+from tap_tenios.records import format_request
 
 
 def check_latency(state: ProbeState) -> None:

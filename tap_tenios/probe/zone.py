@@ -10,9 +10,10 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from tap_tenios.planner import Window
 from tap_tenios.probe.served import Page, shapes
 from tap_tenios.probe.state import SAMPLE_PAGE, SECOND, ProbeState, offset_text
-from tap_tenios.windows import UTC, Window
+from tap_tenios.records import UTC
 
 #: Offsets tried at most to tell the zone of zone-less stamps.
 ZONE_TESTS = 4
