@@ -10,7 +10,8 @@ not what gets measured). Then ``dbt build`` as Meltano's ``dbt-postgres:build`` 
 late ones (legs of the last day read again with their final cost, upserted on uuid as
 the loader does, and the counts of their days); the hourly build. Figures: dbt's own
 elapsed time (``run_results.json``) with the wall time, dbt's start included, beside it;
-the ratio hourly / first measured in the same run; the rows of tenios__interval_kpis
+the ratio hourly / first measured in the same run; the same build once more with
+nothing new (dbt's fixed cost per node, whatever the data); the rows of tenios__interval_kpis
 against the bound the models keep them under. The databases are dropped afterwards.
 
     .venv/bin/python scripts/benchmark_dbt.py [--sizes 100000:200,100000:2000,1000000:2000]
@@ -220,6 +221,9 @@ def measure(legs_wanted: int, numbers: int, days: int) -> dict[str, object]:
         first = dbt_build(env)
         added = load(connection, [*spread(hour, numbers), *spread(late, numbers)])
         hourly = dbt_build(env)
+        # The same build once more with nothing loaded since: what any hourly build costs
+        # whatever the data (dbt's work per node), beside what this hour's legs cost.
+        idle = dbt_build(env)
         rows, accounts, numbered = connection.execute(
             "SELECT count(*), count(*) FILTER (WHERE is_account_total), "
             "count(*) FILTER (WHERE NOT is_account_total) FROM analytics.tenios__interval_kpis"
@@ -236,6 +240,7 @@ def measure(legs_wanted: int, numbers: int, days: int) -> dict[str, object]:
         "late": len(late),
         "first": first,
         "hourly": hourly,
+        "idle": idle,
         "interval_rows": rows,
         "account_intervals": accounts,
         "number_intervals": numbered,
@@ -269,16 +274,25 @@ def main() -> None:
             flush=True,
         )
     print(f"\ndbt build on PostgreSQL ({os.cpu_count()} cores), seconds: dbt's own (wall):")
-    header = ("legs", "numbers", "first build", "hourly build", "hourly / first", "interval rows")
+    header = (
+        "legs",
+        "numbers",
+        "first build",
+        "hourly build",
+        "hourly / first",
+        "nothing new",
+        "interval rows",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for result in results:
-        first, hourly = result["first"], result["hourly"]
-        assert isinstance(first, Build) and isinstance(hourly, Build)
+        first, hourly, idle = result["first"], result["hourly"], result["idle"]
+        assert isinstance(first, Build) and isinstance(hourly, Build) and isinstance(idle, Build)
         print(
             f"| {result['legs']:,} | {result['numbers']:,} "
             f"| {first.elapsed:.1f} ({first.wall:.1f}) | {hourly.elapsed:.1f} ({hourly.wall:.1f}) "
             f"| {hourly.elapsed / first.elapsed:.3f} ({hourly.wall / first.wall:.3f}) "
+            f"| {idle.elapsed:.1f} ({idle.wall:.1f}) "
             f"| {result['interval_rows']:,} = {result['account_intervals']:,} account + "
             f"{result['number_intervals']:,} number intervals "
             f"({result['number_intervals_with_calls']:,} with calls) |"

@@ -87,7 +87,27 @@
 
 {# The newest built_at of {{ this }}: its rows are rebuilt from parents stamped later. #}
 {% macro tenios_watermark() -%}
-  (select coalesce(max(built_at), {{ tenios_instant_literal('1900-01-01 00:00:00') }}) from {{ this }})
+  {%- set query -%}
+    select coalesce(max(built_at), {{ tenios_instant_literal('1900-01-01 00:00:00') }}) from {{ this }}
+  {%- endset -%}
+  {#- A literal where it can be read now (as tenios_key_literals), so that the warehouse
+      knows how few rows are newer when it plans. -#}
+  {%- if tenios_can_look_ahead() -%}
+    {%- set newest = run_query(query).columns[0].values()[0] -%}
+    {%- if newest is not none and newest.tzinfo is not none -%}
+      {{ return(tenios_instant_literal(
+          newest.astimezone(modules.pytz.utc).strftime('%Y-%m-%d %H:%M:%S.%f'))) }}
+    {%- endif -%}
+  {%- endif -%}
+  ({{ query }})
+{%- endmacro %}
+
+
+{# Whether a macro may query the warehouse now for what the model will read: in a run
+   or build at the model's turn, not in a unit test or compile. #}
+{% macro tenios_can_look_ahead() -%}
+  {{ return(execute and flags.WHICH in ('run', 'build') and this is not none
+      and not (this | string).startswith('__dbt__cte__') and model.resource_type == 'model') }}
 {%- endmacro %}
 
 
@@ -107,9 +127,7 @@
   {%- set parents = parents or [relation] -%}
   {%- set this_keys = this_keys or keys -%}
   {%- if tenios_is_incremental() -%}
-    select rows_.*
-    from {{ relation }} as rows_
-    inner join (
+    {%- set changed -%}
         {%- for parent in parents %}
         select {{ keys | join(', ') }}
         from {{ parent }}
@@ -124,11 +142,60 @@
         {%- elif parents | length == 1 %}
         group by {{ keys | join(', ') }}
         {%- endif %}
+    {%- endset -%}
+    {%- set literals = tenios_key_literals(changed, keys) -%}
+    select rows_.*
+    from {{ relation }} as rows_
+    {%- if literals is not none %}
+    where {{ literals }}
+    {%- else %}
+    inner join ({{ changed }}
     ) as changed_
         on {% for key in keys %}changed_.{{ key }} = rows_.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+    {%- endif %}
   {%- else -%}
     select * from {{ relation }}
   {%- endif -%}
+{%- endmacro %}
+
+
+{#
+  The condition "rows_'s `keys` are among the rows of the query `changed`", with the
+  keys written out as literals: run first, at the model's turn in the build, so that the
+  warehouse plans the rebuild for the few keys an hourly run has (PostgreSQL then reads
+  them through the indexes; given the query to join instead, it cannot know how few
+  they are and may scan the whole table). None where the keys cannot be listed so: in
+  a unit test or `dbt compile` (nothing to query), past tenios_literal_keys_limit keys
+  (a catch-up after a long pause: the join then), or for a key that is neither text nor
+  a date.
+#}
+{% macro tenios_key_literals(changed, keys) -%}
+  {%- if not tenios_can_look_ahead() -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set limit = var('tenios_literal_keys_limit', 2000) -%}
+  {%- set found = run_query('select distinct * from (' ~ changed ~ ') as changed_ limit ' ~ (limit + 1)) -%}
+  {%- if found.rows | length > limit -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- if found.rows | length == 0 -%}
+    {{ return('1 = 0') }}
+  {%- endif -%}
+  {%- set tuples = [] -%}
+  {%- for row in found.rows -%}
+    {%- set values = [] -%}
+    {%- for value in row -%}
+      {%- if value is string -%}
+        {%- do values.append("'" ~ value | replace("'", "''") ~ "'") -%}
+      {%- elif value is not none and modules.datetime.date == value.__class__ -%}
+        {%- do values.append("cast('" ~ value.isoformat() ~ "' as date)") -%}
+      {%- else -%}
+        {{ return(none) }}
+      {%- endif -%}
+    {%- endfor -%}
+    {%- do tuples.append('(' ~ values | join(', ') ~ ')') -%}
+  {%- endfor -%}
+  {{ return('(' ~ ['rows_.'] | join('') ~ keys | join(', rows_.') ~ ') in (' ~ tuples | join(', ') ~ ')') }}
 {%- endmacro %}
 
 
