@@ -36,6 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import yaml
 
 from tap_tenios.emulator import Leg, generate
 from tap_tenios.emulator.data import generate_outbound
@@ -149,6 +150,13 @@ def late_copies(legs: list[Leg], since: datetime, share: int = 20) -> list[Leg]:
     return copies
 
 
+def dbt_postgres_env() -> dict[str, str]:
+    """The environment meltano.yml's dbt-postgres utility runs dbt with."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (utility,) = (u for u in project["plugins"]["utilities"] if u["name"] == "dbt-postgres")
+    return {name: str(value) for name, value in utility.get("env", {}).items()}
+
+
 def dbt_build(env: dict[str, str]) -> Build:
     """``dbt build`` without the unit tests, as the hourly job's ``dbt-postgres:build``."""
     began = time.monotonic()
@@ -217,6 +225,8 @@ def measure(legs_wanted: int, numbers: int, days: int) -> dict[str, object]:
             "TENIOS_SOURCES": "",
             "TENIOS_FIRST_DAY": "",
             "TENIOS_REPORT_TIMEZONE": "UTC",
+            # What meltano.yml's dbt-postgres sets for the hourly job (PGOPTIONS).
+            **dbt_postgres_env(),
         }
         first = dbt_build(env)
         added = load(connection, [*spread(hour, numbers), *spread(late, numbers)])

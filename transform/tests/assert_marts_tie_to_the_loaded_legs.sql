@@ -74,15 +74,8 @@ checked as (
     {%- if scoped %}
     {%- for mart, period in daily_marts %}
     select account, {{ period }} as period from {{ ref(mart) }} where built_at = {{ stamp }}
-    union
+    {% if not loop.last %}union{% endif %}
     {%- endfor %}
-    select account, start_date_local as period
-    from {{ ref('tenios__spend') }}
-    where (account, start_month_local) in (
-        select account, start_month_local
-        from {{ ref('tenios__monthly_spend') }}
-        where built_at = {{ stamp }}
-    )
     {%- else %}
     select account, period from raw_days
     {%- endif %}
@@ -183,11 +176,16 @@ by_call_day as (
 by_month as (
 
     {%- if scoped %}
-    -- The months of the days checked, from tenios__spend (tied to the loaded legs per day).
+    -- The months of the days checked and the months rebuilt, from tenios__spend (tied to
+    -- the loaded legs per day when its days were built).
     select account, start_month_local as period, sum(legs) as legs, {{ tenios_money_sum('spend_all_legs') }} as legs_cost
     from {{ ref('tenios__spend') }}
     where (account, start_month_local) in (
         select account, cast({{ dbt.date_trunc('month', 'period') }} as date) from checked
+        union
+        select account, start_month_local
+        from {{ ref('tenios__monthly_spend') }}
+        where built_at = {{ stamp }}
     )
     group by account, start_month_local
     {%- else %}
