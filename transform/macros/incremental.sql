@@ -187,7 +187,8 @@
     {%- for value in row -%}
       {%- if value is string -%}
         {%- do values.append("'" ~ value | replace("'", "''") ~ "'") -%}
-      {%- elif value is not none and modules.datetime.date == value.__class__ -%}
+      {%- elif value is not none and value.isoformat is defined and value.hour is not defined -%}
+        {#- A date (a datetime has an hour). -#}
         {%- do values.append("cast('" ~ value.isoformat() ~ "' as date)") -%}
       {%- else -%}
         {{ return(none) }}
