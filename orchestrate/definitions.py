@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -66,6 +67,17 @@ def dbt_resource(profiles_dir: Path) -> DbtCliResource:
     return DbtCliResource(
         project_dir=str(TRANSFORM), profiles_dir=str(profiles_dir), dbt_executable=executable
     )
+
+
+def dbt_postgres_env(project_root: Path) -> dict[str, str]:
+    """The environment the Meltano project gives its dbt-postgres utility (PGOPTIONS:
+    PostgreSQL without JIT), so that dbt run from here costs what `meltano invoke` does.
+    """
+    project = yaml.safe_load((project_root / "meltano.yml").read_text())
+    utilities = project.get("plugins", {}).get("utilities", [])
+    found = [utility for utility in utilities if utility.get("name") == "dbt-postgres"]
+    env = (found[0].get("env") or {}) if found else {}
+    return {name: str(value) for name, value in env.items()}
 
 
 def dbt_sources(accounts: list[Account]) -> list[dict[str, str]]:
@@ -149,6 +161,9 @@ def build_definitions(accounts: list[Account], settings: Settings) -> Definition
     )
     def tenios_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         """The dbt models over every account's schema, built once per run."""
+        # dbt's process inherits this step's environment.
+        for name, value in dbt_postgres_env(settings.project_root).items():
+            os.environ.setdefault(name, value)
         yield from dbt.cli(
             ["build", "--exclude-resource-type", "unit_test", "--vars", sources],
             context=context,
