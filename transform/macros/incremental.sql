@@ -173,7 +173,7 @@
   {%- if not tenios_can_look_ahead() -%}
     {{ return(none) }}
   {%- endif -%}
-  {%- set limit = var('tenios_literal_keys_limit', 2000) -%}
+  {%- set limit = var('tenios_literal_keys_limit') | int -%}
   {%- set found = run_query('select distinct * from (' ~ changed ~ ') as changed_ limit ' ~ (limit + 1)) -%}
   {%- if found.rows | length > limit -%}
     {{ return(none) }}
@@ -196,7 +196,7 @@
     {%- endfor -%}
     {%- do tuples.append('(' ~ values | join(', ') ~ ')') -%}
   {%- endfor -%}
-  {{ return('(' ~ ['rows_.'] | join('') ~ keys | join(', rows_.') ~ ') in (' ~ tuples | join(', ') ~ ')') }}
+  {{ return('(rows_.' ~ keys | join(', rows_.') ~ ') in (' ~ tuples | join(', ') ~ ')') }}
 {%- endmacro %}
 
 
