@@ -223,7 +223,9 @@ def _decimal(value: Any) -> Decimal:
         # A float has already lost the exact amount: refuse rather than guess.
         raise TypeError(f"is a {type(value).__name__}, expected an exact number")
     if not result.is_finite():
-        raise TypeError(f"is {value!r}, expected a finite number")
+        # Spelled as the Decimal reads it ('Infinity' for 'INf'), as the typed path can only
+        # spell it, so that both name a page's refused cost alike.
+        raise TypeError(f"is {str(result)!r}, expected a finite number")
     return result
 
 
@@ -433,7 +435,7 @@ def typed_records(items: list[dict[str, Any]], zone: tzinfo = UTC) -> list[dict[
     if not all(map(Decimal.is_finite, map(_COST, items))):
         for item in items:
             if not item["cost"].is_finite():
-                # Only a JSON string decodes to NaN or Infinity: quoted as the API sent it.
+                # Only a JSON string decodes to NaN or Infinity: quoted as the Decimal reads it.
                 raise RecordError(
                     item["uuid"], "cost", f"is {str(item['cost'])!r}, expected a finite number"
                 )

@@ -208,6 +208,7 @@ ANY_FIELD_VALUE = st.one_of(
     changes=st.dictionaries(st.sampled_from(sorted(item())), ANY_FIELD_VALUE, max_size=3),
     zone=st.sampled_from([UTC, ZoneInfo("Europe/Berlin")]),
 )
+@example(changes={"answer_stamp": None, "cost": "INf"}, zone=UTC)
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_typed_and_careful_record_paths_agree_on_every_item(changes, zone) -> None:
     """Whatever page decodes with the documented types gives, through the typed path,
