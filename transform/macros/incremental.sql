@@ -127,11 +127,12 @@
   {%- set parents = parents or [relation] -%}
   {%- set this_keys = this_keys or keys -%}
   {%- if tenios_is_incremental() -%}
+    {%- set watermark = tenios_watermark() -%}
     {%- set changed -%}
         {%- for parent in parents %}
         select {{ keys | join(', ') }}
         from {{ parent }}
-        where built_at > {{ tenios_watermark() }}
+        where built_at > {{ watermark }}
         {% if not loop.last %}union{% endif %}
         {%- endfor %}
         {%- if unsettled %}

@@ -1,7 +1,8 @@
 -- Per account, local day, leg role and hangup cause: how legs ended, with the cause's
 -- category and NER class (seed tenios__hangup_causes), to spot failing routes; each day
 -- says whether it was extracted whole.
--- Incremental: a run rebuilds the (account, local day) rows whose legs were rebuilt.
+-- Incremental: a run rebuilds the (account, local day) rows whose legs were rebuilt,
+-- and the days not yet extracted whole.
 {{ tenios_incremental_config(['account', 'start_date_local']) }}
 
 with legs as (

@@ -1,5 +1,6 @@
 -- Per account and local day, all service numbers together: the KPIs of tenios__daily_kpis.
--- Incremental: a run rebuilds the (account, local day) rows whose calls were rebuilt.
+-- Incremental: a run rebuilds the (account, local day) rows whose calls were rebuilt,
+-- and the days not yet extracted whole.
 {{ tenios_incremental_config(['account', 'start_date_local']) }}
 {%- set calls = tenios_changed_rows(ref('int_tenios__inbound_calls'), ['account', 'start_date_local'], unsettled='not is_whole_day') %}
 

@@ -2,7 +2,8 @@
 -- SIP trunk or forwarding number): the calls offered to it, answered, missed (it rang
 -- and nobody answered there), talk time, ring time before an answer, and per seizure
 -- the ASR (ITU-T E.411) and NER (ITU-T E.425). Incremental: a run rebuilds the
--- (account, local day) rows whose attempts were rebuilt.
+-- (account, local day) rows whose attempts were rebuilt, and the days not yet
+-- extracted whole.
 {{ tenios_incremental_config(['account', 'start_date_local']) }}
 
 with attempts as (

@@ -5,7 +5,7 @@
 -- handle time, service level and its threshold) with the KPIs of tenios__daily_kpis.
 -- Intervals are real elapsed time from the local day's start: 92 or 100 quarter hours
 -- on the days clocks change. Incremental: a run rebuilds the (account, local day) rows
--- whose calls were rebuilt.
+-- whose calls were rebuilt, and the days not yet extracted whole.
 {{ tenios_incremental_config(['account', 'interval_date_local']) }}
 {%- set step = var('tenios_interval_minutes') * 60 %}
 {#- Enough intervals for the longest local day (25 hours). #}

@@ -1,6 +1,6 @@
 -- Per account and local month: tenios__spend's figures, summed (what the month's invoice
 -- bills, to the last decimal of `cost`). Incremental: a run rebuilds the (account,
--- month) rows whose days were rebuilt.
+-- month) rows whose days were rebuilt, and the months not yet extracted whole.
 {{ tenios_incremental_config(['account', 'start_month_local']) }}
 
 with days as (
